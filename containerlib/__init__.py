@@ -1,0 +1,3 @@
+"""containerlib: Linux containers in your own Python process, no daemon."""
+
+__all__: list[str] = []
