@@ -1,0 +1,207 @@
+"""The owner's side of the spawner: start it once, ask it for containers, wait for them.
+
+One spawner serves a whole process and every thread in it; it is started on first use
+and restarted after a fork. See :mod:`containerlib.runtime.spawner` for why it exists.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import attrs
+
+import containerlib
+from containerlib.errors import SpawnerError
+from containerlib.linux.cgroups import CgroupStats
+from containerlib.runtime.plan import Plan
+from containerlib.runtime.spawner import recv_message, send_message
+
+__all__ = ["Exited", "Process", "spawner"]
+
+
+@attrs.frozen
+class Exited:
+    """How a container's first process ended.
+
+    Attributes:
+        status: the raw wait(2) status.
+        stats: figures read from the container's cgroup before it was removed.
+        cleanup_error: what went wrong while removing the container's host resources.
+    """
+
+    status: int
+    stats: CgroupStats
+    cleanup_error: OSError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code as a shell shows it: 128 + N for a process killed by signal N."""
+        code = os.waitstatus_to_exitcode(self.status)
+        return 128 - code if code < 0 else code
+
+
+class Process:
+    """A container's first process, as seen by its owner.
+
+    Closing it (or dropping the last reference) kills the container.
+    """
+
+    def __init__(self, channel: socket.socket, pid: int, pidfd: int) -> None:
+        self.channel = channel
+        self.pid = pid
+        self.pidfd = pidfd
+        self.exited: Exited | None = None
+        self._lock = threading.Lock()
+
+    def fileno(self) -> int:
+        """The channel's descriptor: readable when the container has ended."""
+        return self.channel.fileno()
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the first process; a process that has ended is ignored."""
+        if self.exited is not None:
+            return
+        try:
+            signal.pidfd_send_signal(self.pidfd, sig)
+        except ProcessLookupError:
+            pass
+
+    def poll(self) -> Exited | None:
+        """Collect the exit message if it has arrived, without blocking."""
+        return self.wait(0)
+
+    def wait(self, timeout: float | None = None) -> Exited | None:
+        """Wait until the container has ended and its host resources are gone.
+
+        Returns:
+            The :class:`Exited` record, or None if ``timeout`` passed first.
+        """
+        with self._lock:
+            if self.exited is not None:
+                return self.exited
+            ready, _, _ = select.select([self.channel], [], [], timeout)
+            if not ready:
+                return None
+            msg = recv_message(self.channel)
+            if msg is None:
+                raise SpawnerError("the spawner process ended while a container was running")
+            (kind, status, stats, failure), _ = msg
+            assert kind == "exited", kind
+            self.exited = Exited(status, stats, failure)
+            self._close_fds()
+            return self.exited
+
+    def close(self) -> None:
+        """Kill the container if it still runs, and let go of it."""
+        if self.exited is None:
+            self.signal(signal.SIGKILL)
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+        self.channel.close()
+
+    def __del__(self) -> None:
+        try:
+            self._close_fds()
+        except Exception:  # noqa: S110 - nothing to be done at interpreter exit
+            pass
+
+
+class _Spawner:
+    """A connection to this process's spawner."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._control: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._owner_pid = -1
+
+    def _connect(self) -> socket.socket:
+        with self._lock:
+            if self._control is not None and self._owner_pid == os.getpid():
+                return self._control
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            env = dict(os.environ)
+            package_parent = str(Path(containerlib.__file__).resolve().parent.parent)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (package_parent, env.get("PYTHONPATH")) if p
+            )
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "containerlib.runtime.spawner", str(theirs.fileno())],
+                    pass_fds=[theirs.fileno()],
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd="/",
+                )
+            except OSError as e:
+                ours.close()
+                raise SpawnerError(f"start the spawner process: {e}") from e
+            finally:
+                theirs.close()
+            self._control = ours
+            self._owner_pid = os.getpid()
+            return ours
+
+    def start(self, plan: Plan, stdio: tuple[int, int, int]) -> Process:
+        """Ask the spawner to create and start the container of ``plan``.
+
+        Raises:
+            ContainerSetupError: a step of the setup failed; nothing was left behind.
+            SpawnerError: the spawner could not be reached.
+        """
+        control = self._connect()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            try:
+                send_message(control, ("run", plan), [theirs.fileno(), *stdio])
+            except OSError as e:
+                raise SpawnerError(f"ask the spawner for a container: {e}") from e
+            finally:
+                theirs.close()
+            msg = recv_message(ours)
+        except BaseException:
+            ours.close()
+            raise
+        if msg is None:
+            ours.close()
+            raise SpawnerError("the spawner process ended while it created a container")
+        reply, fds = msg
+        if reply[0] == "error":
+            ours.close()
+            raise reply[1]
+        return Process(ours, reply[1], fds[0])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the control socket; the spawner kills what is left and exits."""
+        with self._lock:
+            if self._control is not None and self._owner_pid == os.getpid():
+                self._control.close()
+                self._control = None
+                if self._proc is not None:
+                    deadline = time.monotonic() + timeout
+                    while self._proc.poll() is None and time.monotonic() < deadline:
+                        time.sleep(0.005)
+            self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        """The spawner's pid, if one runs for this process."""
+        return self._proc.pid if self._proc is not None else None
+
+
+spawner = _Spawner()
+
+atexit.register(spawner.stop)

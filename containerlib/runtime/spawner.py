@@ -1,0 +1,264 @@
+"""The spawner: a small single-threaded process that forks containers for its owner.
+
+Forking a large Python process is slow (its page tables are copied) and unsafe when it has
+threads. So the owner starts this helper once, and asks it over a unix socket to create
+each container: it sends a :class:`~containerlib.runtime.plan.Plan`, the container's stdio
+descriptors and one end of a fresh socket pair (the *channel*), all with SCM_RIGHTS. The
+spawner answers on the channel with ``("started", pid)`` plus a pidfd, or
+``("error", exception)``, and later ``("exited", wait_status, stats)`` once the container
+has ended and everything it held on the host is gone.
+
+The spawner dies with its owner: when the owner's end of the control socket closes, it
+kills its containers, cleans up and exits. A container dies with the spawner
+(PR_SET_PDEATHSIG) and when the owner closes the container's channel.
+
+Run as ``python -m containerlib.runtime.spawner FD``.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import pickle
+import selectors
+import shutil
+import signal
+import socket
+import sys
+from typing import Any
+
+import attrs
+
+from containerlib.errors import ContainerSetupError
+from containerlib.linux import syscalls as sc
+from containerlib.linux.capabilities import last_cap
+from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
+from containerlib.runtime._child import child_main
+from containerlib.runtime.plan import Plan
+
+__all__ = ["MAX_MESSAGE", "main", "recv_message", "send_message"]
+
+#: The largest message either side sends: a plan is a few kilobytes.
+MAX_MESSAGE = 1 << 20
+_MAX_FDS = 8
+
+
+def send_message(sock: socket.socket, obj: object, fds: list[int] = ()) -> None:  # type: ignore[assignment]
+    """Send one pickled object, with descriptors, as one SOCK_SEQPACKET message."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([data], anc)
+
+
+def recv_message(sock: socket.socket) -> tuple[Any, list[int]] | None:
+    """Receive one message sent by :func:`send_message`; None at end of file."""
+    fds = array.array("i")
+    data, anc, _flags, _addr = sock.recvmsg(
+        MAX_MESSAGE, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize)
+    )
+    for level, kind, payload in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return pickle.loads(data), list(fds)
+
+
+@attrs.define
+class _Running:
+    plan: Plan
+    pid: int
+    pidfd: int
+    channel: socket.socket
+    cgroup: Cgroup | None
+
+
+def _remove_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Spawner:
+    """The spawner's state: its control socket and the containers it runs."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.selector = selectors.DefaultSelector()
+        self.running: dict[int, _Running] = {}  # by pidfd
+        self.by_channel: dict[int, _Running] = {}
+        self.last_cap = last_cap()
+        self._driver: CgroupDriver | None = None
+
+    @property
+    def driver(self) -> CgroupDriver:
+        if self._driver is None:
+            self._driver = probe()
+        return self._driver
+
+    def serve(self) -> None:
+        self.selector.register(self.control, selectors.EVENT_READ, "control")
+        while True:
+            for key, _ in self.selector.select():
+                if key.data == "control":
+                    msg = recv_message(self.control)
+                    if msg is None:
+                        self.shutdown()
+                        return
+                    self.handle(*msg)
+                elif key.data == "exit":
+                    self.reap(self.running[key.fd])
+                elif key.data == "channel":
+                    run = self.by_channel[key.fd]
+                    # The owner closed or dropped its handle: the container goes with it.
+                    self.kill(run)
+                    self.selector.unregister(run.channel)
+
+    def handle(self, request: Any, fds: list[int]) -> None:
+        op, plan = request
+        channel = socket.socket(fileno=fds[0])
+        stdio = (fds[1], fds[2], fds[3])
+        try:
+            if op != "run":
+                raise ValueError(f"unknown request {op!r}")
+            run = self.create(plan, stdio)
+        except BaseException as e:
+            try:
+                send_message(channel, ("error", e))
+            except OSError:
+                pass
+            channel.close()
+            return
+        finally:
+            for fd in stdio:
+                os.close(fd)
+        run.channel = channel
+        try:
+            send_message(channel, ("started", run.pid), [run.pidfd])
+        except OSError:
+            self.kill(run)
+        self.running[run.pidfd] = run
+        self.by_channel[channel.fileno()] = run
+        self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
+        self.selector.register(channel, selectors.EVENT_READ, "channel")
+
+    def create(self, plan: Plan, stdio: tuple[int, int, int]) -> _Running:
+        cid = plan.container_id
+        os.makedirs(os.path.dirname(plan.run_dir), mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(plan.run_dir, 0o700)
+        except FileExistsError:
+            raise ContainerSetupError(
+                f"create state directory {plan.run_dir}", errno.EEXIST, cid,
+                "a container with this id exists already",
+            ) from None
+        cgroup = None
+        try:
+            os.mkdir(plan.rootfs, 0o700)
+            os.makedirs(os.path.dirname(plan.rw_dir), mode=0o711, exist_ok=True)
+            os.mkdir(plan.rw_dir, 0o700)
+            os.mkdir(plan.rw_dir + "/upper", 0o755)
+            os.mkdir(plan.rw_dir + "/work", 0o700)
+            if plan.cgroup_path is not None:
+                try:
+                    cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
+                except OSError as e:
+                    raise ContainerSetupError(
+                        f"create cgroup {plan.cgroup_path}", e.errno or errno.EIO, cid,
+                        e.strerror if e.strerror and ":" in e.strerror else "",
+                    ) from None
+            pid = self.clone(plan, stdio, cgroup)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.destroy()
+            _remove_dir(plan.rw_dir)
+            _remove_dir(plan.run_dir)
+            raise
+        pidfd = os.pidfd_open(pid)
+        return _Running(plan, pid, pidfd, None, cgroup)  # type: ignore[arg-type]
+
+    def clone(self, plan: Plan, stdio: tuple[int, int, int], cgroup: Cgroup | None) -> int:
+        files = cgroup.procs_files() if cgroup is not None else []
+        have_cgroup2 = self._has_v2(files)
+        procs_fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC) for f in files]
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = sc.clone(plan.clone_flags | signal.SIGCHLD)
+            if pid == 0:  # pragma: no cover - runs in the child
+                os.close(r)
+                child_main(plan, stdio, procs_fds, have_cgroup2, w, self.last_cap)
+        finally:
+            os.close(w)
+            for fd in procs_fds:
+                os.close(fd)
+        try:
+            report = b""
+            while chunk := os.read(r, 4096):
+                report += chunk
+        finally:
+            os.close(r)
+        if report:
+            os.waitpid(pid, 0)
+            err, _, step = report.partition(b"\0")
+            raise ContainerSetupError(step.decode(errors="replace"), int(err), plan.container_id)
+        return pid
+
+    def _has_v2(self, files: list[str]) -> bool:
+        return any(os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files)
+
+    def kill(self, run: _Running) -> None:
+        try:
+            signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def reap(self, run: _Running) -> None:
+        _, status = os.waitpid(run.pid, 0)
+        self.selector.unregister(run.pidfd)
+        stats = CgroupStats()
+        failure = None
+        if run.cgroup is not None:
+            try:
+                stats = run.cgroup.stats()
+            except OSError:
+                pass
+            try:
+                run.cgroup.destroy()
+            except OSError as e:
+                failure = e
+        _remove_dir(run.plan.rw_dir)
+        _remove_dir(run.plan.run_dir)
+        del self.running[run.pidfd]
+        os.close(run.pidfd)
+        if run.channel.fileno() in self.by_channel:
+            del self.by_channel[run.channel.fileno()]
+            try:
+                self.selector.unregister(run.channel)
+            except KeyError:
+                pass
+        try:
+            send_message(run.channel, ("exited", status, stats, failure))
+        except OSError:
+            pass
+        run.channel.close()
+
+    def shutdown(self) -> None:
+        for run in list(self.running.values()):
+            self.kill(run)
+        for run in list(self.running.values()):
+            self.reap(run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the owner on the socket whose descriptor is the first argument."""
+    args = sys.argv[1:] if argv is None else argv
+    control = socket.socket(fileno=int(args[0]))
+    os.set_inheritable(control.fileno(), False)
+    # The owner may be interrupted with Ctrl-C; the spawner cleans up when its socket closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Spawner(control).serve()
+
+
+if __name__ == "__main__":
+    main()
