@@ -151,6 +151,24 @@ def _remove_tree(leaf: str, made: list[str], deadline: float) -> None:
             break
 
 
+def _remove_empty(dirs: list[tuple[str, list[str]]]) -> bool:
+    """rmdir each leaf cgroup and then the parents made for it; False if a leaf is busy."""
+    for leaf, made in dirs:
+        try:
+            os.rmdir(leaf)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        for parent in reversed(made):
+            if parent != leaf:
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    break
+    return True
+
+
 @attrs.define
 class _HybridCgroup:
     path: str
@@ -172,7 +190,17 @@ class _HybridCgroup:
         ooms = _keyed(_read(os.path.join(mem, "memory.oom_control"))).get("oom_kill", 0)
         return CgroupStats(memory_peak=peak, oom_kills=ooms)
 
+    def _dirs(self) -> list[tuple[str, list[str]]]:
+        out = [(d, self.made[name]) for name, d in self.v1_dirs.items()]
+        if self.unified_dir:
+            out.append((self.unified_dir, self.made["unified"]))
+        return out
+
     def destroy(self) -> None:
+        # Most of the time the container's processes are gone and it made no sub-cgroups:
+        # one rmdir each is then all it takes.
+        if _remove_empty(self._dirs()):
+            return
         deadline = time.monotonic() + 5.0
         if self.unified_dir and os.path.exists(os.path.join(self.unified_dir, "cgroup.kill")):
             if os.path.isdir(self.unified_dir):
@@ -248,6 +276,8 @@ class _UnifiedCgroup:
         return CgroupStats(memory_peak=peak, oom_kills=ooms)
 
     def destroy(self) -> None:
+        if _remove_empty([(self.dir, self.made)]):
+            return
         deadline = time.monotonic() + 5.0
         kill = os.path.join(self.dir, "cgroup.kill")
         if os.path.exists(kill):

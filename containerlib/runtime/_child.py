@@ -10,10 +10,13 @@ pipe closes at execve(2) (it is close-on-exec), which tells the spawner the comm
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import resource
 import signal
+import socket
 import stat
+import struct
 from typing import NoReturn
 
 from containerlib.linux import syscalls as sc
@@ -30,6 +33,8 @@ SETUP_FAILED = 125
 _DEFAULT_PATH = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
 _STATVFS_MOUNT_FLAGS = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 
@@ -170,6 +175,14 @@ def _mask_and_protect(plan: Plan) -> None:
             raise _Step(f"make '{_show(path)}' read-only", e.errno or errno.EIO) from None
 
 
+def _loopback_up() -> None:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sh", b"lo", _IFF_UP_LOOPBACK_RUNNING))
+    except OSError as e:
+        raise _Step("bring up 'lo'", e.errno or errno.EIO) from None
+
+
 def _set_credentials(plan: Plan, last_cap: int) -> None:
     step = "set capabilities"
     try:
@@ -281,6 +294,8 @@ def _setup(plan: Plan, procs_fds: list[int], have_cgroup2: bool, last_cap: int) 
             sc.unshare(sc.CLONE_NEWCGROUP)
         except OSError as e:
             raise _Step("join cgroup", e.errno or errno.EIO) from None
+    if plan.loopback_up:
+        _loopback_up()
     rootfs = plan.rootfs.encode()
     try:
         sc.mount(None, b"/", None, sc.MS_REC | sc.MS_PRIVATE, None)

@@ -67,6 +67,7 @@ class Plan:
     readonly_root: bool = False
     rootfs_propagation: int = 0
     clone_flags: int
+    loopback_up: bool = False
     cgroup_path: str | None = None
     cgroup_limits: CgroupLimits = CgroupLimits()
     mounts: tuple[MountStep, ...] = ()
