@@ -410,6 +410,10 @@ def _descriptor(o: _Object) -> Descriptor:
     )
 
 
+def _to_descriptors(value: Iterable[Descriptor]) -> tuple[Descriptor, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class Index:
     """An image index (OCI) or manifest list (Docker): manifests by platform or name.
@@ -422,7 +426,7 @@ class Index:
     media_type: str | None = attrs.field(
         default=MEDIA_TYPE_OCI_INDEX, validator=_media_type_in(INDEX_MEDIA_TYPES)
     )
-    manifests: tuple[Descriptor, ...] = attrs.field(default=(), converter=tuple)
+    manifests: tuple[Descriptor, ...] = attrs.field(default=(), converter=_to_descriptors)
     annotations: Pairs = attrs.field(default=(), converter=_to_pairs)
 
     @classmethod
@@ -455,7 +459,7 @@ class Manifest:
         default=MEDIA_TYPE_OCI_MANIFEST, validator=_media_type_in(MANIFEST_MEDIA_TYPES)
     )
     config: Descriptor
-    layers: tuple[Descriptor, ...] = attrs.field(default=(), converter=tuple)
+    layers: tuple[Descriptor, ...] = attrs.field(default=(), converter=_to_descriptors)
     annotations: Pairs = attrs.field(default=(), converter=_to_pairs)
 
     @classmethod
@@ -587,6 +591,10 @@ class History:
         return out
 
 
+def _to_history(value: Iterable[History]) -> tuple[History, ...]:
+    return tuple(value)
+
+
 def _rootfs(o: _Object) -> RootFS:
     return o.build(RootFS, type=o.req_str("type"), diff_ids=o.strs("diff_ids") or ())
 
@@ -613,7 +621,7 @@ class ImageConfig:
     author: str | None = None
     config: ContainerConfig | None = None
     rootfs: RootFS = attrs.field(factory=RootFS)
-    history: tuple[History, ...] = attrs.field(default=(), converter=tuple)
+    history: tuple[History, ...] = attrs.field(default=(), converter=_to_history)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageConfig:
