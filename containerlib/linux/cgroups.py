@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: v1 controllers a container joins on a v1 or hybrid host.
-V1_CONTROLLERS: Final = ("memory", "pids")
+V1_CONTROLLERS: Final = ("memory", "pids", "devices")
 
 
 @attrs.frozen(kw_only=True)
@@ -40,6 +40,8 @@ class CgroupLimits:
     memory: int | None = None
     memory_swap: int | None = None
     pids: int | None = None
+    #: Device access rules applied in order: (allow, "c 1:3 rwm"). Empty leaves access open.
+    devices: tuple[tuple[bool, str], ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -233,13 +235,14 @@ class HybridDriver:
 
     v1_root: str = "/sys/fs/cgroup"
     unified_root: str | None = None
+    controllers: tuple[str, ...] = V1_CONTROLLERS
 
     def create(self, path: str, limits: CgroupLimits) -> Cgroup:
         made: dict[str, list[str]] = {}
         v1_dirs: dict[str, str] = {}
         cg = _HybridCgroup(path, v1_dirs, None, made)
         try:
-            for name in V1_CONTROLLERS:
+            for name in self.controllers:
                 made[name] = []
                 v1_dirs[name] = _mkdirs(os.path.join(self.v1_root, name), path, made[name])
             if self.unified_root:
@@ -252,7 +255,14 @@ class HybridDriver:
                 if limits.memory_swap is not None and os.path.exists(memsw):
                     _write(memsw, str(limits.memory_swap))
             if limits.pids is not None:
+                if "pids" not in v1_dirs:
+                    raise OSError(errno.ENOTSUP, "the v1 pids controller is not mounted")
                 _write(os.path.join(v1_dirs["pids"], "pids.max"), str(limits.pids))
+            if limits.devices and "devices" not in v1_dirs:
+                raise OSError(errno.ENOTSUP, "the v1 devices controller is not mounted")
+            for allow, rule in limits.devices:
+                name = "devices.allow" if allow else "devices.deny"
+                _write(os.path.join(v1_dirs["devices"], name), rule)
         except BaseException:
             cg.destroy()
             raise
@@ -371,8 +381,11 @@ def probe(mountinfo: str | None = None) -> CgroupDriver:
                     v1[opt] = where
     if "memory" in v1:
         roots = {os.path.dirname(p) for p in v1.values()}
-        return HybridDriver(v1_root=roots.pop() if len(roots) == 1 else "/sys/fs/cgroup",
-                            unified_root=unified)
+        return HybridDriver(
+            v1_root=roots.pop() if len(roots) == 1 else "/sys/fs/cgroup",
+            unified_root=unified,
+            controllers=tuple(c for c in V1_CONTROLLERS if c in v1),
+        )
     if unified:
         return UnifiedDriver(root=unified)
     raise OSError(errno.ENOENT, "no cgroup file system is mounted on this host")

@@ -291,7 +291,8 @@ def _setup(plan: Plan, procs_fds: list[int], have_cgroup2: bool, last_cap: int) 
             for fd in procs_fds:
                 os.write(fd, b"0")
                 os.close(fd)
-            sc.unshare(sc.CLONE_NEWCGROUP)
+            if plan.new_cgroupns:
+                sc.unshare(sc.CLONE_NEWCGROUP)
         except OSError as e:
             raise _Step("join cgroup", e.errno or errno.EIO) from None
     if plan.loopback_up:

@@ -27,6 +27,8 @@ from containerlib.runtime.spawner import recv_message, send_message
 
 __all__ = ["Exited", "Process", "spawner"]
 
+_SPAWNER_MAIN = "from containerlib.runtime.spawner import main; main()"
+
 
 @attrs.frozen
 class Exited:
@@ -140,7 +142,7 @@ class _Spawner:
             )
             try:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "containerlib.runtime.spawner", str(theirs.fileno())],
+                    [sys.executable, "-c", _SPAWNER_MAIN, str(theirs.fileno())],
                     pass_fds=[theirs.fileno()],
                     stdin=subprocess.DEVNULL,
                     env=env,

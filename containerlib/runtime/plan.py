@@ -68,6 +68,7 @@ class Plan:
     rootfs_propagation: int = 0
     clone_flags: int
     loopback_up: bool = False
+    new_cgroupns: bool = False
     cgroup_path: str | None = None
     cgroup_limits: CgroupLimits = CgroupLimits()
     mounts: tuple[MountStep, ...] = ()

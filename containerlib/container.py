@@ -1,0 +1,485 @@
+"""The fluent :class:`Container`, its running handle and its :class:`Result`.
+
+A :class:`Container` is an immutable description: every fluent method returns a changed
+copy and does no I/O, so one object can be shared between tests and threads. The verbs
+:meth:`Container.run` and :meth:`Container.start` compile it to an OCI
+:class:`~containerlib.spec.oci.Spec`, then to a plan, and ask the spawner for the container.
+
+Example:
+    >>> from containerlib import Container, Image
+    >>> from containerlib.image.builtin import busybox_rootfs
+    >>> import tempfile
+    >>> image = Image.from_rootfs(busybox_rootfs(tempfile.mkdtemp() + "/bb"))
+    >>> r = Container(image).limit(mem="64M").run(["echo", "hi"])
+    >>> r.exit_code, r.stdout
+    (0, b'hi\\n')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Literal, Self
+
+import attrs
+
+from containerlib.errors import ContainerError, SpecError
+from containerlib.images import Image
+from containerlib.runtime.client import Exited, Process, spawner
+from containerlib.runtime.specconv import Roots, check_id, plan_from_spec
+from containerlib.runtime.stdio import Pipes
+from containerlib.spec import oci
+from containerlib.spec.defaults import DEFAULT_CAPABILITIES, default_spec
+from containerlib.spec.units import parse_bytes
+
+__all__ = ["Container", "Result", "RunningContainer"]
+
+_DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})")
+_ENV_KEY = re.compile(r"[^=\0]+")
+
+
+@attrs.frozen(kw_only=True)
+class Result:
+    """What a finished container left: its exit code, output and figures.
+
+    Attributes:
+        exit_code: as a shell shows it: 127 command not found, 126 not executable,
+            128 + N when killed by signal N.
+        stdout: everything the container wrote to standard output.
+        stderr: everything it wrote to standard error.
+        oom_killed: the kernel killed a process of the container for lack of memory.
+        timed_out: the container was killed because ``timeout`` passed.
+        duration: seconds from the request to the end of the container.
+        memory_peak: the most memory the container's cgroup held, in bytes.
+        id: the container's id.
+    """
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    oom_killed: bool = False
+    timed_out: bool = False
+    duration: float = 0.0
+    memory_peak: int | None = None
+    id: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class _BindMount:
+    source: str
+    target: str
+    read_only: bool
+
+
+@attrs.frozen(kw_only=True)
+class _Tmpfs:
+    target: str
+    size: int | None
+
+
+def _absolute(path: str, field: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise SpecError(field, f"must be an absolute path inside the container, not {path!r}")
+    if "\0" in path:
+        raise SpecError(field, f"must not contain NUL: {path!r}")
+    return path
+
+
+@attrs.frozen
+class Container:
+    """A container to run: an image and how to run it. Immutable.
+
+    Args:
+        image: an :class:`Image`, or the path of a root file system directory or of an
+            OCI image layout.
+
+    Example:
+        >>> c = Container("/srv/rootfs").limit(mem="512M", pids=64).env(DEBUG="1")
+        >>> c.limit(mem="1G") is c
+        False
+    """
+
+    image: Image = attrs.field(converter=lambda i: i if isinstance(i, Image) else _lazy(i))
+    _mem: int | None = None
+    _pids: int | None = None
+    _env: tuple[tuple[str, str], ...] = ()
+    _workdir: str | None = None
+    _user: tuple[int, int] | None = None
+    _hostname: str | None = None
+    _mounts: tuple[_BindMount | _Tmpfs, ...] = ()
+    _read_only: bool = False
+    _network: str = "none"
+
+    # -- fluent methods: each returns a changed copy, no I/O -----------------------------
+
+    def limit(self, *, mem: str | int | None = None, pids: int | None = None) -> Self:
+        """Limit memory (``"512M"``, ``"1g"``, bytes) and the number of processes.
+
+        Raises:
+            SpecError: a value ``docker run`` would not accept.
+        """
+        changes: dict[str, object] = {}
+        if mem is not None:
+            changes["mem"] = parse_bytes(mem, "mem")
+            if changes["mem"] < 6 * 1024 * 1024:  # type: ignore[operator]
+                raise SpecError("mem", f"{mem!r} is below the minimum of 6 MiB")
+        if pids is not None:
+            if isinstance(pids, bool) or not isinstance(pids, int) or pids < 1:
+                raise SpecError("pids", f"must be a positive number of processes, not {pids!r}")
+            changes["pids"] = pids
+        return attrs.evolve(self, **changes)
+
+    def env(self, **variables: str) -> Self:
+        """Add environment variables; later calls override earlier ones."""
+        for key, value in variables.items():
+            if not isinstance(value, str) or "\0" in value:
+                raise SpecError(f"env.{key}", f"must be a string without NUL, not {value!r}")
+        merged = dict(self._env)
+        merged.update(variables)
+        return attrs.evolve(self, env=tuple(merged.items()))
+
+    def workdir(self, path: str) -> Self:
+        """Run the command in ``path`` (absolute, inside the container)."""
+        return attrs.evolve(self, workdir=_absolute(path, "workdir"))
+
+    def user(self, user: str | int) -> Self:
+        """Run as ``"uid"`` or ``"uid:gid"`` (numbers; names come in a later version)."""
+        text = str(user)
+        m = re.fullmatch(r"(\d+)(?::(\d+))?", text)
+        if not m:
+            raise SpecError("user", f"must be 'uid' or 'uid:gid' in numbers, not {user!r}")
+        uid = int(m.group(1))
+        gid = int(m.group(2)) if m.group(2) is not None else uid
+        if uid >= 2**32 - 1 or gid >= 2**32 - 1:
+            raise SpecError("user", f"{user!r} is out of range")
+        return attrs.evolve(self, user=(uid, gid))
+
+    def hostname(self, name: str) -> Self:
+        """Set the container's hostname (its own UTS namespace)."""
+        if not isinstance(name, str) or not _HOSTNAME.fullmatch(name):
+            raise SpecError("hostname", f"{name!r} is not a valid hostname")
+        return attrs.evolve(self, hostname=name)
+
+    def mount(self, source: str | os.PathLike[str], target: str, *, read_only: bool = True) -> Self:
+        """Bind-mount the host path ``source`` at ``target``; read-only unless asked."""
+        src = os.fspath(source)
+        if not os.path.isabs(src):
+            raise SpecError("mount.source", f"must be an absolute host path, not {src!r}")
+        m = _BindMount(source=src, target=_absolute(target, "mount.target"), read_only=read_only)
+        return attrs.evolve(self, mounts=(*self._mounts, m))
+
+    def tmpfs(self, target: str, *, size: str | int | None = None) -> Self:
+        """Mount an empty tmpfs at ``target``, of at most ``size`` (``"64M"``)."""
+        bytes_ = parse_bytes(size, "tmpfs.size") if size is not None else None
+        m = _Tmpfs(target=_absolute(target, "tmpfs.target"), size=bytes_)
+        return attrs.evolve(self, mounts=(*self._mounts, m))
+
+    def read_only(self, read_only: bool = True) -> Self:
+        """Make the root file system read-only."""
+        return attrs.evolve(self, read_only=read_only)
+
+    def network(self, mode: Literal["none", "host"]) -> Self:
+        """``"none"``: an own network namespace with only ``lo`` (default); ``"host"``:
+        the host's network."""
+        if mode not in ("none", "host"):
+            raise SpecError("network", f"must be 'none' or 'host', not {mode!r}")
+        return attrs.evolve(self, network=mode)
+
+    # -- compilation --------------------------------------------------------------------
+
+    def spec(self, cmd: Sequence[str] | None = None) -> oci.Spec:
+        """The OCI runtime spec this container runs ``cmd`` with (no I/O).
+
+        Raises:
+            SpecError: no command is given and the image has none, or ``cmd`` is not a
+                list of strings.
+        """
+        args = self._command(cmd)
+        image = self.image
+        env: dict[str, str] = {}
+        for item in (_DEFAULT_PATH, *image.env):
+            key, _, value = item.partition("=")
+            env[key] = value
+        env.update(self._env)
+        env.setdefault("HOSTNAME", self._hostname or "")
+        if not env["HOSTNAME"]:
+            del env["HOSTNAME"]
+        uid, gid = self._user if self._user is not None else self._image_user()
+        base = default_spec(args=tuple(args), terminal=False)
+        assert base.process is not None and base.linux is not None and base.root is not None
+        caps = tuple(DEFAULT_CAPABILITIES)
+        process = attrs.evolve(
+            base.process,
+            args=tuple(args),
+            env=tuple(f"{k}={v}" for k, v in env.items()),
+            cwd=self._workdir or image.workdir or "/",
+            user=oci.User(uid=uid, gid=gid),
+            capabilities=oci.LinuxCapabilities(
+                bounding=caps, effective=caps, permitted=caps, inheritable=(), ambient=()
+            ),
+            rlimits=(),
+            no_new_privileges=True,
+        )
+        mounts = [
+            attrs.evolve(m, options=("nosuid", "noexec", "nodev")) if m.destination == "/proc" else m
+            for m in base.mounts
+        ]
+        for m in self._mounts:
+            if isinstance(m, _BindMount):
+                opts = ("rbind", "ro" if m.read_only else "rw")
+                mounts.append(
+                    oci.Mount(destination=m.target, type="bind", source=m.source, options=opts)
+                )
+            else:
+                opts = ("nosuid", "nodev", "mode=1777") + (
+                    (f"size={m.size}",) if m.size is not None else ()
+                )
+                mounts.append(
+                    oci.Mount(destination=m.target, type="tmpfs", source="tmpfs", options=opts)
+                )
+        namespaces = tuple(
+            oci.LinuxNamespace(type=t)
+            for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
+            if t != "network" or self._network == "none"
+        )
+        resources = base.linux.resources or oci.LinuxResources()
+        resources = attrs.evolve(
+            resources,
+            memory=oci.LinuxMemory(limit=self._mem, swap=self._mem) if self._mem else None,
+            pids=oci.LinuxPids(limit=self._pids) if self._pids else None,
+        )
+        linux = attrs.evolve(base.linux, namespaces=namespaces, resources=resources)
+        return attrs.evolve(
+            base,
+            process=process,
+            root=oci.Root(path=image.layers[-1], readonly=self._read_only),
+            hostname=self._hostname or "",
+            mounts=tuple(mounts),
+            linux=linux,
+        )
+
+    def _command(self, cmd: Sequence[str] | None) -> list[str]:
+        if isinstance(cmd, str | bytes):
+            raise SpecError("cmd", f"must be a list of strings, not the string {cmd!r}")
+        if cmd is None:
+            args = [*self.image.entrypoint, *self.image.cmd]
+        else:
+            args = [*self.image.entrypoint, *cmd] if self.image.entrypoint else list(cmd)
+        if not args:
+            raise SpecError("cmd", "is empty, and the image has no default command")
+        for i, a in enumerate(args):
+            if not isinstance(a, str) or "\0" in a:
+                raise SpecError(f"cmd[{i}]", f"must be a string without NUL, not {a!r}")
+        return args
+
+    def _image_user(self) -> tuple[int, int]:
+        user = self.image.user
+        if not user:
+            return (0, 0)
+        m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
+        if not m:
+            raise SpecError("image user", f"{user!r}: user names come in a later version")
+        uid = int(m.group(1))
+        return uid, int(m.group(2)) if m.group(2) is not None else uid
+
+    # -- verbs --------------------------------------------------------------------------
+
+    def start(
+        self,
+        cmd: Sequence[str] | None = None,
+        *,
+        input: bytes | None = None,
+        id: str | None = None,
+    ) -> RunningContainer:
+        """Start the container and return at once; use it as a context manager.
+
+        Output is collected in the background and handed over by
+        :meth:`RunningContainer.wait`.
+
+        Raises:
+            SpecError: bad input; nothing was created.
+            ContainerSetupError: the kernel refused a step; nothing is left behind.
+        """
+        running = self._start(cmd, input, id)
+        running._ensure_pump()
+        return running
+
+    def _start(
+        self, cmd: Sequence[str] | None, input: bytes | None, id: str | None
+    ) -> RunningContainer:
+        cid = check_id(id) if id is not None else secrets.token_hex(16)
+        spec = self.spec(cmd)
+        plan = plan_from_spec(
+            spec, container_id=cid, lowerdirs=tuple(reversed(self.image.layers)),
+            roots=Roots.from_env(),
+        )
+        t0 = time.monotonic()
+        pipes = Pipes(input)
+        try:
+            process = spawner.start(plan, pipes.theirs)
+        except BaseException:
+            pipes.close()
+            raise
+        pipes.release_theirs()
+        return RunningContainer(cid, process, pipes, t0, list(spec.process.args))  # type: ignore[union-attr]
+
+    def run(
+        self,
+        cmd: Sequence[str] | None = None,
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        id: str | None = None,
+    ) -> Result:
+        """Run ``cmd`` (or the image's default command) and wait for it to end.
+
+        Args:
+            cmd: the command and its arguments.
+            input: bytes for the command's stdin; it gets ``/dev/null`` otherwise.
+            timeout: seconds after which the container is killed (``timed_out``).
+            check: raise :class:`ContainerError` when the exit code is not 0.
+            id: the container's id; random by default.
+
+        Raises:
+            SpecError: bad input; nothing was created.
+            ContainerSetupError: the kernel refused a step; nothing is left behind.
+            ContainerError: with ``check=True``, the command failed.
+        """
+        if timeout is not None and not timeout > 0:
+            raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
+        running = self._start(cmd, input, id)
+        with running:
+            result = running._finish(timeout, pump_here=True)
+        if check and result.exit_code != 0:
+            raise ContainerError(result, running.command)
+        return result
+
+
+def _lazy(path: object) -> Image:
+    if isinstance(path, str | os.PathLike):
+        return Image.from_path(path)
+    raise SpecError("image", f"must be an Image or a path, not {path!r}")
+
+
+class RunningContainer:
+    """A started container. Leaving its ``with`` block kills it if it still runs.
+
+    Attributes:
+        id: the container's id.
+        pid: the host pid of its first process.
+        command: what it runs.
+    """
+
+    def __init__(
+        self, cid: str, process: Process, pipes: Pipes, started: float, command: list[str]
+    ) -> None:
+        self.id = cid
+        self.pid = process.pid
+        self.command = command
+        self._process = process
+        self._pipes = pipes
+        self._started = started
+        self._result: Result | None = None
+        self._timed_out = False
+        self._lock = threading.Lock()
+        self._pump_thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self._result is None else f"exited {self._result.exit_code}"
+        return f"<RunningContainer {self.id[:12]} pid={self.pid} {state}>"
+
+    def _ensure_pump(self) -> None:
+        if self._pump_thread is None and not self._pipes.done:
+            self._pump_thread = threading.Thread(
+                target=self._pipes.pump, name=f"containerlib-io-{self.id[:12]}", daemon=True
+            )
+            self._pump_thread.start()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the container's first process (PID 1 inside)."""
+        self._process.signal(sig)
+
+    def wait(self, timeout: float | None = None) -> Result:
+        """Wait for the container to end and return its :class:`Result`.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed; the container keeps running.
+        """
+        with self._lock:
+            if self._result is not None:
+                return self._result
+        self._ensure_pump()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        thread = self._pump_thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"container {self.id[:12]} still runs after {timeout}s")
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        exited = self._process.wait(left)
+        if exited is None:
+            raise TimeoutError(f"container {self.id[:12]} still runs after {timeout}s")
+        return self._make_result(exited)
+
+    def _finish(self, timeout: float | None, pump_here: bool) -> Result:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if pump_here and self._pump_thread is None:
+            if not self._pipes.pump(deadline):
+                self._timed_out = True
+                self.kill(signal.SIGKILL)
+                self._pipes.pump()
+        exited = self._process.wait(None)
+        assert exited is not None
+        return self._make_result(exited)
+
+    def _make_result(self, exited: Exited) -> Result:
+        with self._lock:
+            if self._result is None:
+                self._pipes.close()
+                self._result = Result(
+                    exit_code=exited.exit_code,
+                    stdout=bytes(self._pipes.stdout),
+                    stderr=bytes(self._pipes.stderr),
+                    oom_killed=exited.stats.oom_kills > 0,
+                    timed_out=self._timed_out,
+                    duration=time.monotonic() - self._started,
+                    memory_peak=exited.stats.memory_peak,
+                    id=self.id,
+                )
+                if exited.cleanup_error is not None:
+                    raise exited.cleanup_error
+            return self._result
+
+    def stop(self, timeout: float = 10.0) -> Result:
+        """Send SIGTERM, then SIGKILL if the container still runs after ``timeout`` seconds.
+
+        PID 1 ignores signals it has no handler for, so a shell that does not trap
+        SIGTERM only ends with the SIGKILL.
+        """
+        self.kill(signal.SIGTERM)
+        try:
+            return self.wait(timeout)
+        except TimeoutError:
+            self.kill(signal.SIGKILL)
+            return self.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._result is None:
+            self.kill(signal.SIGKILL)
+            self.wait()

@@ -1,0 +1,416 @@
+"""Conversion of an OCI runtime :class:`~containerlib.spec.oci.Spec` into a :class:`Plan`.
+
+This is the one place where the OCI spec meets the kernel: mount option strings become
+mount(2) flags, capability names become masks, namespace types become clone(2) flags.
+Everything that can be decided here is, so that the forked child only carries it out.
+What the runtime does not do yet is refused with a :class:`SpecError` naming the field,
+never silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import stat
+from typing import Final
+
+import attrs
+
+from containerlib.errors import SpecError
+from containerlib.linux import syscalls as sc
+from containerlib.linux.capabilities import mask
+from containerlib.linux.cgroups import CgroupLimits
+from containerlib.runtime.plan import DeviceStep, MountStep, Plan
+from containerlib.spec import oci
+from containerlib.spec.validate import validate
+
+__all__ = ["ID_PATTERN", "Roots", "check_id", "mount_flags", "plan_from_spec"]
+
+#: What a container id may look like: it becomes a directory and a cgroup name.
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+
+
+DEFAULT_RUN_ROOT: Final = "/run/containerlib"
+DEFAULT_DATA_ROOT: Final = "/var/lib/containerlib"
+DEFAULT_CGROUP_PARENT: Final = "containerlib"
+
+
+@attrs.frozen(kw_only=True)
+class Roots:
+    """Where containerlib keeps what it makes on the host.
+
+    Attributes:
+        run: per-container state (small, removed when the container ends).
+        data: writable layers and the image cache.
+        cgroup_parent: the cgroup under which each container gets ``<parent>/<id>``.
+    """
+
+    run: str = DEFAULT_RUN_ROOT
+    data: str = DEFAULT_DATA_ROOT
+    cgroup_parent: str = DEFAULT_CGROUP_PARENT
+
+    @classmethod
+    def from_env(cls) -> Roots:
+        """The defaults, changed by ``CONTAINERLIB_RUN_ROOT``, ``CONTAINERLIB_DATA_ROOT`` and
+        ``CONTAINERLIB_CGROUP_PARENT``."""
+        env = os.environ
+        roots = cls(
+            run=env.get("CONTAINERLIB_RUN_ROOT", DEFAULT_RUN_ROOT),
+            data=env.get("CONTAINERLIB_DATA_ROOT", DEFAULT_DATA_ROOT),
+            cgroup_parent=env.get("CONTAINERLIB_CGROUP_PARENT", DEFAULT_CGROUP_PARENT),
+        )
+        for name in ("run", "data"):
+            if not os.path.isabs(getattr(roots, name)):
+                raise SpecError(f"CONTAINERLIB_{name.upper()}_ROOT", "must be an absolute path")
+        return roots
+
+
+def check_id(container_id: str) -> str:
+    """Return ``container_id`` if it can name a container, else raise :class:`SpecError`."""
+    if not isinstance(container_id, str) or not ID_PATTERN.fullmatch(container_id):
+        raise SpecError(
+            "id",
+            f"{container_id!r} is not a valid container id: use 1 to 128 letters, digits, "
+            "'_', '.', '+' or '-', starting with a letter or digit",
+        )
+    return container_id
+
+
+_NAMESPACE_FLAGS: Final = {
+    "pid": sc.CLONE_NEWPID,
+    "network": sc.CLONE_NEWNET,
+    "mount": sc.CLONE_NEWNS,
+    "ipc": sc.CLONE_NEWIPC,
+    "uts": sc.CLONE_NEWUTS,
+    "time": sc.CLONE_NEWTIME,
+}
+
+# option: (flags to set, flags to clear)
+_FLAG_OPTIONS: Final = {
+    "ro": (sc.MS_RDONLY, 0),
+    "rw": (0, sc.MS_RDONLY),
+    "nosuid": (sc.MS_NOSUID, 0),
+    "suid": (0, sc.MS_NOSUID),
+    "nodev": (sc.MS_NODEV, 0),
+    "dev": (0, sc.MS_NODEV),
+    "noexec": (sc.MS_NOEXEC, 0),
+    "exec": (0, sc.MS_NOEXEC),
+    "sync": (sc.MS_SYNCHRONOUS, 0),
+    "async": (0, sc.MS_SYNCHRONOUS),
+    "dirsync": (sc.MS_DIRSYNC, 0),
+    "mand": (sc.MS_MANDLOCK, 0),
+    "nomand": (0, sc.MS_MANDLOCK),
+    "noatime": (sc.MS_NOATIME, 0),
+    "atime": (0, sc.MS_NOATIME),
+    "nodiratime": (sc.MS_NODIRATIME, 0),
+    "diratime": (0, sc.MS_NODIRATIME),
+    "relatime": (sc.MS_RELATIME, 0),
+    "norelatime": (0, sc.MS_RELATIME),
+    "strictatime": (sc.MS_STRICTATIME, 0),
+    "nostrictatime": (0, sc.MS_STRICTATIME),
+    "nosymfollow": (sc.MS_NOSYMFOLLOW, 0),
+    "symfollow": (0, sc.MS_NOSYMFOLLOW),
+    "bind": (sc.MS_BIND, 0),
+    "rbind": (sc.MS_BIND | sc.MS_REC, 0),
+}
+_PROPAGATION: Final = {
+    "private": sc.MS_PRIVATE,
+    "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED,
+    "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE,
+    "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE,
+    "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# runc's own options that are not for the kernel; accepted and ignored.
+_IGNORED_OPTIONS: Final = frozenset({"tmpcopyup", "defaults"})
+
+#: The devices every container gets in its /dev, as Docker and runc give them.
+DEFAULT_DEVICES: Final = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+_DEV_SYMLINKS: Final = (
+    (b"/proc/self/fd", b"fd"),
+    (b"/proc/self/fd/0", b"stdin"),
+    (b"/proc/self/fd/1", b"stdout"),
+    (b"/proc/self/fd/2", b"stderr"),
+    (b"pts/ptmx", b"ptmx"),
+)
+_MOUNT_FLAG_BITS: Final = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+
+
+def mount_flags(options: tuple[str, ...], field: str) -> tuple[int, int, bytes | None]:
+    """Split OCI mount options into (mount flags, propagation flags, file-system data)."""
+    flags = 0
+    propagation = 0
+    data: list[str] = []
+    for opt in options:
+        if opt in _FLAG_OPTIONS:
+            on, off = _FLAG_OPTIONS[opt]
+            flags = (flags | on) & ~off
+        elif opt in _PROPAGATION:
+            propagation = _PROPAGATION[opt]
+        elif opt in _IGNORED_OPTIONS:
+            continue
+        elif opt in ("idmap", "ridmap"):
+            raise SpecError(field, f"option {opt!r} is not supported yet")
+        else:
+            data.append(opt)
+    return flags, propagation, ",".join(data).encode() if data else None
+
+
+def _mount_step(m: oci.Mount, field: str, cgroup_mount: bool) -> MountStep:
+    flags, propagation, data = mount_flags(m.options, f"{field}.options")
+    target = m.destination.encode()
+    is_bind = m.type == "bind" or bool(flags & sc.MS_BIND)
+    if is_bind:
+        source = m.source or ""
+        if not os.path.isabs(source):
+            raise SpecError(f"{field}.source", f"a bind mount needs an absolute host path, not {source!r}")
+        try:
+            st = os.stat(source)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                2, f"{field}.source: bind mount source {source!r} does not exist"
+            ) from None
+        extra = flags & ~(sc.MS_BIND | sc.MS_REC)
+        return MountStep(
+            target=target,
+            source=source.encode(),
+            fstype=None,
+            flags=sc.MS_BIND | (flags & sc.MS_REC),
+            remount_flags=(sc.MS_REMOUNT | sc.MS_BIND | extra) if extra else None,
+            propagation=propagation,
+            is_file=not stat.S_ISDIR(st.st_mode),
+        )
+    if m.type == "cgroup" or m.type == "cgroup2":
+        return MountStep(
+            target=target,
+            source=b"cgroup",
+            fstype=b"cgroup2",
+            flags=flags | sc.MS_RDONLY if "ro" in m.options else flags,
+            propagation=propagation,
+            cgroup=True,
+        )
+    if not m.type:
+        raise SpecError(f"{field}.type", "a mount that is not a bind mount needs a type")
+    return MountStep(
+        target=target,
+        source=(m.source or m.type).encode(),
+        fstype=m.type.encode(),
+        flags=flags,
+        data=data,
+        propagation=propagation,
+    )
+
+
+def _unsupported(spec: oci.Spec) -> None:
+    linux = spec.linux
+    checks: list[tuple[str, object]] = [("hooks", spec.hooks)]
+    if spec.process is not None:
+        checks += [
+            ("process.terminal", spec.process.terminal),
+            ("process.apparmorProfile", spec.process.apparmor_profile),
+            ("process.selinuxLabel", spec.process.selinux_label),
+            ("process.ioPriority", spec.process.io_priority),
+            ("process.scheduler", spec.process.scheduler),
+        ]
+    if linux is not None:
+        checks += [
+            ("linux.uidMappings", linux.uid_mappings),
+            ("linux.gidMappings", linux.gid_mappings),
+            ("linux.seccomp", linux.seccomp),
+            ("linux.personality", linux.personality),
+        ]
+        for i, ns in enumerate(linux.namespaces):
+            if ns.path:
+                checks.append((f"linux.namespaces[{i}].path", ns.path))
+            if ns.type == "user":
+                checks.append((f"linux.namespaces[{i}]", "user"))
+        res = linux.resources
+        if res is not None:
+            checks += [
+                ("linux.resources.cpu", res.cpu),
+                ("linux.resources.blockIO", res.block_io),
+                ("linux.resources.hugepageLimits", res.hugepage_limits),
+                ("linux.resources.network", res.network),
+                ("linux.resources.rdma", res.rdma),
+                ("linux.resources.unified", res.unified),
+            ]
+            if res.memory is not None:
+                mem = res.memory
+                checks += [
+                    ("linux.resources.memory.reservation", mem.reservation),
+                    ("linux.resources.memory.kernel", mem.kernel),
+                    ("linux.resources.memory.kernelTCP", mem.kernel_tcp),
+                    ("linux.resources.memory.swappiness", mem.swappiness),
+                    ("linux.resources.memory.disableOOMKiller", mem.disable_oom_killer),
+                ]
+    for field, value in checks:
+        if value:
+            raise SpecError(field, "is not supported by this version of containerlib yet")
+
+
+#: Device rules every container gets after its own, as runc adds them.
+DEFAULT_DEVICE_RULES: Final = (
+    (True, "c *:* m"),
+    (True, "b *:* m"),
+    *((True, f"c {ma}:{mi} rwm") for _name, ma, mi in DEFAULT_DEVICES),
+    (True, "c 5:1 rwm"),
+    (True, "c 5:2 rwm"),
+    (True, "c 136:* rwm"),
+)
+
+
+def _device_rules(res: oci.LinuxResources) -> tuple[tuple[bool, str], ...]:
+    rules = []
+    for d in res.devices:
+        major = "*" if d.major is None or d.major < 0 else str(d.major)
+        minor = "*" if d.minor is None or d.minor < 0 else str(d.minor)
+        kind = d.type or "a"
+        rule = "a" if kind == "a" else f"{kind} {major}:{minor} {d.access or 'rwm'}"
+        rules.append((d.allow, rule))
+    return (*rules, *DEFAULT_DEVICE_RULES) if rules else ()
+
+
+def _limits(spec: oci.Spec) -> CgroupLimits:
+    res = spec.linux.resources if spec.linux is not None else None
+    if res is None:
+        return CgroupLimits()
+    mem = res.memory
+    return CgroupLimits(
+        devices=_device_rules(res),
+        memory=mem.limit if mem is not None and mem.limit is not None and mem.limit >= 0 else None,
+        memory_swap=mem.swap if mem is not None and mem.swap is not None and mem.swap >= 0 else None,
+        pids=res.pids.limit if res.pids is not None and res.pids.limit > 0 else None,
+    )
+
+
+def _rlimits(process: oci.Process) -> tuple[tuple[int, int, int], ...]:
+    out = []
+    for i, rl in enumerate(process.rlimits):
+        number = getattr(resource, rl.type, None)
+        if not rl.type.startswith("RLIMIT_") or not isinstance(number, int):
+            raise SpecError(f"process.rlimits[{i}].type", f"unknown resource {rl.type!r}")
+        out.append((number, rl.soft, rl.hard))
+    return tuple(out)
+
+
+def plan_from_spec(
+    spec: oci.Spec,
+    *,
+    container_id: str,
+    lowerdirs: tuple[str, ...],
+    roots: Roots,
+) -> Plan:
+    """Compile ``spec`` into the plan the spawner carries out.
+
+    Args:
+        spec: a complete spec; ``spec.root.path`` is ignored in favour of ``lowerdirs``.
+        container_id: checked with :func:`check_id`.
+        lowerdirs: host directories stacked with overlayfs, topmost first.
+        roots: where state, writable layers and cgroups go.
+
+    Raises:
+        SpecError: the spec is invalid or asks for what this runtime cannot do yet.
+        FileNotFoundError: a bind mount's source does not exist.
+    """
+    check_id(container_id)
+    validate(spec)
+    _unsupported(spec)
+    process = spec.process
+    linux = spec.linux
+    if process is None or not process.args:
+        raise SpecError("process.args", "a command is needed")
+    if linux is None:
+        raise SpecError("linux", "a Linux section is needed")
+    types = {ns.type for ns in linux.namespaces}
+    if "mount" not in types:
+        raise SpecError("linux.namespaces", "containerlib needs a mount namespace")
+    clone_flags = 0
+    for t in types:
+        clone_flags |= _NAMESPACE_FLAGS.get(t, 0)
+    caps = process.capabilities
+    cap_fields = {}
+    if caps is not None:
+        cap_fields = {
+            "cap_bounding": mask(caps.bounding, "process.capabilities.bounding"),
+            "cap_effective": mask(caps.effective, "process.capabilities.effective"),
+            "cap_permitted": mask(caps.permitted, "process.capabilities.permitted"),
+            "cap_inheritable": mask(caps.inheritable, "process.capabilities.inheritable"),
+            "cap_ambient": tuple(
+                n.bit_length() - 1
+                for n in (mask([c], "process.capabilities.ambient") for c in caps.ambient)
+            ),
+        }
+    else:
+        full = (1 << 64) - 1
+        cap_fields = {"cap_effective": full, "cap_permitted": full, "cap_inheritable": 0}
+    mounts = tuple(
+        _mount_step(m, f"mounts[{i}]", m.type in ("cgroup", "cgroup2"))
+        for i, m in enumerate(spec.mounts)
+    )
+    dev_is_tmpfs = any(m.destination == "/dev" and m.type == "tmpfs" for m in spec.mounts)
+    devices: list[DeviceStep] = []
+    if dev_is_tmpfs:
+        devices = [
+            DeviceStep(path=name.encode(), mode=stat.S_IFCHR | 0o666, major=ma, minor=mi)
+            for name, ma, mi in DEFAULT_DEVICES
+        ]
+    for i, d in enumerate(linux.devices):
+        if not d.path.startswith("/dev/") or ".." in d.path.split("/"):
+            raise SpecError(f"linux.devices[{i}].path", f"must be a path under /dev, not {d.path!r}")
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+        devices.append(
+            DeviceStep(
+                path=d.path.removeprefix("/dev/").encode(),
+                mode=kind[d.type] | (d.file_mode if d.file_mode is not None else 0o666),
+                major=d.major or 0,
+                minor=d.minor or 0,
+                uid=d.uid or 0,
+                gid=d.gid or 0,
+            )
+        )
+    propagation = _PROPAGATION.get(linux.rootfs_propagation or "", 0)
+    cgroup_path = (linux.cgroups_path or "").strip("/") or f"{roots.cgroup_parent}/{container_id}"
+    user = process.user
+    hostname = spec.hostname.encode() if spec.hostname is not None and "uts" in types else None
+    return Plan(
+        container_id=container_id,
+        run_dir=f"{roots.run}/{container_id}",
+        rw_dir=f"{roots.data}/containers/{container_id}",
+        lowerdirs=lowerdirs,
+        readonly_root=bool(spec.root is not None and spec.root.readonly),
+        rootfs_propagation=propagation,
+        clone_flags=clone_flags,
+        loopback_up="network" in types,
+        new_cgroupns="cgroup" in types,
+        cgroup_path=cgroup_path,
+        cgroup_limits=_limits(spec),
+        mounts=mounts,
+        devices=tuple(devices),
+        dev_symlinks=_DEV_SYMLINKS if dev_is_tmpfs else (),
+        masked_paths=tuple(p.encode() for p in linux.masked_paths),
+        readonly_paths=tuple(p.encode() for p in linux.readonly_paths),
+        hostname=hostname,
+        domainname=spec.domainname.encode() if spec.domainname and "uts" in types else None,
+        sysctl=tuple((k.encode(), v.encode()) for k, v in linux.sysctl.items()),
+        uid=user.uid,
+        gid=user.gid,
+        additional_gids=tuple(user.additional_gids),
+        umask=user.umask,
+        rlimits=_rlimits(process),
+        no_new_privileges=process.no_new_privileges,
+        oom_score_adj=process.oom_score_adj,
+        cwd=process.cwd.encode(),
+        args=tuple(a.encode() for a in process.args),
+        env=tuple(e.encode() for e in process.env),
+        **cap_fields,  # type: ignore[arg-type]
+    )
