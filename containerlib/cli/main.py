@@ -1,0 +1,126 @@
+"""The ``containerlib`` command: run a container, write a default spec, make a rootfs.
+
+A thin shell over the library: each subcommand parses its arguments, calls the API and
+turns its exceptions into a one-line message and an exit code (125 for containerlib's own
+errors, as ``docker run`` does; the container's exit code otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from containerlib.errors import ContainerlibError
+
+__all__ = ["main"]
+
+#: The exit code for an error of containerlib itself, as docker run uses it.
+EXIT_ERROR = 125
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="containerlib", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a command in a container and pass its exit code on")
+    run.add_argument("--memory", "-m", help="memory limit, as docker: 512M, 1g")
+    run.add_argument("--pids", "--pids-limit", type=int, dest="pids", help="most processes")
+    run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--hostname")
+    run.add_argument("--user", "-u", help="uid or uid:gid")
+    run.add_argument("--workdir", "-w")
+    run.add_argument("--read-only", action="store_true", help="read-only root file system")
+    run.add_argument("--network", choices=("none", "host"), default="none")
+    run.add_argument("--timeout", type=float, help="kill the container after this many seconds")
+    run.add_argument("image", metavar="ROOTFS_OR_LAYOUT", help="a rootfs directory or OCI layout")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+
+    spec = sub.add_parser("spec", help="write a default config.json, as runc spec does")
+    spec.add_argument("--rootless", action="store_true", help="for a non-root user")
+    spec.add_argument("--bundle", "-b", default=".", help="directory to write config.json in")
+
+    rootfs = sub.add_parser("rootfs", help="make a root file system")
+    rootfs.add_argument("kind", choices=("busybox",))
+    rootfs.add_argument("dest", help="directory to create")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from containerlib import Container, Image
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    c = Container(Image.from_path(args.image)).network(args.network)
+    if args.memory is not None or args.pids is not None:
+        c = c.limit(mem=args.memory, pids=args.pids)
+    env = {}
+    for item in args.env:
+        key, eq, value = item.partition("=")
+        env[key] = value if eq else os.environ.get(key, "")
+    if env:
+        c = c.env(**env)
+    if args.hostname:
+        c = c.hostname(args.hostname)
+    if args.user:
+        c = c.user(args.user)
+    if args.workdir:
+        c = c.workdir(args.workdir)
+    if args.read_only:
+        c = c.read_only()
+    result = c.run(cmd or None, input=None if sys.stdin.isatty() else _stdin(), timeout=args.timeout)
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.flush()
+    if result.oom_killed:
+        print("containerlib: the container ran out of memory", file=sys.stderr)
+    if result.timed_out:
+        print("containerlib: the container timed out", file=sys.stderr)
+    return result.exit_code
+
+
+def _stdin() -> bytes | None:
+    try:
+        if os.isatty(0):
+            return None
+        return sys.stdin.buffer.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _spec(args: argparse.Namespace) -> int:
+    from containerlib.spec.defaults import default_spec
+
+    path = os.path.join(args.bundle, "config.json")
+    if os.path.exists(path):
+        print(f"containerlib: spec: {path} already exists", file=sys.stderr)
+        return 1
+    text = json.dumps(default_spec(rootless=args.rootless).to_dict(), indent="\t")
+    with open(path, "x", encoding="utf-8") as f:
+        f.write(text)
+    return 0
+
+
+def _rootfs(args: argparse.Namespace) -> int:
+    from containerlib.image.builtin import busybox_rootfs
+
+    print(busybox_rootfs(args.dest))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (and exits with it as a script)."""
+    args = _parser().parse_args(argv)
+    handler = {"run": _run, "spec": _spec, "rootfs": _rootfs}[args.command]
+    try:
+        code = handler(args)
+    except (ContainerlibError, OSError) as e:
+        print(f"containerlib: {args.command}: {e}", file=sys.stderr)
+        code = EXIT_ERROR
+    if argv is None:
+        sys.exit(code)
+    return code
