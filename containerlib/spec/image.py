@@ -107,6 +107,14 @@ _LOWER_HEX = re.compile(r"[0-9a-f]+")
 
 _T = TypeVar("_T")
 
+# Attribute names whose JSON keys differ, for error messages about documents.
+_JSON_NAMES: Final = {
+    "media_type": "mediaType",
+    "schema_version": "schemaVersion",
+    "os_version": "os.version",
+    "os_features": "os.features",
+}
+
 
 def validate_digest(digest: object, field: str = "digest") -> str:
     """Check that ``digest`` is ``sha256:`` or ``sha512:`` followed by lowercase hex.
@@ -290,7 +298,10 @@ class _Object:
             return cls(**kwargs)
         except SpecError as e:
             message = str(e).removeprefix(f"{e.field}: ") if e.field else str(e)
-            field = ".".join(p for p in (self.path, e.field) if p)
+            # Validators name Python attributes; a document's reader wants its JSON keys.
+            name, bracket, rest = e.field.partition("[")
+            local = _JSON_NAMES.get(name, name) + bracket + rest
+            field = ".".join(p for p in (self.path, local) if p)
             raise SpecError(field, message) from None
 
 
