@@ -297,6 +297,11 @@ class _Extractor:
             self.dirs.append(((), member.mode, *_times_ns(member)))
             return
         parent_parts, name = parts[:-1], parts[-1]
+        for component in parent_parts:
+            if component.startswith(_WHITEOUT + _WHITEOUT):
+                return  # inside aufs bookkeeping such as .wh..wh.plnk/: not content
+            if component.startswith(_WHITEOUT):
+                raise LayerError(f"{what}: whiteout {component!r} used as a directory")
         if name.startswith(_WHITEOUT):
             self._whiteout(parent_parts, name, what)
             return

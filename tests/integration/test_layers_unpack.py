@@ -1,0 +1,218 @@
+"""Unpacking layers as root: every member type with its owner, mode, times and xattrs."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from containerlib.errors import LayerError
+from containerlib.image.layers import unpack_layer
+from containerlib.spec.image import MEDIA_TYPE_OCI_LAYER, MEDIA_TYPE_OCI_LAYER_GZIP
+from tests.image_builders import (
+    Entry,
+    blockdev,
+    chardev,
+    directory,
+    fifo,
+    file,
+    hardlink,
+    make_layer,
+    opaque,
+    symlink,
+    tar_bytes,
+    whiteout,
+)
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: owners, device nodes, xattrs"),
+]
+
+MTIME = 1_600_000_000
+# A file capability (vfs_cap_data revision 2): cap_net_bind_service in the permitted set.
+CAPABILITY = bytes.fromhex("0100000200040000000000000000000000000000")
+
+
+def _unpack(target: Path, entries: list[Entry]) -> str:
+    target.mkdir(exist_ok=True)
+    data = tar_bytes(entries)
+    return unpack_layer(io.BytesIO(data), target, MEDIA_TYPE_OCI_LAYER)
+
+
+def test_every_member_type(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    layer = make_layer(
+        [
+            directory(".", mode=0o751, mtime=MTIME),
+            directory("home", mode=0o755, mtime=MTIME),
+            directory("home/user", mode=0o700, uid=1000, gid=1001, mtime=MTIME + 1),
+            file("home/user/notes", b"hello\n", mode=0o640, uid=1000, gid=1001, mtime=MTIME),
+            file("bin/su", b"\x7fELF", mode=0o4755, uid=0, gid=0, mtime=MTIME),
+            directory("tmp", mode=0o1777, mtime=MTIME),
+            symlink("home/user/abs", "/etc/passwd", uid=1000, gid=1001, mtime=MTIME + 2),
+            symlink("home/user/rel", "notes", mtime=MTIME + 3),
+            hardlink("home/user/again", "home/user/notes"),
+            fifo("run/pipe", mode=0o620, uid=5, gid=6),
+            chardev("dev/null", 1, 3, mode=0o666),
+            blockdev("dev/loop9", 7, 9, mode=0o660),
+        ]
+    )
+    t.mkdir()
+    with io.BytesIO(layer.blob) as blob:
+        assert unpack_layer(blob, t, MEDIA_TYPE_OCI_LAYER_GZIP) == layer.diff_id
+
+    root = t.stat()
+    assert stat.S_IMODE(root.st_mode) == 0o751
+    assert root.st_mtime == MTIME
+
+    user = (t / "home/user").stat()
+    assert (user.st_uid, user.st_gid, stat.S_IMODE(user.st_mode)) == (1000, 1001, 0o700)
+    assert user.st_mtime == MTIME + 1, "a directory's mtime is set after its contents"
+
+    notes = (t / "home/user/notes").stat()
+    assert (t / "home/user/notes").read_bytes() == b"hello\n"
+    assert (notes.st_uid, notes.st_gid, stat.S_IMODE(notes.st_mode)) == (1000, 1001, 0o640)
+    assert notes.st_mtime == MTIME
+    assert notes.st_nlink == 2
+    assert (t / "home/user/again").stat().st_ino == notes.st_ino
+
+    assert stat.S_IMODE((t / "bin/su").stat().st_mode) == 0o4755, "chown must not clear setuid"
+    assert stat.S_IMODE((t / "tmp").stat().st_mode) == 0o1777
+
+    abs_link = (t / "home/user/abs").lstat()
+    assert os.readlink(t / "home/user/abs") == "/etc/passwd"
+    assert (abs_link.st_uid, abs_link.st_gid) == (1000, 1001)
+    assert abs_link.st_mtime == MTIME + 2
+    assert os.readlink(t / "home/user/rel") == "notes"
+
+    pipe = (t / "run/pipe").lstat()
+    assert stat.S_ISFIFO(pipe.st_mode)
+    assert (pipe.st_uid, pipe.st_gid, stat.S_IMODE(pipe.st_mode)) == (5, 6, 0o620)
+
+    null = (t / "dev/null").lstat()
+    assert stat.S_ISCHR(null.st_mode)
+    assert (os.major(null.st_rdev), os.minor(null.st_rdev)) == (1, 3)
+    assert stat.S_IMODE(null.st_mode) == 0o666
+    loop = (t / "dev/loop9").lstat()
+    assert stat.S_ISBLK(loop.st_mode)
+    assert (os.major(loop.st_rdev), os.minor(loop.st_rdev)) == (7, 9)
+
+
+def test_xattrs_are_kept_except_overlay_and_security_ones(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    _unpack(
+        t,
+        [
+            file(
+                "ping",
+                b"\x7fELF",
+                mode=0o755,
+                uid=0,
+                xattrs={
+                    "user.origin": "layer",
+                    "user.binary": b"\x00\xff\xfe",
+                    "security.capability": CAPABILITY,
+                    "security.selinux": "system_u:object_r:bin_t:s0",
+                    "trusted.overlay.redirect": "/etc",
+                },
+            ),
+            directory(
+                "d", xattrs={"user.kind": "dir", "trusted.overlay.opaque": "y", "trusted.note": "t"}
+            ),
+            symlink("link", "ping"),
+            fifo("pipe"),
+        ],
+    )
+    ping = t / "ping"
+    assert os.getxattr(ping, "user.origin") == b"layer"
+    assert os.getxattr(ping, "user.binary") == b"\x00\xff\xfe"
+    assert os.getxattr(ping, "security.capability") == CAPABILITY
+    assert "trusted.overlay.redirect" not in os.listxattr(ping)
+    selinux = os.listxattr(ping)
+    assert "security.selinux" not in selinux or os.getxattr(ping, "security.selinux") != (
+        b"system_u:object_r:bin_t:s0"
+    )
+    assert os.getxattr(t / "d", "user.kind") == b"dir"
+    assert os.getxattr(t / "d", "trusted.note") == b"t"
+    assert "trusted.overlay.opaque" not in os.listxattr(t / "d"), "a layer cannot forge opacity"
+
+
+def test_xattr_on_a_symlink_is_set_on_the_link(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    link = symlink("link", "target")
+    link.info.pax_headers = {"SCHILY.xattr.trusted.mark": "on-link"}
+    _unpack(t, [file("target"), link])
+    assert os.getxattr(t / "link", "trusted.mark", follow_symlinks=False) == b"on-link"
+    assert "trusted.mark" not in os.listxattr(t / "target")
+
+
+def test_whiteouts_become_overlay_whiteouts(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    _unpack(
+        t,
+        [
+            directory("etc"),
+            whiteout("etc/motd"),
+            whiteout("gone-dir"),
+            opaque("var/cache"),
+            file("var/cache/new", b"n"),
+            file(".wh..wh.plnk/123.456"),
+            file("etc/.wh..wh.aufs"),
+        ],
+    )
+    for name in ("etc/motd", "gone-dir"):
+        st = (t / name).lstat()
+        assert stat.S_ISCHR(st.st_mode)
+        assert st.st_rdev == 0
+    assert os.getxattr(t / "var/cache", "trusted.overlay.opaque") == b"y"
+    assert (t / "var/cache/new").read_bytes() == b"n"
+    assert not (t / "etc/.wh.motd").exists()
+    assert not list(t.rglob(".wh.*")), "no whiteout file names are left"
+
+
+def test_whiteout_replaces_an_earlier_member(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    _unpack(
+        t, [file("a/x", b"x"), directory("a/d"), file("a/d/y"), whiteout("a/x"), whiteout("a/d")]
+    )
+    assert stat.S_ISCHR((t / "a/x").lstat().st_mode)
+    assert stat.S_ISCHR((t / "a/d").lstat().st_mode)
+
+
+@pytest.mark.parametrize("name", [".wh..", ".wh..."])
+def test_whiteout_of_dot_names_is_rejected(tmp_path: Path, name: str) -> None:
+    with pytest.raises(LayerError, match="whiteout of"):
+        _unpack(tmp_path / "t", [file(f"d/{name}")])
+
+
+def test_hard_link_to_a_missing_target(tmp_path: Path) -> None:
+    with pytest.raises(LayerError, match="hard link target 'nope' is not in the layer"):
+        _unpack(tmp_path / "t", [hardlink("h", "nope")])
+
+
+def test_hard_link_to_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(LayerError, match="layer member 'h'"):
+        _unpack(tmp_path / "t", [directory("d"), hardlink("h", "d")])
+
+
+def test_non_utf8_names(tmp_path: Path) -> None:
+    name = b"caf\xe9".decode("utf-8", "surrogateescape")
+    _unpack(tmp_path / "t", [file(name, b"latin-1")])
+    assert b"caf\xe9" in os.listdir(os.fsencode(tmp_path / "t"))
+
+
+def test_owners_can_be_left_alone(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    t.mkdir()
+    data = tar_bytes([file("f", uid=1234, gid=1234)])
+    unpack_layer(io.BytesIO(data), t, MEDIA_TYPE_OCI_LAYER, keep_owners=False)
+    assert (t / "f").stat().st_uid == os.geteuid()
+
+
+def test_whiteout_used_as_a_directory_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(LayerError, match=r"whiteout '\.wh\.d' used as a directory"):
+        _unpack(tmp_path / "t", [file("a/.wh.d/x")])
