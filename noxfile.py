@@ -1,0 +1,121 @@
+"""Development sessions: ``nox`` runs the default set, ``nox -s NAME`` one of them.
+
+Each session's docstring says what privilege it needs. The sessions that need root skip
+themselves, saying so, when nox does not run as root; CI runs everything as root.
+
+Tool versions are pinned here so that a new ruff or mypy release does not break main.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "venv"
+# Reinstalling into a kept venv is quick; creating one is the slow part.
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "typecheck", "unit", "integration", "docs", "notebooks"]
+
+ROOT = Path(__file__).parent
+RUFF = "ruff==0.17.6"
+MYPY = "mypy==2.4.1"
+MKDOCS = "mkdocs==1.6.1"
+NOTEBOOK_TOOLS = ("nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29")
+LINT_PATHS = ("containerlib", "tests", "benchmarks", "noxfile.py")
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _need_root(session: nox.Session) -> None:
+    if not _is_root():
+        session.skip(f"{session.name} needs root (namespaces, cgroups, overlayfs): run as root")
+
+
+def _has_tests(folder: str) -> bool:
+    return any((ROOT / folder).rglob("test_*.py"))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check. No privilege needed."""
+    session.install(RUFF)
+    # git does not keep empty folders, so a fresh clone may lack one of these yet.
+    paths = [p for p in LINT_PATHS if (ROOT / p).exists()]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", "--diff", *paths)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package. No privilege needed."""
+    session.install(MYPY, "-e", ".[test]")
+    session.run("mypy", "--strict", "containerlib")
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """Fast tests with fakes and hypothesis (tests/unit). No privilege needed."""
+    if not _has_tests("tests/unit"):
+        session.skip("tests/unit has no tests yet")
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Tests against the real kernel (tests/integration). Needs root."""
+    _need_root(session)
+    if not _has_tests("tests/integration"):
+        session.skip("tests/integration has no tests yet")
+    session.install("-e", ".[test]")
+    # The cache would be left root-owned in the work tree.
+    session.run("pytest", "-p", "no:cacheprovider", "tests/integration", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the site with mkdocs --strict and check the examples in README and docs/.
+
+    The build needs no privilege. The examples that run containers need root and are
+    skipped without it.
+    """
+    session.install(MKDOCS, "-e", ".[test]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")
+    session.run("pytest", "-p", "no:cacheprovider", "tests/test_docs_examples.py")
+
+
+@nox.session
+def notebooks(session: nox.Session) -> None:
+    """Execute every notebook in notebooks/ and fail on the first error. Needs root."""
+    _need_root(session)
+    session.install(*NOTEBOOK_TOOLS, "-e", ".")
+    tmp = Path(session.create_tmp())
+    # Keep kernels and IPython profiles of the user's home out of the run: the kernel is the
+    # venv's own ipykernel, so the notebook imports the containerlib installed here.
+    env = {
+        "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp / "jupyter-config"),
+        "IPYTHONDIR": str(tmp / "ipython"),
+    }
+    books = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
+    if not books:
+        session.skip("notebooks/ has no notebooks")
+    for book in books:
+        session.run("jupyter-execute", "--kernel_name=python3", "--timeout=300", book, env=env)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Compare containerlib with runc, crun and bubblewrap (benchmarks/run.py). Needs root.
+
+    Not in the default set. The peers come from Debian: apt-get install runc crun bubblewrap.
+    """
+    _need_root(session)
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/run.py", *session.posargs)
