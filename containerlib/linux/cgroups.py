@@ -104,19 +104,36 @@ def _keyed(text: str) -> dict[str, int]:
 
 
 def _mkdirs(base: str, rel: str, made: list[str]) -> str:
-    """Create ``base/rel``; parents may exist, the leaf must not. Records what it made."""
-    path = base
+    """Create ``base/rel``; parents may exist, the leaf must not.
+
+    ``made`` receives what :func:`_remove_tree` may remove when the cgroup goes: the
+    leaf, the parents this call created, and every parent under a top-level directory
+    named ``containerlib*``, which belongs to containerlib whoever made it (another
+    container may have made it, and the last one to leave removes it). Another container
+    may remove an empty parent between our mkdir calls; the walk then starts again.
+    """
     parts = rel.split("/")
-    for i, part in enumerate(parts):
-        path = os.path.join(path, part)
+    ours = parts[0].startswith("containerlib")
+    for _attempt in range(100):
+        path = base
+        made.clear()
         try:
-            os.mkdir(path)
-        except FileExistsError:
-            if i == len(parts) - 1:
-                raise FileExistsError(errno.EEXIST, f"cgroup {path} exists already") from None
+            for i, part in enumerate(parts):
+                path = os.path.join(path, part)
+                try:
+                    os.mkdir(path)
+                    made.append(path)
+                except FileExistsError:
+                    if i == len(parts) - 1:
+                        raise FileExistsError(
+                            errno.EEXIST, f"cgroup {path} exists already"
+                        ) from None
+                    if ours:
+                        made.append(path)
+        except FileNotFoundError:
             continue
-        made.append(path)
-    return path
+        return path
+    raise OSError(errno.EBUSY, f"cgroup {base}/{rel}: its parent keeps disappearing")
 
 
 def _rmdir_retry(path: str, deadline: float) -> None:

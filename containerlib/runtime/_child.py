@@ -107,10 +107,15 @@ def _mount_one(rootfd: int, m: MountStep, have_cgroup2: bool) -> None:
             else:
                 fstype, source, data = b"tmpfs", b"tmpfs", b"size=0,mode=755"
         sc.mount(source, target, fstype, flags, data)
-        if m.remount_flags is not None:
-            sc.mount(None, target, None, m.remount_flags, None)
-        if m.propagation:
-            sc.mount(None, target, None, m.propagation, None)
+        if m.remount_flags is not None or m.propagation:
+            # The descriptor still points below the new mount; look the target up again.
+            os.close(fd)
+            fd = sc.openat2(rootfd, m.target.lstrip(b"/"), os.O_PATH, _RESOLVE)
+            target = _fd_path(fd)
+            if m.remount_flags is not None:
+                sc.mount(None, target, None, m.remount_flags, None)
+            if m.propagation:
+                sc.mount(None, target, None, m.propagation, None)
     except OSError as e:
         raise _Step(step, e.errno or errno.EIO) from None
     finally:

@@ -1,0 +1,96 @@
+"""Fixtures for tests on the real kernel: a busybox image, private roots, a leak check.
+
+Every test here runs containers for real, so it needs root. The suite uses its own run and
+data roots and its own cgroup parent (``containerlib/test-<pid>``), and checks at the end
+that nothing of them is left on the host: no mount, no cgroup, no process, no state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from containerlib import Image
+from containerlib.image.builtin import busybox_rootfs
+from containerlib.runtime.client import spawner
+
+if os.geteuid() != 0:  # pragma: no cover - the nox session runs as root
+    pytest.skip("integration tests need root", allow_module_level=True)
+
+CGROUP_PARENT = f"containerlib/test-{os.getpid()}"
+
+
+def cgroup_dirs() -> list[str]:
+    """Every cgroup directory under this run's cgroup parent, in every hierarchy."""
+    found = []
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        parent = hierarchy / CGROUP_PARENT
+        if parent.is_dir():
+            found += [str(p) for p in [parent, *parent.rglob("*")] if p.is_dir()]
+    return found
+
+
+def processes_in_our_cgroups() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if CGROUP_PARENT in (entry / "cgroup").read_text():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def mounts_under(*roots: str) -> list[str]:
+    text = Path("/proc/self/mountinfo").read_text()
+    return [line for line in text.splitlines() if any(r in line for r in roots)]
+
+
+@pytest.fixture(scope="session")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Private run and data roots for the session, checked for leaks at its end."""
+    base = tmp_path_factory.mktemp("roots")
+    env = {
+        "CONTAINERLIB_RUN_ROOT": str(base / "run"),
+        "CONTAINERLIB_DATA_ROOT": str(base / "data"),
+        "CONTAINERLIB_CGROUP_PARENT": CGROUP_PARENT,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    spawner.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    left_state = list((base / "run").glob("*")) + list((base / "data" / "containers").glob("*"))
+    assert not left_state, f"state left behind: {left_state}"
+    assert not cgroup_dirs(), f"cgroups left behind: {cgroup_dirs()}"
+    assert not processes_in_our_cgroups()
+    assert not mounts_under(str(base)), mounts_under(str(base))
+
+
+@pytest.fixture(scope="session")
+def busybox(roots: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox root file system (Debian's busybox-static)."""
+    return busybox_rootfs(tmp_path_factory.mktemp("images") / "busybox")
+
+
+@pytest.fixture(scope="session")
+def image(busybox: Path) -> Image:
+    return Image.from_rootfs(busybox)
+
+
+@pytest.fixture
+def state(roots: dict[str, str]) -> Iterator[None]:
+    """Asserts that a test leaves no container state, cgroup or mount behind."""
+    yield
+    run = Path(roots["CONTAINERLIB_RUN_ROOT"])
+    assert not list(run.glob("*")) if run.exists() else True
+    assert not cgroup_dirs()
+    assert not processes_in_our_cgroups()
