@@ -1,0 +1,142 @@
+"""Bad input is refused with a clear error before anything is created; images from OCI
+layouts; the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from containerlib import Container, ContainerSetupError, Image, ImageNotFound, SpecError
+from containerlib.spec.image import ContainerConfig
+from tests.image_builders import build_oci_layout, busybox_layout, file, make_layer
+
+from .conftest import cgroup_dirs
+
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
+
+
+def nothing_created(roots: dict[str, str]) -> bool:
+    run = Path(roots["CONTAINERLIB_RUN_ROOT"])
+    rw = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "containers"
+    return not cgroup_dirs() and not (run.exists() and any(run.iterdir())) and not (
+        rw.exists() and any(rw.iterdir())
+    )
+
+
+def test_missing_rootfs_is_named(roots: dict[str, str]) -> None:
+    with pytest.raises(FileNotFoundError, match="/no/such/rootfs"):
+        Container("/no/such/rootfs").run(["true"])
+    with pytest.raises(FileNotFoundError, match="/no/such/rootfs"):
+        Image.from_rootfs("/no/such/rootfs")
+    assert nothing_created(roots)
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "shown"),
+    [
+        (lambda c: c.mount("/tmp", "relative/target"), "mount.target", "relative/target"),
+        (lambda c: c.tmpfs("scratch"), "tmpfs.target", "scratch"),
+        (lambda c: c.limit(mem="lots"), "mem", "lots"),
+        (lambda c: c.limit(pids=0), "pids", "0"),
+        (lambda c: c.workdir("tmp"), "workdir", "tmp"),
+        (lambda c: c.user("root-ish"), "user", "root-ish"),
+        (lambda c: c.hostname("bad/name"), "hostname", "bad/name"),
+        (lambda c: c.network("bridge"), "network", "bridge"),
+    ],
+)
+def test_bad_options_raise_spec_error_naming_them(
+    image: Image, roots: dict[str, str], make: object, field: str, shown: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        make(Container(image))  # type: ignore[operator]
+    assert info.value.field == field
+    assert shown in str(info.value)
+    assert nothing_created(roots)
+
+
+@pytest.mark.parametrize("cmd", [[], "echo hi", ["echo", 3], ["a\0b"]])
+def test_bad_commands(image: Image, roots: dict[str, str], cmd: object) -> None:
+    with pytest.raises(SpecError, match="cmd"):
+        Container(image).run(cmd)  # type: ignore[arg-type]
+    assert nothing_created(roots)
+
+
+@pytest.mark.parametrize("cid", ["a/b", "../x", "", ".hidden", "x" * 200, "a b"])
+def test_bad_ids(image: Image, roots: dict[str, str], cid: str) -> None:
+    with pytest.raises(SpecError, match="id"):
+        Container(image).run(["true"], id=cid)
+    assert nothing_created(roots)
+
+
+def test_missing_bind_source_is_named(image: Image, roots: dict[str, str]) -> None:
+    with pytest.raises(FileNotFoundError, match="/no/such/dir"):
+        Container(image).mount("/no/such/dir", "/data").run(["true"])
+    assert nothing_created(roots)
+
+
+def test_an_id_in_use_is_refused(image: Image, roots: dict[str, str]) -> None:
+    with Container(image).start(["sleep", "30"], id="same-id"):
+        with pytest.raises(ContainerSetupError, match="same-id") as info:
+            Container(image).run(["true"], id="same-id")
+        assert isinstance(info.value, FileExistsError) or info.value.errno == 17
+    r = Container(image).run(["echo", "again"], id="same-id")
+    assert r.stdout == b"again\n" and r.id == "same-id"
+
+
+def test_setup_failure_names_the_step_and_leaves_nothing(
+    image: Image, roots: dict[str, str]
+) -> None:
+    # /bin/sh is a symlink in the image; a mount point cannot be made below a file.
+    with pytest.raises(ContainerSetupError) as info:
+        Container(image).tmpfs("/etc/passwd/x").run(["true"])
+    assert "/etc/passwd/x" in str(info.value)
+    assert info.value.errno is not None
+    assert nothing_created(roots)
+
+
+def test_oci_layout_image(tmp_path: Path, roots: dict[str, str]) -> None:
+    busybox_layout(tmp_path / "layout", ref="1.0")
+    image = Image.from_oci_layout(tmp_path / "layout", ref="1.0", cache=tmp_path / "cache")
+    r = Container(image).run(["sh", "-c", "echo from a layout; ls /bin/busybox"])
+    assert r.exit_code == 0 and r.stdout == b"from a layout\n/bin/busybox\n"
+    # The layer was unpacked once, and a second image of the same layout reuses it.
+    again = Image.from_oci_layout(tmp_path / "layout", ref="1.0", cache=tmp_path / "cache")
+    assert again.layers == image.layers
+    with pytest.raises(ImageNotFound, match="2.0"):
+        Image.from_oci_layout(tmp_path / "layout", ref="2.0", cache=tmp_path / "cache")
+
+
+def test_image_config_gives_defaults(tmp_path: Path, busybox: Path, roots: dict[str, str]) -> None:
+    base = busybox_layout(tmp_path / "layout")
+    top = make_layer([file("srv/hello.txt", b"hello from layer 2\n")])
+    layout = build_oci_layout(
+        tmp_path / "two",
+        [*base.layers, top],
+        config=ContainerConfig(
+            cmd=("cat", "hello.txt"), env=("PATH=/bin", "WHO=image"), working_dir="/srv"
+        ),
+    )
+    image = Image.from_oci_layout(layout.path, cache=tmp_path / "cache")
+    assert Container(image).run().stdout == b"hello from layer 2\n"
+    r = Container(image).env(WHO="caller").run(["sh", "-c", "echo $WHO"])
+    assert r.stdout == b"caller\n"
+
+
+def test_cli_run_passes_the_exit_code_through(busybox: Path, roots: dict[str, str]) -> None:
+    cli = [sys.executable, "-m", "containerlib.cli"]
+    r = subprocess.run(
+        [*cli, "run", "--memory", "64M", "--pids", "32", str(busybox), "--",
+         "sh", "-c", "echo out; echo err >&2; exit 7"],
+        capture_output=True, env=os.environ,
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (7, b"out\n", b"err\n")
+    r = subprocess.run([*cli, "run", "--memory", "lots", str(busybox), "--", "true"],
+                       capture_output=True)
+    assert r.returncode == 125 and b"lots" in r.stderr
+    r = subprocess.run([*cli, "run", str(busybox), "--", "cat"], input=b"piped",
+                       capture_output=True)
+    assert r.stdout == b"piped"
