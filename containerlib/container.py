@@ -92,6 +92,14 @@ def _absolute(path: str, field: str) -> str:
     return path
 
 
+def _as_image(path: object) -> Image:
+    if isinstance(path, Image):
+        return path
+    if isinstance(path, str | os.PathLike):
+        return Image.from_path(path)
+    raise SpecError("image", f"must be an Image or a path, not {path!r}")
+
+
 @attrs.frozen
 class Container:
     """A container to run: an image and how to run it. Immutable.
@@ -106,7 +114,7 @@ class Container:
         False
     """
 
-    image: Image = attrs.field(converter=lambda i: i if isinstance(i, Image) else _lazy(i))
+    image: Image = attrs.field(converter=_as_image)
     _mem: int | None = None
     _pids: int | None = None
     _env: tuple[tuple[str, str], ...] = ()
@@ -125,16 +133,17 @@ class Container:
         Raises:
             SpecError: a value ``docker run`` would not accept.
         """
-        changes: dict[str, object] = {}
+        new_mem = self._mem
+        new_pids = self._pids
         if mem is not None:
-            changes["mem"] = parse_bytes(mem, "mem")
-            if changes["mem"] < 6 * 1024 * 1024:  # type: ignore[operator]
+            new_mem = parse_bytes(mem, "mem")
+            if new_mem < 6 * 1024 * 1024:
                 raise SpecError("mem", f"{mem!r} is below the minimum of 6 MiB")
         if pids is not None:
             if isinstance(pids, bool) or not isinstance(pids, int) or pids < 1:
                 raise SpecError("pids", f"must be a positive number of processes, not {pids!r}")
-            changes["pids"] = pids
-        return attrs.evolve(self, **changes)
+            new_pids = pids
+        return attrs.evolve(self, mem=new_mem, pids=new_pids)
 
     def env(self, **variables: str) -> Self:
         """Add environment variables; later calls override earlier ones."""
@@ -213,7 +222,9 @@ class Container:
             del env["HOSTNAME"]
         uid, gid = self._user if self._user is not None else self._image_user()
         base = default_spec(args=tuple(args), terminal=False)
-        assert base.process is not None and base.linux is not None and base.root is not None
+        assert base.process is not None
+        assert base.linux is not None
+        assert base.root is not None
         caps = tuple(DEFAULT_CAPABILITIES)
         process = attrs.evolve(
             base.process,
@@ -228,12 +239,14 @@ class Container:
             no_new_privileges=True,
         )
         mounts = [
-            attrs.evolve(m, options=("nosuid", "noexec", "nodev")) if m.destination == "/proc" else m
+            attrs.evolve(m, options=("nosuid", "noexec", "nodev"))
+            if m.destination == "/proc"
+            else m
             for m in base.mounts
         ]
         for m in self._mounts:
             if isinstance(m, _BindMount):
-                opts = ("rbind", "ro" if m.read_only else "rw")
+                opts: tuple[str, ...] = ("rbind", "ro" if m.read_only else "rw")
                 mounts.append(
                     oci.Mount(destination=m.target, type="bind", source=m.source, options=opts)
                 )
@@ -317,7 +330,9 @@ class Container:
         cid = check_id(id) if id is not None else secrets.token_hex(16)
         spec = self.spec(cmd)
         plan = plan_from_spec(
-            spec, container_id=cid, lowerdirs=tuple(reversed(self.image.layers)),
+            spec,
+            container_id=cid,
+            lowerdirs=tuple(reversed(self.image.layers)),
             roots=Roots.from_env(),
         )
         t0 = time.monotonic()
@@ -361,12 +376,6 @@ class Container:
         if check and result.exit_code != 0:
             raise ContainerError(result, running.command)
         return result
-
-
-def _lazy(path: object) -> Image:
-    if isinstance(path, str | os.PathLike):
-        return Image.from_path(path)
-    raise SpecError("image", f"must be an Image or a path, not {path!r}")
 
 
 class RunningContainer:
@@ -431,11 +440,10 @@ class RunningContainer:
 
     def _finish(self, timeout: float | None, pump_here: bool) -> Result:
         deadline = None if timeout is None else time.monotonic() + timeout
-        if pump_here and self._pump_thread is None:
-            if not self._pipes.pump(deadline):
-                self._timed_out = True
-                self.kill(signal.SIGKILL)
-                self._pipes.pump()
+        if pump_here and self._pump_thread is None and not self._pipes.pump(deadline):
+            self._timed_out = True
+            self.kill(signal.SIGKILL)
+            self._pipes.pump()
         exited = self._process.wait(None)
         assert exited is not None
         return self._make_result(exited)

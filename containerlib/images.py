@@ -19,8 +19,8 @@ from containerlib.runtime.specconv import Roots
 __all__ = ["Image"]
 
 
-def _strs(value: object) -> tuple[str, ...]:
-    return tuple(value) if value else ()  # type: ignore[call-overload]
+def _strs(value: tuple[str, ...] | None) -> tuple[str, ...]:
+    return tuple(value) if value else ()
 
 
 @attrs.frozen(kw_only=True)

@@ -226,7 +226,7 @@ def compress(data: bytes, compression: Compression) -> bytes:
     if compression == "gzip":
         return gzip.compress(data, mtime=0)
     if compression == "zstd":
-        import zstandard  # type: ignore[import-not-found]  # noqa: PLC0415 - optional
+        import zstandard  # type: ignore[import-not-found]
 
         return bytes(zstandard.ZstdCompressor().compress(data))
     return data

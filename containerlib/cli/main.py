@@ -71,7 +71,9 @@ def _run(args: argparse.Namespace) -> int:
         c = c.workdir(args.workdir)
     if args.read_only:
         c = c.read_only()
-    result = c.run(cmd or None, input=None if sys.stdin.isatty() else _stdin(), timeout=args.timeout)
+    result = c.run(
+        cmd or None, input=None if sys.stdin.isatty() else _stdin(), timeout=args.timeout
+    )
     sys.stdout.buffer.write(result.stdout)
     sys.stdout.flush()
     sys.stderr.buffer.write(result.stderr)

@@ -9,6 +9,7 @@ legacy (v1 only). One driver per kind hides that from callers. See cgroups(7).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -145,7 +146,9 @@ def _rmdir_retry(path: str, deadline: float) -> None:
             return
         except OSError as e:
             if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise OSError(e.errno, f"remove cgroup {path}: {os.strerror(e.errno or 0)}") from None
+                raise OSError(
+                    e.errno, f"remove cgroup {path}: {os.strerror(e.errno or 0)}"
+                ) from None
             time.sleep(0.001)
 
 
@@ -222,18 +225,15 @@ class _HybridCgroup:
             return
         deadline = time.monotonic() + 5.0
         if self.unified_dir and os.path.exists(os.path.join(self.unified_dir, "cgroup.kill")):
-            if os.path.isdir(self.unified_dir):
-                _write(os.path.join(self.unified_dir, "cgroup.kill"), "1")
+            _write(os.path.join(self.unified_dir, "cgroup.kill"), "1")
         for d in self.v1_dirs.values():
             for _ in range(100):
                 left = [pid for sub, _, _ in os.walk(d) for pid in _pids(sub)]
                 if not left:
                     break
                 for pid in left:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 time.sleep(0.001)
         for name, d in self.v1_dirs.items():
             _remove_tree(d, self.made[name], deadline)

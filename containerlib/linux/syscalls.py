@@ -44,8 +44,8 @@ __all__ = [
     "openat2",
     "pivot_root",
     "prctl",
-    "sethostname",
     "setdomainname",
+    "sethostname",
     "umount2",
     "unshare",
 ]
@@ -123,7 +123,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 _mount = _libc.mount
-_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 _umount2 = _libc.umount2
 _umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _unshare = _libc.unshare
@@ -176,7 +182,9 @@ def umount2(target: bytes, flags: int) -> None:
 def pivot_root(new_root: bytes, put_old: bytes) -> None:
     """pivot_root(2): make ``new_root`` the root of the calling mount namespace."""
     _check(
-        _syscall(ctypes.c_long(_nr("pivot_root")), ctypes.c_char_p(new_root), ctypes.c_char_p(put_old)),
+        _syscall(
+            ctypes.c_long(_nr("pivot_root")), ctypes.c_char_p(new_root), ctypes.c_char_p(put_old)
+        ),
         "pivot_root",
     )
 

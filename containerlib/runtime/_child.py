@@ -9,6 +9,7 @@ pipe closes at execve(2) (it is close-on-exec), which tells the spawner the comm
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -77,13 +78,17 @@ def _open_in_root(rootfd: int, path: bytes, *, create: bool, is_file: bool) -> i
                 fd = sc.openat2(rootfd, prefix, os.O_PATH, _RESOLVE)
             except FileNotFoundError:
                 if last and is_file:
-                    os.close(os.open(part, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                     0o644, dir_fd=parent))
+                    os.close(
+                        os.open(
+                            part,
+                            os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            0o644,
+                            dir_fd=parent,
+                        )
+                    )
                 else:
-                    try:
+                    with contextlib.suppress(FileExistsError):
                         os.mkdir(part, 0o755, dir_fd=parent)
-                    except FileExistsError:
-                        pass
                 fd = sc.openat2(rootfd, prefix, os.O_PATH, _RESOLVE)
             os.close(parent)
             parent = fd

@@ -7,6 +7,7 @@ and restarted after a fork. See :mod:`containerlib.runtime.spawner` for why it e
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import select
 import signal
@@ -72,10 +73,8 @@ class Process:
         """Send ``sig`` to the first process; a process that has ended is ignored."""
         if self.exited is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self.pidfd, sig)
-        except ProcessLookupError:
-            pass
 
     def poll(self) -> Exited | None:
         """Collect the exit message if it has arrived, without blocking."""
@@ -115,10 +114,8 @@ class Process:
         self.channel.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._close_fds()
-        except Exception:  # noqa: S110 - nothing to be done at interpreter exit
-            pass
 
 
 class _Spawner:

@@ -70,7 +70,7 @@ class Plan:
     loopback_up: bool = False
     new_cgroupns: bool = False
     cgroup_path: str | None = None
-    cgroup_limits: CgroupLimits = CgroupLimits()
+    cgroup_limits: CgroupLimits = attrs.field(factory=CgroupLimits)
     mounts: tuple[MountStep, ...] = ()
     devices: tuple[DeviceStep, ...] = ()
     dev_symlinks: tuple[tuple[bytes, bytes], ...] = ()

@@ -18,6 +18,7 @@ Run as ``python -m containerlib.runtime.spawner FD``.
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import os
 import pickle
@@ -54,9 +55,7 @@ def send_message(sock: socket.socket, obj: object, fds: list[int] = ()) -> None:
 def recv_message(sock: socket.socket) -> tuple[Any, list[int]] | None:
     """Receive one message sent by :func:`send_message`; None at end of file."""
     fds = array.array("i")
-    data, anc, _flags, _addr = sock.recvmsg(
-        MAX_MESSAGE, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize)
-    )
+    data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize))
     for level, kind, payload in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
@@ -141,10 +140,8 @@ class Spawner:
                 raise ValueError(f"unknown request {op!r}")
             run = self.create(plan, stdio)
         except BaseException as e:
-            try:
+            with contextlib.suppress(OSError):
                 send_message(channel, ("error", e))
-            except OSError:
-                pass
             channel.close()
             return
         finally:
@@ -167,7 +164,9 @@ class Spawner:
             os.mkdir(plan.run_dir, 0o700)
         except FileExistsError:
             raise ContainerSetupError(
-                f"create state directory {plan.run_dir}", errno.EEXIST, cid,
+                f"create state directory {plan.run_dir}",
+                errno.EEXIST,
+                cid,
                 "a container with this id exists already",
             ) from None
         cgroup = None
@@ -182,7 +181,9 @@ class Spawner:
                     cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
                 except OSError as e:
                     raise ContainerSetupError(
-                        f"create cgroup {plan.cgroup_path}", e.errno or errno.EIO, cid,
+                        f"create cgroup {plan.cgroup_path}",
+                        e.errno or errno.EIO,
+                        cid,
                         e.strerror if e.strerror and ":" in e.strerror else "",
                     ) from None
             pid = self.clone(plan, stdio, cgroup)
@@ -224,10 +225,8 @@ class Spawner:
         return any(os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files)
 
     def kill(self, run: _Running) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def reap(self, run: _Running) -> None:
         _, status = os.waitpid(run.pid, 0)
@@ -235,10 +234,8 @@ class Spawner:
         stats = CgroupStats()
         failure = None
         if run.cgroup is not None:
-            try:
+            with contextlib.suppress(OSError):
                 stats = run.cgroup.stats()
-            except OSError:
-                pass
             try:
                 run.cgroup.destroy()
             except OSError as e:
@@ -248,14 +245,10 @@ class Spawner:
         os.close(run.pidfd)
         if run.channel.fileno() in self.by_channel:
             del self.by_channel[run.channel.fileno()]
-            try:
+            with contextlib.suppress(KeyError):
                 self.selector.unregister(run.channel)
-            except KeyError:
-                pass
-        try:
+        with contextlib.suppress(OSError):
             send_message(run.channel, ("exited", status, stats, failure))
-        except OSError:
-            pass
         run.channel.close()
 
     def shutdown(self) -> None:

@@ -173,7 +173,9 @@ def _mount_step(m: oci.Mount, field: str, cgroup_mount: bool) -> MountStep:
     if is_bind:
         source = m.source or ""
         if not os.path.isabs(source):
-            raise SpecError(f"{field}.source", f"a bind mount needs an absolute host path, not {source!r}")
+            raise SpecError(
+                f"{field}.source", f"a bind mount needs an absolute host path, not {source!r}"
+            )
         try:
             st = os.stat(source)
         except FileNotFoundError:
@@ -190,7 +192,7 @@ def _mount_step(m: oci.Mount, field: str, cgroup_mount: bool) -> MountStep:
             propagation=propagation,
             is_file=not stat.S_ISDIR(st.st_mode),
         )
-    if m.type == "cgroup" or m.type == "cgroup2":
+    if m.type in {"cgroup", "cgroup2"}:
         return MountStep(
             target=target,
             source=b"cgroup",
@@ -288,7 +290,9 @@ def _limits(spec: oci.Spec) -> CgroupLimits:
     return CgroupLimits(
         devices=_device_rules(res),
         memory=mem.limit if mem is not None and mem.limit is not None and mem.limit >= 0 else None,
-        memory_swap=mem.swap if mem is not None and mem.swap is not None and mem.swap >= 0 else None,
+        memory_swap=mem.swap
+        if mem is not None and mem.swap is not None and mem.swap >= 0
+        else None,
         pids=res.pids.limit if res.pids is not None and res.pids.limit > 0 else None,
     )
 
@@ -366,7 +370,9 @@ def plan_from_spec(
         ]
     for i, d in enumerate(linux.devices):
         if not d.path.startswith("/dev/") or ".." in d.path.split("/"):
-            raise SpecError(f"linux.devices[{i}].path", f"must be a path under /dev, not {d.path!r}")
+            raise SpecError(
+                f"linux.devices[{i}].path", f"must be a path under /dev, not {d.path!r}"
+            )
         kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
         devices.append(
             DeviceStep(
