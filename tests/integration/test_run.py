@@ -278,6 +278,8 @@ sys.stdin.read()
     assert not Path(f"/proc/{pid}").exists()
     while processes_in_our_cgroups() and time.monotonic() < deadline:
         time.sleep(0.02)
-    while cgroup_dirs() and time.monotonic() < deadline:
+    run_root = Path(os.environ["CONTAINERLIB_RUN_ROOT"])
+    while (cgroup_dirs() or any(run_root.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not cgroup_dirs()
+    assert not any(run_root.iterdir())
