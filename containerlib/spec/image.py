@@ -31,6 +31,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from containerlib.errors import SpecError
+from containerlib.spec._frozen import FrozenDict
 
 __all__ = [
     "ANNOTATION_REF_NAME",
@@ -55,10 +56,8 @@ __all__ = [
     "ImageConfig",
     "Index",
     "Manifest",
-    "Pairs",
     "Platform",
     "RootFS",
-    "pairs_get",
     "split_digest",
     "validate_digest",
 ]
@@ -98,9 +97,6 @@ LAYER_MEDIA_TYPES: Final[Mapping[str, str]] = types.MappingProxyType(
 
 #: The annotation that names an image inside an OCI layout's ``index.json``.
 ANNOTATION_REF_NAME: Final = "org.opencontainers.image.ref.name"
-
-#: An immutable, picklable string mapping: ``(key, value)`` pairs sorted by key.
-Pairs = tuple[tuple[str, str], ...]
 
 _DIGEST_HEX_LENGTHS: Final = {"sha256": 64, "sha512": 128}
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
@@ -161,27 +157,17 @@ def split_digest(digest: str) -> tuple[str, str]:
     return algorithm, hex_part
 
 
-def pairs_get(pairs: Pairs, key: str) -> str | None:
-    """Return the value for ``key`` in sorted ``pairs``, or None.
-
-    Example:
-        >>> pairs_get((("a", "1"), ("b", "2")), "b")
-        '2'
-    """
-    for k, v in pairs:
-        if k == key:
-            return v
-    return None
+_NO_STRINGS: FrozenDict[str, str] = FrozenDict()
 
 
-def _to_pairs(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> Pairs:
-    if value is None:
-        return ()
-    items = dict(value.items() if isinstance(value, Mapping) else value)
+def _to_str_map(
+    value: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+) -> FrozenDict[str, str]:
+    items = value if isinstance(value, FrozenDict) else FrozenDict(value or ())
     for k, v in items.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise SpecError("", f"expected string keys and values, got {k!r}: {v!r}")
-    return tuple(sorted(items.items()))
+    return items
 
 
 def _to_strs(value: Iterable[str]) -> tuple[str, ...]:
@@ -275,14 +261,12 @@ class _Object:
         value = self._get(key, dict, False)
         return tuple(sorted(value)) if value else ()
 
-    def pairs(self, key: str) -> Pairs:
-        value = self._get(key, dict, False)
-        if not value:
-            return ()
+    def str_map(self, key: str) -> FrozenDict[str, str]:
+        value = self._get(key, dict, False) or {}
         for k, v in value.items():
             if not isinstance(v, str):
                 raise SpecError(f"{self.at(key)}.{k}", f"expected str, got {v!r}")
-        return _to_pairs(value)
+        return FrozenDict(value)
 
     def objects(self, key: str, *, required: bool = False) -> list[_Object]:
         value = self._get(key, list, required)
@@ -361,7 +345,7 @@ class Descriptor:
         digest: ``sha256:<hex>`` of the blob's bytes, validated when built.
         size: the blob's length in bytes; a reader must not accept more or fewer.
         urls: where a non-distributable blob may be fetched from.
-        annotations: sorted ``(key, value)`` pairs.
+        annotations: string keys and values.
         platform: in an index, the platform the referenced manifest is for.
     """
 
@@ -369,7 +353,7 @@ class Descriptor:
     digest: str = attrs.field(validator=_digest)
     size: int = attrs.field()
     urls: tuple[str, ...] = attrs.field(default=(), converter=_to_strs)
-    annotations: Pairs = attrs.field(default=(), converter=_to_pairs)
+    annotations: FrozenDict[str, str] = attrs.field(default=_NO_STRINGS, converter=_to_str_map)
     platform: Platform | None = None
 
     @size.validator
@@ -390,7 +374,7 @@ class Descriptor:
     @property
     def ref_name(self) -> str | None:
         """The ``org.opencontainers.image.ref.name`` annotation, if any."""
-        return pairs_get(self.annotations, ANNOTATION_REF_NAME)
+        return self.annotations.get(ANNOTATION_REF_NAME)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Descriptor:
@@ -416,7 +400,7 @@ def _descriptor(o: _Object) -> Descriptor:
         digest=o.req_str("digest"),
         size=o.opt_int("size", required=True),
         urls=o.strs("urls") or (),
-        annotations=o.pairs("annotations"),
+        annotations=o.str_map("annotations"),
         platform=None if platform is None else _platform(platform),
     )
 
@@ -438,7 +422,7 @@ class Index:
         default=MEDIA_TYPE_OCI_INDEX, validator=_media_type_in(INDEX_MEDIA_TYPES)
     )
     manifests: tuple[Descriptor, ...] = attrs.field(default=(), converter=_to_descriptors)
-    annotations: Pairs = attrs.field(default=(), converter=_to_pairs)
+    annotations: FrozenDict[str, str] = attrs.field(default=_NO_STRINGS, converter=_to_str_map)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Index:
@@ -449,7 +433,7 @@ class Index:
             schema_version=o.opt_int("schemaVersion", required=True),
             media_type=o.opt_str("mediaType"),
             manifests=[_descriptor(m) for m in o.objects("manifests", required=True)],
-            annotations=o.pairs("annotations"),
+            annotations=o.str_map("annotations"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -471,7 +455,7 @@ class Manifest:
     )
     config: Descriptor
     layers: tuple[Descriptor, ...] = attrs.field(default=(), converter=_to_descriptors)
-    annotations: Pairs = attrs.field(default=(), converter=_to_pairs)
+    annotations: FrozenDict[str, str] = attrs.field(default=_NO_STRINGS, converter=_to_str_map)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
@@ -485,7 +469,7 @@ class Manifest:
             media_type=o.opt_str("mediaType"),
             config=_descriptor(config),
             layers=[_descriptor(m) for m in o.objects("layers", required=True)],
-            annotations=o.pairs("annotations"),
+            annotations=o.str_map("annotations"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -513,7 +497,7 @@ class ContainerConfig:
     cmd: tuple[str, ...] | None = attrs.field(default=None, converter=_to_optional_strs)
     volumes: tuple[str, ...] = attrs.field(default=(), converter=_to_strs)
     working_dir: str | None = None
-    labels: Pairs = attrs.field(default=(), converter=_to_pairs)
+    labels: FrozenDict[str, str] = attrs.field(default=_NO_STRINGS, converter=_to_str_map)
     stop_signal: str | None = None
 
     @classmethod
@@ -548,7 +532,7 @@ def _container_config(o: _Object) -> ContainerConfig:
         cmd=o.strs("Cmd"),
         volumes=o.keys_of("Volumes"),
         working_dir=o.opt_str("WorkingDir"),
-        labels=o.pairs("Labels"),
+        labels=o.str_map("Labels"),
         stop_signal=o.opt_str("StopSignal"),
     )
 

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from containerlib.errors import SpecError
+from containerlib.spec._frozen import FrozenDict
 from containerlib.spec.image import (
     ANNOTATION_REF_NAME,
     MEDIA_TYPE_DOCKER_CONFIG,
@@ -28,7 +29,6 @@ from containerlib.spec.image import (
     Manifest,
     Platform,
     RootFS,
-    pairs_get,
     split_digest,
     validate_digest,
 )
@@ -201,13 +201,16 @@ def test_empty_entrypoint_differs_from_none() -> None:
     assert empty.to_dict() == {"Entrypoint": []}
 
 
-def test_annotations_are_sorted_pairs_whatever_the_order() -> None:
+def test_annotations_are_frozen_mappings_whatever_the_order() -> None:
     a = Descriptor(media_type="x/y", digest=SHA, size=0, annotations={"b": "1", "a": "2"})
     b = Descriptor(media_type="x/y", digest=SHA, size=0, annotations=[("a", "2"), ("b", "1")])
     assert a == b
-    assert a.annotations == (("a", "2"), ("b", "1"))
-    assert pairs_get(a.annotations, "b") == "1"
-    assert pairs_get(a.annotations, "c") is None
+    assert hash(a) == hash(b)
+    assert isinstance(a.annotations, FrozenDict)
+    assert a.annotations == {"a": "2", "b": "1"}
+    assert a.annotations.get("c") is None
+    with pytest.raises(SpecError, match="string keys and values"):
+        Descriptor(media_type="x/y", digest=SHA, size=0, annotations={"a": 1})  # type: ignore[arg-type]
 
 
 def test_ref_name_and_digest_parts() -> None:
