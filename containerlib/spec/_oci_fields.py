@@ -177,7 +177,7 @@ class ListOf(Codec):
             self.item.check(v, f"{field}[{i}]")
 
     def load(self, raw: Any, path: str) -> Any:
-        if not isinstance(raw, list):
+        if not isinstance(raw, list | tuple):
             return raw
         return tuple(self.item.load(v, f"{path}[{i}]") for i, v in enumerate(raw))
 
