@@ -140,7 +140,9 @@ def _decompressed(raw: SupportsRead, media_type: str) -> SupportsRead:
     if media_type not in LAYER_MEDIA_TYPES:
         raise LayerError(f"unsupported layer media type {media_type!r}")
     try:
-        head = raw.read(4)
+        head = b""
+        while len(head) < 4 and (more := raw.read(4 - len(head))):
+            head += more
     except LayerError:
         raise
     except OSError as e:

@@ -212,3 +212,22 @@ def test_read_only_directory_is_filled_before_its_mode_is_set(tmp_path: Path) ->
     assert (tmp_path / "t/ro/file").read_bytes() == b"x"
     assert (tmp_path / "t/ro").stat().st_mode & 0o777 == 0o555
     assert (tmp_path / "t/ro/sub").stat().st_mode & 0o777 == 0
+
+
+class _Trickle:
+    """A stream that returns at most 7 bytes a read, like a slow socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._data.read(7 if size < 0 else min(size, 7))
+
+
+def test_short_reads(tmp_path: Path) -> None:
+    layer = make_layer(ENTRIES)
+    (tmp_path / "t").mkdir()
+    source = _Trickle(layer.blob)
+    assert (
+        unpack_layer(source, tmp_path / "t", layer.media_type, keep_owners=False) == layer.diff_id
+    )
