@@ -158,7 +158,8 @@ def render_markdown(
         f"- Date: {meta['date']}",
         f"- Host: Linux {meta['kernel']} ({meta['machine']}), {meta['cpu']}, "
         f"{meta['cpus']} CPUs, cgroups {meta['cgroups']}; load average "
-        f"{meta['load_start']} at start, {meta['load_end']} at end",
+        f"{meta['load_start']} at start, {meta['load_end']} at end; the CPUs were "
+        f"{meta['cpu_busy']} busy during the run, the benchmark's own work included",
         f"- Software: {'; '.join(meta['versions'])}",
         f"- Root file system: {meta['rootfs']}",
         f"- Method: {meta['runs']} timed runs a case after one untimed warm-up run, "

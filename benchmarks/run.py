@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = max(1, -(-runs // max(1, args.batch)))
     started = time.monotonic()
     load_start = os.getloadavg()[0]
+    cpu_start = _cpu_ticks()
 
     with tempfile.TemporaryDirectory(prefix="containerlib-bench-") as tmp:
         work = Path(tmp)
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cgroups": _cgroup_mode(),
         "load_start": f"{load_start:.2f}",
         "load_end": f"{os.getloadavg()[0]:.2f}",
+        "cpu_busy": f"{_busy_share(cpu_start, _cpu_ticks()):.0%}",
         "versions": versions,
         "rootfs": rootfs_how,
         "runs": runs,
@@ -223,6 +225,18 @@ def _cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from the first line of /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy_share(start: tuple[int, int], end: tuple[int, int]) -> float:
+    total = end[1] - start[1]
+    return (end[0] - start[0]) / total if total else 0.0
 
 
 def _cgroup_mode() -> str:

@@ -79,7 +79,7 @@ class ContainerlibRunner:
 
     def __init__(self, rootfs: Path, *, limits: bool) -> None:
         # Imported here, not at the top: the crun worker uses this module without it.
-        from containerlib import Container, Image  # noqa: PLC0415
+        from containerlib import Container, Image
 
         container = Container(Image.from_rootfs(rootfs))
         if limits:
