@@ -6,7 +6,8 @@ Example:
     b'hi\\n'
 """
 
-from containerlib.container import Container, Result, RunningContainer
+from typing import TYPE_CHECKING, Any
+
 from containerlib.errors import (
     ContainerError,
     ContainerlibError,
@@ -17,7 +18,30 @@ from containerlib.errors import (
     SpawnerError,
     SpecError,
 )
-from containerlib.images import Image
+
+if TYPE_CHECKING:
+    from containerlib.container import Container, Result, RunningContainer
+    from containerlib.images import Image
+
+# The facade is imported on first use, so that the spawner process, which imports
+# containerlib.runtime only, stays small: forking it is then cheaper.
+_LAZY = {
+    "Container": "containerlib.container",
+    "Result": "containerlib.container",
+    "RunningContainer": "containerlib.container",
+    "Image": "containerlib.images",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'containerlib' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Container",
