@@ -233,23 +233,35 @@ def _read_json_blob(layout: Path, descriptor: Descriptor, what: str) -> Any:
     return _load_json(read_blob(layout, descriptor), f"{what} blob {descriptor.digest}")
 
 
+def _read_small_file(path: Path, limit: int) -> bytes:
+    """Read a layout's own file: a regular file (a FIFO would hang) of at most ``limit``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with io.FileIO(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LayerError(f"{path} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise LayerError(f"{path} is larger than {limit} bytes")
+    return data
+
+
 def _read_index_json(layout: Path) -> Index:
     if not layout.is_dir():
         raise ImageNotFound(f"OCI layout {layout}: no such directory")
     marker = layout / "oci-layout"
-    if not marker.is_file():
-        raise ImageNotFound(f"{layout} is not an OCI image layout: it has no oci-layout file")
-    version = _load_json(marker.read_bytes()[:65536], f"{marker}")
+    try:
+        version = _load_json(_read_small_file(marker, 65536), f"{marker}")
+    except FileNotFoundError:
+        raise ImageNotFound(
+            f"{layout} is not an OCI image layout: it has no oci-layout file"
+        ) from None
     if not isinstance(version, dict) or version.get("imageLayoutVersion") != _LAYOUT_VERSION:
         raise LayerError(f"{marker}: unsupported layout version, expected {_LAYOUT_VERSION!r}")
     index_path = layout / "index.json"
     try:
-        with index_path.open("rb") as f:
-            data = f.read(MAX_JSON_BLOB_SIZE + 1)
+        data = _read_small_file(index_path, MAX_JSON_BLOB_SIZE)
     except FileNotFoundError:
         raise LayerError(f"OCI layout {layout} has no index.json") from None
-    if len(data) > MAX_JSON_BLOB_SIZE:
-        raise LayerError(f"{index_path} is larger than {MAX_JSON_BLOB_SIZE} bytes")
     try:
         return Index.from_dict(_load_json(data, str(index_path)))
     except SpecError as e:

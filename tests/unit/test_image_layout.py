@@ -356,3 +356,18 @@ def test_blob_reader_verify_reads_the_rest(tmp_path: Path) -> None:
     _blob(tmp_path, d).write_bytes(b"01234")
     with open_blob(tmp_path, d) as reader, pytest.raises(LayerError, match="truncated"):
         reader.verify()
+
+
+def test_index_json_that_is_a_fifo_does_not_hang(tmp_path: Path) -> None:
+    build_oci_layout(tmp_path, [[file("a")]])
+    (tmp_path / "index.json").unlink()
+    os.mkfifo(tmp_path / "index.json")
+    with pytest.raises(LayerError, match="not a regular file"):
+        open_layout(tmp_path)
+
+
+def test_oversized_index_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build_oci_layout(tmp_path, [[file("a")]])
+    monkeypatch.setattr("containerlib.image.layout.MAX_JSON_BLOB_SIZE", 10)
+    with pytest.raises(LayerError, match="larger than 10 bytes"):
+        open_layout(tmp_path)
