@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import nox
+import nox.command
 
 nox.needs_version = ">=2024.3.2"
 nox.options.default_venv_backend = "venv"
@@ -46,8 +47,15 @@ def lint(session: nox.Session) -> None:
     session.install(RUFF)
     # git does not keep empty folders, so a fresh clone may lack one of these yet.
     paths = [p for p in LINT_PATHS if (ROOT / p).exists()]
-    session.run("ruff", "check", *paths)
-    session.run("ruff", "format", "--check", "--diff", *paths)
+    failed = []
+    # Run both, so that one run shows every problem.
+    for args in (["check", *paths], ["format", "--check", "--diff", *paths]):
+        try:
+            session.run("ruff", *args)
+        except nox.command.CommandFailed:
+            failed.append(f"ruff {args[0]}")
+    if failed:
+        session.error(f"{' and '.join(failed)} found problems")
 
 
 @nox.session
