@@ -43,6 +43,9 @@ __all__ = ["Container", "Result", "RunningContainer"]
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})")
 _ENV_KEY = re.compile(r"[^=\0]+")
+#: The hostname of a container that was not given one. Docker uses the short id; the
+#: spec is computed before the id is known, so a fixed, recognisable name is used instead.
+_DEFAULT_HOSTNAME = "containerlib"
 
 
 @attrs.frozen(kw_only=True)
@@ -217,9 +220,7 @@ class Container:
             key, _, value = item.partition("=")
             env[key] = value
         env.update(self._env)
-        env.setdefault("HOSTNAME", self._hostname or "")
-        if not env["HOSTNAME"]:
-            del env["HOSTNAME"]
+        env.setdefault("HOSTNAME", self._hostname or _DEFAULT_HOSTNAME)
         uid, gid = self._user if self._user is not None else self._image_user()
         base = default_spec(args=tuple(args), terminal=False)
         assert base.process is not None
@@ -273,7 +274,7 @@ class Container:
             base,
             process=process,
             root=oci.Root(path=image.layers[-1], readonly=self._read_only),
-            hostname=self._hostname or "",
+            hostname=self._hostname or _DEFAULT_HOSTNAME,
             mounts=tuple(mounts),
             linux=linux,
         )

@@ -140,9 +140,10 @@ def _make_dev(rootfd: int, plan: Plan) -> None:
     try:
         for d in plan.devices:
             try:
+                # The umask is 0 during setup, so the mode is exact without a chmod.
                 os.mknod(d.path, d.mode, os.makedev(d.major, d.minor), dir_fd=real)
-                os.chown(d.path, d.uid, d.gid, dir_fd=real, follow_symlinks=False)
-                os.chmod(d.path, d.mode & 0o7777, dir_fd=real, follow_symlinks=False)
+                if d.uid or d.gid:
+                    os.chown(d.path, d.uid, d.gid, dir_fd=real, follow_symlinks=False)
             except FileExistsError:
                 pass
             except OSError as e:
@@ -296,6 +297,7 @@ def _report(errfd: int, step: str, err: int) -> NoReturn:
 
 
 def _setup(plan: Plan, procs_fds: list[int], have_cgroup2: bool, last_cap: int) -> None:
+    os.umask(0)
     if procs_fds:
         try:
             for fd in procs_fds:
@@ -373,8 +375,7 @@ def _setup(plan: Plan, procs_fds: list[int], have_cgroup2: bool, last_cap: int) 
             err = e.errno if isinstance(e, OSError) and e.errno else errno.EPERM
             raise _Step(f"set rlimit {res} to {soft}:{hard}", err) from None
     _set_credentials(plan, last_cap)
-    if plan.umask is not None:
-        os.umask(plan.umask)
+    os.umask(plan.umask if plan.umask is not None else 0o022)
     try:
         os.chdir(plan.cwd)
     except OSError as e:
