@@ -153,6 +153,10 @@ def render_markdown(
         "optional); peers that are missing are skipped with a note. Raw timings go to "
         "`benchmarks/results/` (not in git).",
         "",
+        "The figures depend on how busy the machine is: on a shared host, compare the ratios "
+        "within one run (the cases are interleaved, so they share its conditions) rather "
+        "than milliseconds across runs, and look at the load figures below.",
+        "",
         "## Last run",
         "",
         f"- Date: {meta['date']}",
