@@ -1,0 +1,518 @@
+"""From an OCI spec to the plan the forked child carries out: flags, masks, limits, refusals."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from containerlib.errors import SpecError
+from containerlib.linux import syscalls as sc
+from containerlib.linux.cgroups import CgroupLimits
+from containerlib.runtime.plan import Plan
+from containerlib.runtime.specconv import Roots, check_id, mount_flags, plan_from_spec
+from containerlib.spec import oci
+from containerlib.spec.defaults import DEFAULT_CAPABILITIES, default_spec
+
+BASE = default_spec(terminal=False, args=("sh",))
+ROOTS = Roots(run="/run/test-containerlib", data="/var/lib/test-containerlib", cgroup_parent="cl")
+
+#: What Docker's 14 default capabilities are as a kernel bit mask.
+DOCKER_CAPS_MASK = 0xA80425FB
+
+
+def _plan(spec: oci.Spec = BASE, *, cid: str = "c1", roots: Roots = ROOTS) -> Plan:
+    return plan_from_spec(
+        spec, container_id=cid, lowerdirs=("/layers/top", "/layers/base"), roots=roots
+    )
+
+
+def _linux(spec: oci.Spec = BASE, **changes: Any) -> oci.Spec:
+    assert spec.linux is not None
+    return attrs.evolve(spec, linux=attrs.evolve(spec.linux, **changes))
+
+
+def _process(spec: oci.Spec = BASE, **changes: Any) -> oci.Spec:
+    assert spec.process is not None
+    return attrs.evolve(spec, process=attrs.evolve(spec.process, **changes))
+
+
+def _resources(**changes: Any) -> oci.Spec:
+    assert BASE.linux is not None
+    assert BASE.linux.resources is not None
+    return _linux(resources=attrs.evolve(BASE.linux.resources, **changes))
+
+
+def _namespaces(*types: str) -> tuple[oci.LinuxNamespace, ...]:
+    return tuple(oci.LinuxNamespace(type=t) for t in types)
+
+
+def _with_mount(mount: oci.Mount) -> tuple[oci.Spec, int]:
+    return attrs.evolve(BASE, mounts=(*BASE.mounts, mount)), len(BASE.mounts)
+
+
+# -- mount options ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "flags"),
+    [
+        ((), 0),
+        (("ro",), sc.MS_RDONLY),
+        (("rw",), 0),
+        (("ro", "rw"), 0),
+        (("rw", "ro"), sc.MS_RDONLY),
+        (("nosuid", "nodev", "noexec"), sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC),
+        (("nosuid", "suid"), 0),
+        (("noexec", "exec", "nodev", "dev"), 0),
+        (("sync", "dirsync"), sc.MS_SYNCHRONOUS | sc.MS_DIRSYNC),
+        (("noatime", "nodiratime"), sc.MS_NOATIME | sc.MS_NODIRATIME),
+        (("relatime",), sc.MS_RELATIME),
+        (("strictatime",), sc.MS_STRICTATIME),
+        (("nosymfollow",), sc.MS_NOSYMFOLLOW),
+        (("bind",), sc.MS_BIND),
+        (("rbind",), sc.MS_BIND | sc.MS_REC),
+        (("rbind", "ro", "nosuid"), sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY | sc.MS_NOSUID),
+    ],
+)
+def test_mount_flag_options(options: tuple[str, ...], flags: int) -> None:
+    assert mount_flags(options, "mounts[0].options") == (flags, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("option", "propagation"),
+    [
+        ("private", sc.MS_PRIVATE),
+        ("rprivate", sc.MS_PRIVATE | sc.MS_REC),
+        ("shared", sc.MS_SHARED),
+        ("rshared", sc.MS_SHARED | sc.MS_REC),
+        ("slave", sc.MS_SLAVE),
+        ("rslave", sc.MS_SLAVE | sc.MS_REC),
+        ("unbindable", sc.MS_UNBINDABLE),
+        ("runbindable", sc.MS_UNBINDABLE | sc.MS_REC),
+    ],
+)
+def test_mount_propagation_options_are_kept_apart_from_the_flags(
+    option: str, propagation: int
+) -> None:
+    assert mount_flags(("rbind", option), "m") == (sc.MS_BIND | sc.MS_REC, propagation, None)
+
+
+def test_mount_data_options_are_joined_in_order() -> None:
+    options = ("nosuid", "strictatime", "mode=755", "size=65536k", "gid=5")
+    flags, propagation, data = mount_flags(options, "m")
+    assert flags == sc.MS_NOSUID | sc.MS_STRICTATIME
+    assert propagation == 0
+    assert data == b"mode=755,size=65536k,gid=5"
+
+
+def test_runc_only_options_are_not_passed_to_the_kernel() -> None:
+    assert mount_flags(("tmpcopyup", "nodev", "defaults"), "m") == (sc.MS_NODEV, 0, None)
+    assert mount_flags(("tmpcopyup",), "m") == (0, 0, None)
+
+
+@pytest.mark.parametrize("option", ["idmap", "ridmap"])
+def test_id_mapped_mount_options_are_refused(option: str) -> None:
+    with pytest.raises(SpecError, match=option) as info:
+        mount_flags(("rbind", option), "mounts[3].options")
+    assert info.value.field == "mounts[3].options"
+
+
+# -- plan_from_spec: namespaces, paths, capabilities ---------------------------------------
+
+
+def test_default_spec_namespaces_become_clone_flags() -> None:
+    plan = _plan()
+    assert plan.clone_flags == (
+        sc.CLONE_NEWPID | sc.CLONE_NEWNET | sc.CLONE_NEWIPC | sc.CLONE_NEWUTS | sc.CLONE_NEWNS
+    )
+    assert plan.new_cgroupns is False
+    assert plan.args == (b"sh",)
+    assert plan.cwd == b"/"
+    assert plan.env == (b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    assert plan.no_new_privileges is True
+    assert plan.readonly_root is True
+    assert plan.lowerdirs == ("/layers/top", "/layers/base")
+
+
+def test_state_and_writable_layer_go_under_the_roots() -> None:
+    plan = _plan(cid="abc")
+    assert plan.container_id == "abc"
+    assert plan.run_dir == "/run/test-containerlib/abc"
+    assert plan.rootfs == "/run/test-containerlib/abc/rootfs"
+    assert plan.rw_dir == "/var/lib/test-containerlib/containers/abc"
+
+
+def test_cgroup_namespace_and_host_network() -> None:
+    spec = _linux(namespaces=_namespaces("pid", "mount", "cgroup"))
+    plan = _plan(attrs.evolve(spec, hostname=None))
+    # No CLONE_NEWNET: the container uses the host's network.
+    assert plan.clone_flags == sc.CLONE_NEWPID | sc.CLONE_NEWNS
+    assert plan.new_cgroupns is True
+
+
+def test_time_namespace_flag() -> None:
+    plan = _plan(_linux(namespaces=_namespaces("mount", "uts", "time")))
+    assert plan.clone_flags == sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWTIME
+
+
+def test_a_mount_namespace_is_required() -> None:
+    spec = _linux(namespaces=_namespaces("pid", "uts"))
+    with pytest.raises(SpecError) as info:
+        _plan(spec)
+    assert info.value.field == "linux.namespaces"
+
+
+def test_masked_and_readonly_paths_are_carried_over() -> None:
+    assert BASE.linux is not None
+    plan = _plan()
+    assert plan.masked_paths == tuple(p.encode() for p in BASE.linux.masked_paths)
+    assert b"/proc/kcore" in plan.masked_paths
+    assert plan.readonly_paths == tuple(p.encode() for p in BASE.linux.readonly_paths)
+    assert b"/proc/sys" in plan.readonly_paths
+
+
+def test_docker_capabilities_become_the_docker_mask() -> None:
+    caps = oci.LinuxCapabilities(
+        bounding=DEFAULT_CAPABILITIES,
+        effective=DEFAULT_CAPABILITIES,
+        permitted=DEFAULT_CAPABILITIES,
+        inheritable=(),
+        ambient=(),
+    )
+    plan = _plan(_process(capabilities=caps))
+    assert plan.cap_bounding == DOCKER_CAPS_MASK
+    assert plan.cap_effective == DOCKER_CAPS_MASK
+    assert plan.cap_permitted == DOCKER_CAPS_MASK
+    assert plan.cap_inheritable == 0
+    assert plan.cap_ambient == ()
+
+
+def test_runc_template_capabilities_and_ambient_numbers() -> None:
+    # runc spec keeps CAP_AUDIT_WRITE (29), CAP_KILL (5) and CAP_NET_BIND_SERVICE (10).
+    plan = _plan()
+    expected = (1 << 29) | (1 << 5) | (1 << 10)
+    assert plan.cap_bounding == plan.cap_effective == plan.cap_permitted == expected
+    assert sorted(plan.cap_ambient) == [5, 10, 29]
+
+
+def test_hostname_is_set_only_with_a_uts_namespace() -> None:
+    assert _plan().hostname == b"runc"
+    no_uts = attrs.evolve(_linux(namespaces=_namespaces("pid", "mount")), hostname=None)
+    assert _plan(no_uts).hostname is None
+    # Asking for a hostname without a uts namespace would rename the host: refused.
+    with pytest.raises(SpecError) as info:
+        _plan(attrs.evolve(no_uts, hostname="box"))
+    assert info.value.field == "hostname"
+
+
+def test_user_and_rlimits() -> None:
+    spec = _process(
+        user=oci.User(uid=1000, gid=100, additional_gids=(10, 20), umask=0o027),
+        rlimits=(oci.POSIXRlimit(type="RLIMIT_NOFILE", soft=512, hard=1024),),
+        cwd="/work",
+    )
+    plan = _plan(spec)
+    assert (plan.uid, plan.gid, plan.additional_gids, plan.umask) == (1000, 100, (10, 20), 0o027)
+    assert plan.rlimits == ((7, 512, 1024),)  # RLIMIT_NOFILE is 7 on Linux
+    assert plan.cwd == b"/work"
+
+
+def test_unknown_rlimit_is_refused() -> None:
+    spec = _process(rlimits=(oci.POSIXRlimit(type="RLIMIT_BOGUS", soft=1, hard=1),))
+    with pytest.raises(SpecError, match="RLIMIT_BOGUS") as info:
+        _plan(spec)
+    assert info.value.field == "process.rlimits[0].type"
+
+
+# -- cgroups --------------------------------------------------------------------------------
+
+
+def test_cgroup_path_is_parent_slash_id_by_default() -> None:
+    assert _plan(cid="3f2a").cgroup_path == "cl/3f2a"
+    assert _plan(cid="3f2a", roots=Roots()).cgroup_path == "containerlib/3f2a"
+
+
+def test_cgroups_path_of_the_spec_wins() -> None:
+    assert _plan(_linux(cgroups_path="/ci/job-7")).cgroup_path == "ci/job-7"
+    assert _plan(_linux(cgroups_path="mine/x")).cgroup_path == "mine/x"
+
+
+def test_cgroups_path_leading_out_is_refused() -> None:
+    with pytest.raises(SpecError) as info:
+        _plan(_linux(cgroups_path="/ci/../../etc"))
+    assert info.value.field == "linux.cgroupsPath"
+
+
+def test_memory_and_pids_limits() -> None:
+    spec = _resources(
+        memory=oci.LinuxMemory(limit=64 << 20, swap=128 << 20), pids=oci.LinuxPids(limit=32)
+    )
+    limits = _plan(spec).cgroup_limits
+    assert (limits.memory, limits.memory_swap, limits.pids) == (64 << 20, 128 << 20, 32)
+
+
+def test_unlimited_values_leave_the_host_default() -> None:
+    spec = _resources(memory=oci.LinuxMemory(limit=-1, swap=-1), pids=oci.LinuxPids(limit=-1))
+    limits = _plan(spec).cgroup_limits
+    assert (limits.memory, limits.memory_swap, limits.pids) == (None, None, None)
+
+
+def test_no_resources_no_limits() -> None:
+    assert _plan(_linux(resources=None)).cgroup_limits == CgroupLimits()
+
+
+def test_device_rules_deny_all_then_the_default_allow_list() -> None:
+    rules = _plan().cgroup_limits.devices
+    assert rules[0] == (False, "a")
+    allowed = rules[1:]
+    assert all(allow for allow, _ in allowed)
+    for rule in ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm"):
+        assert (True, rule) in allowed  # null, zero, full, random, urandom, tty
+    assert (True, "c 136:* rwm") in allowed  # the pty slaves
+    assert (True, "c 5:2 rwm") in allowed  # ptmx
+
+
+def test_device_rules_of_the_spec_come_before_the_defaults() -> None:
+    tun = oci.LinuxDeviceCgroup(allow=True, type="c", major=10, minor=200, access="rwm")
+    any_block = oci.LinuxDeviceCgroup(allow=True, type="b", access="r")
+    deny = oci.LinuxDeviceCgroup(allow=False, access="rwm")
+    rules = _plan(_resources(devices=(deny, tun, any_block))).cgroup_limits.devices
+    assert rules[:3] == ((False, "a"), (True, "c 10:200 rwm"), (True, "b *:* r"))
+    assert (True, "c 1:3 rwm") in rules[3:]
+
+
+# -- mounts and devices -------------------------------------------------------------------
+
+
+def test_default_mounts_become_steps() -> None:
+    steps = {m.target: m for m in _plan().mounts}
+    proc = steps[b"/proc"]
+    assert (proc.fstype, proc.source, proc.flags, proc.data) == (b"proc", b"proc", 0, None)
+    dev = steps[b"/dev"]
+    assert dev.fstype == b"tmpfs"
+    assert dev.flags == sc.MS_NOSUID | sc.MS_STRICTATIME
+    assert dev.data == b"mode=755,size=65536k"
+    sysfs = steps[b"/sys"]
+    assert sysfs.flags == sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV | sc.MS_RDONLY
+    cgroup = steps[b"/sys/fs/cgroup"]
+    assert cgroup.cgroup is True
+    assert cgroup.flags & sc.MS_RDONLY
+
+
+def test_a_tmpfs_dev_gets_the_default_device_nodes() -> None:
+    plan = _plan()
+    assert {d.path: (d.major, d.minor) for d in plan.devices} == {
+        b"null": (1, 3),
+        b"zero": (1, 5),
+        b"full": (1, 7),
+        b"random": (1, 8),
+        b"urandom": (1, 9),
+        b"tty": (5, 0),
+    }
+    assert (b"/proc/self/fd", b"fd") in plan.dev_symlinks
+
+
+def test_bind_mount_of_a_directory(tmp_path: Path) -> None:
+    spec, i = _with_mount(
+        oci.Mount(destination="/data", type="bind", source=str(tmp_path), options=("rbind", "ro"))
+    )
+    step = _plan(spec).mounts[i]
+    assert step.target == b"/data"
+    assert step.source == os.fsencode(tmp_path)
+    assert step.fstype is None
+    assert step.flags == sc.MS_BIND | sc.MS_REC
+    # Bind mounts ignore flags on the first call: a remount applies them.
+    assert step.remount_flags == sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY
+    assert step.is_file is False
+
+
+def test_read_write_bind_mount_needs_no_remount(tmp_path: Path) -> None:
+    spec, i = _with_mount(
+        oci.Mount(destination="/data", source=str(tmp_path), options=("bind", "rw"))
+    )
+    step = _plan(spec).mounts[i]
+    assert step.flags == sc.MS_BIND
+    assert step.remount_flags is None
+
+
+def test_bind_mount_of_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "resolv.conf"
+    f.write_text("nameserver 127.0.0.1\n")
+    spec, i = _with_mount(
+        oci.Mount(
+            destination="/etc/resolv.conf",
+            type="bind",
+            source=str(f),
+            options=("rbind", "nosuid", "ro"),
+        )
+    )
+    step = _plan(spec).mounts[i]
+    assert step.is_file is True
+    assert step.remount_flags == sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NOSUID
+
+
+def test_bind_mount_of_a_missing_source_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+    spec, i = _with_mount(
+        oci.Mount(destination="/data", type="bind", source=str(missing), options=("rbind",))
+    )
+    with pytest.raises(FileNotFoundError) as info:
+        _plan(spec)
+    assert info.value.errno == errno.ENOENT
+    assert str(missing) in str(info.value)
+    assert f"mounts[{i}].source" in str(info.value)
+
+
+def test_bind_mount_of_a_relative_source_is_refused() -> None:
+    spec, i = _with_mount(
+        oci.Mount(destination="/data", type="bind", source="data", options=("rbind",))
+    )
+    with pytest.raises(SpecError) as info:
+        _plan(spec)
+    assert info.value.field == f"mounts[{i}].source"
+
+
+def test_mount_without_type_that_is_no_bind_mount_is_refused() -> None:
+    spec, i = _with_mount(oci.Mount(destination="/data", source="somewhere"))
+    with pytest.raises(SpecError) as info:
+        _plan(spec)
+    assert info.value.field == f"mounts[{i}].type"
+
+
+def test_devices_of_the_spec_become_nodes() -> None:
+    dev = oci.LinuxDevice(path="/dev/fuse", type="c", major=10, minor=229, file_mode=0o600)
+    plan = _plan(_linux(devices=(dev,)))
+    fuse = [d for d in plan.devices if d.path == b"fuse"]
+    assert len(fuse) == 1
+    assert (fuse[0].major, fuse[0].minor, fuse[0].mode & 0o7777) == (10, 229, 0o600)
+
+
+def test_device_outside_dev_is_refused() -> None:
+    dev = oci.LinuxDevice(path="/etc/shadow", type="c", major=1, minor=3)
+    with pytest.raises(SpecError) as info:
+        _plan(_linux(devices=(dev,)))
+    assert info.value.field == "linux.devices[0].path"
+
+
+# -- what the runtime cannot do yet is refused, never dropped ------------------------------
+
+
+UNSUPPORTED = {
+    "hooks": attrs.evolve(BASE, hooks=oci.Hooks(prestart=(oci.Hook(path="/bin/true"),))),
+    "process.terminal": default_spec(args=("sh",)),  # runc spec's template asks for a tty
+    "process.apparmorProfile": _process(apparmor_profile="docker-default"),
+    "process.selinuxLabel": _process(selinux_label="system_u:system_r:container_t:s0"),
+    "process.ioPriority": _process(
+        io_priority=oci.LinuxIOPriority(class_="IOPRIO_CLASS_RT", priority=1)
+    ),
+    "linux.seccomp": _linux(seccomp=oci.LinuxSeccomp(default_action="SCMP_ACT_ALLOW")),
+    "linux.uidMappings": default_spec(rootless=True, terminal=False),
+    "linux.namespaces[1].path": _linux(
+        namespaces=(
+            oci.LinuxNamespace(type="pid"),
+            oci.LinuxNamespace(type="network", path="/proc/1/ns/net"),
+            oci.LinuxNamespace(type="mount"),
+            oci.LinuxNamespace(type="uts"),
+        )
+    ),
+    "linux.personality": _linux(personality=oci.LinuxPersonality(domain="LINUX32")),
+    "linux.resources.cpu": _resources(cpu=oci.LinuxCPU(shares=512)),
+    "linux.resources.memory.reservation": _resources(
+        memory=oci.LinuxMemory(limit=64 << 20, reservation=32 << 20)
+    ),
+    "linux.resources.memory.swappiness": _resources(memory=oci.LinuxMemory(swappiness=10)),
+}
+
+
+@pytest.mark.parametrize("field", sorted(UNSUPPORTED))
+def test_unsupported_fields_are_refused_by_name(field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        _plan(UNSUPPORTED[field])
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="specconv._unsupported tests truthiness: swappiness 0 (avoid swapping) is "
+    "silently dropped instead of refused",
+)
+def test_swappiness_zero_is_refused_too() -> None:
+    with pytest.raises(SpecError) as info:
+        _plan(_resources(memory=oci.LinuxMemory(swappiness=0)))
+    assert info.value.field == "linux.resources.memory.swappiness"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="specconv._unsupported tests truthiness: an empty hooks object, which asks "
+    "for nothing, is refused as if it held hooks",
+)
+def test_empty_hooks_object_asks_for_nothing() -> None:
+    doc = BASE.to_dict()
+    doc["hooks"] = {}
+    assert _plan(oci.Spec.from_dict(doc)).args == (b"sh",)
+
+
+# -- ids and roots --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cid", ["a", "3f2a9c", "web-1", "job_7.retry+2", "A" * 128, "0", "a..b", "x."]
+)
+def test_check_id_accepts(cid: str) -> None:
+    assert check_id(cid) == cid
+
+
+@pytest.mark.parametrize(
+    "cid",
+    ["", ".", "..", ".hidden", "-rf", "a/b", "../etc", "a b", "a\n", "a\0", "é", "A" * 129],
+)
+def test_check_id_rejects(cid: str) -> None:
+    with pytest.raises(SpecError) as info:
+        check_id(cid)
+    assert info.value.field == "id"
+    assert repr(cid) in str(info.value)
+
+
+def test_check_id_rejects_what_is_no_string() -> None:
+    with pytest.raises(SpecError):
+        check_id(42)  # type: ignore[arg-type]
+
+
+def test_plan_from_spec_checks_the_id() -> None:
+    with pytest.raises(SpecError) as info:
+        _plan(cid="../../etc")
+    assert info.value.field == "id"
+
+
+def test_roots_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CONTAINERLIB_RUN_ROOT", "CONTAINERLIB_DATA_ROOT", "CONTAINERLIB_CGROUP_PARENT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Roots.from_env() == Roots(
+        run="/run/containerlib", data="/var/lib/containerlib", cgroup_parent="containerlib"
+    )
+
+
+def test_roots_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CONTAINERLIB_RUN_ROOT", str(tmp_path / "run"))
+    monkeypatch.setenv("CONTAINERLIB_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("CONTAINERLIB_CGROUP_PARENT", "ci/containerlib")
+    roots = Roots.from_env()
+    assert roots == Roots(
+        run=str(tmp_path / "run"), data=str(tmp_path / "data"), cgroup_parent="ci/containerlib"
+    )
+    assert _plan(cid="x", roots=roots).cgroup_path == "ci/containerlib/x"
+
+
+@pytest.mark.parametrize("name", ["CONTAINERLIB_RUN_ROOT", "CONTAINERLIB_DATA_ROOT"])
+def test_relative_root_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "relative/dir")
+    with pytest.raises(SpecError) as info:
+        Roots.from_env()
+    assert info.value.field == name
