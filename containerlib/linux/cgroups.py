@@ -74,10 +74,17 @@ class CgroupDriver(Protocol):
     def create(self, path: str, limits: CgroupLimits) -> Cgroup:
         """Make the cgroup ``path`` (relative, such as ``containerlib/3f2a``) with ``limits``.
 
+        Parents are made as needed and stay while their owner runs containers: removing
+        and making them again for each container would cost time and race with other
+        processes. :meth:`remove_parents` removes them when the owner is done.
+
         Raises:
             FileExistsError: a cgroup of that name exists already; it is left alone.
-            OSError: the kernel refused a directory or a limit; nothing is left behind.
+            OSError: the kernel refused a directory or a limit; the cgroup is removed.
         """
+
+    def remove_parents(self, path: str) -> None:
+        """Remove the parents of ``path`` that are empty and named ``containerlib*``."""
 
 
 def _write(path: str, value: str) -> None:
@@ -104,37 +111,42 @@ def _keyed(text: str) -> dict[str, int]:
     return out
 
 
-def _mkdirs(base: str, rel: str, made: list[str]) -> str:
+def _mkdirs(base: str, rel: str) -> str:
     """Create ``base/rel``; parents may exist, the leaf must not.
 
-    ``made`` receives what :func:`_remove_tree` may remove when the cgroup goes: the
-    leaf, the parents this call created, and every parent under a top-level directory
-    named ``containerlib*``, which belongs to containerlib whoever made it (another
-    container may have made it, and the last one to leave removes it). Another container
-    may remove an empty parent between our mkdir calls; the walk then starts again.
+    Another process may remove an empty parent between our mkdir calls (see
+    :func:`remove_parents`); the walk then starts again.
     """
     parts = rel.split("/")
-    ours = parts[0].startswith("containerlib")
     for _attempt in range(100):
         path = base
-        made.clear()
         try:
             for i, part in enumerate(parts):
                 path = os.path.join(path, part)
                 try:
                     os.mkdir(path)
-                    made.append(path)
                 except FileExistsError:
                     if i == len(parts) - 1:
                         raise FileExistsError(
                             errno.EEXIST, f"cgroup {path} exists already"
                         ) from None
-                    if ours:
-                        made.append(path)
         except FileNotFoundError:
             continue
         return path
     raise OSError(errno.EBUSY, f"cgroup {base}/{rel}: its parent keeps disappearing")
+
+
+def _remove_parents(base: str, rel: str) -> None:
+    """rmdir the empty parents of ``base/rel``, deepest first, but only under a top-level
+    directory named ``containerlib*``: those belong to containerlib, whoever made them."""
+    parts = rel.split("/")
+    if not parts[0].startswith("containerlib"):
+        return
+    for depth in range(len(parts) - 1, 0, -1):
+        try:
+            os.rmdir(os.path.join(base, *parts[:depth]))
+        except OSError:
+            return
 
 
 def _rmdir_retry(path: str, deadline: float) -> None:
@@ -159,35 +171,21 @@ def _pids(path: str) -> list[int]:
         return []
 
 
-def _remove_tree(leaf: str, made: list[str], deadline: float) -> None:
-    """Remove ``leaf`` and its sub-cgroups deepest first, then the parents this driver made
-    if they are empty (another container may still use them)."""
+def _remove_tree(leaf: str, deadline: float) -> None:
+    """Remove ``leaf`` and the sub-cgroups its processes made, deepest first."""
     for dirpath, _dirs, _files in sorted(os.walk(leaf), key=lambda t: -t[0].count("/")):
         _rmdir_retry(dirpath, deadline)
-    for parent in reversed(made):
-        if parent == leaf:
-            continue
-        try:
-            os.rmdir(parent)
-        except OSError:
-            break
 
 
-def _remove_empty(dirs: list[tuple[str, list[str]]]) -> bool:
-    """rmdir each leaf cgroup and then the parents made for it; False if a leaf is busy."""
-    for leaf, made in dirs:
+def _remove_empty(leaves: list[str]) -> bool:
+    """rmdir each leaf cgroup; False as soon as one is busy or has sub-cgroups."""
+    for leaf in leaves:
         try:
             os.rmdir(leaf)
         except FileNotFoundError:
             pass
         except OSError:
             return False
-        for parent in reversed(made):
-            if parent != leaf:
-                try:
-                    os.rmdir(parent)
-                except OSError:
-                    break
     return True
 
 
@@ -196,7 +194,6 @@ class _HybridCgroup:
     path: str
     v1_dirs: dict[str, str]
     unified_dir: str | None
-    made: dict[str, list[str]]
 
     def procs_files(self) -> list[str]:
         dirs = [*self.v1_dirs.values()]
@@ -212,11 +209,8 @@ class _HybridCgroup:
         ooms = _keyed(_read(os.path.join(mem, "memory.oom_control"))).get("oom_kill", 0)
         return CgroupStats(memory_peak=peak, oom_kills=ooms)
 
-    def _dirs(self) -> list[tuple[str, list[str]]]:
-        out = [(d, self.made[name]) for name, d in self.v1_dirs.items()]
-        if self.unified_dir:
-            out.append((self.unified_dir, self.made["unified"]))
-        return out
+    def _dirs(self) -> list[str]:
+        return [*self.v1_dirs.values(), *([self.unified_dir] if self.unified_dir else [])]
 
     def destroy(self) -> None:
         # Most of the time the container's processes are gone and it made no sub-cgroups:
@@ -235,10 +229,8 @@ class _HybridCgroup:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.001)
-        for name, d in self.v1_dirs.items():
-            _remove_tree(d, self.made[name], deadline)
-        if self.unified_dir:
-            _remove_tree(self.unified_dir, self.made["unified"], deadline)
+        for d in self._dirs():
+            _remove_tree(d, deadline)
 
 
 @attrs.frozen
@@ -255,16 +247,13 @@ class HybridDriver:
     controllers: tuple[str, ...] = V1_CONTROLLERS
 
     def create(self, path: str, limits: CgroupLimits) -> Cgroup:
-        made: dict[str, list[str]] = {}
         v1_dirs: dict[str, str] = {}
-        cg = _HybridCgroup(path, v1_dirs, None, made)
+        cg = _HybridCgroup(path, v1_dirs, None)
         try:
             for name in self.controllers:
-                made[name] = []
-                v1_dirs[name] = _mkdirs(os.path.join(self.v1_root, name), path, made[name])
+                v1_dirs[name] = _mkdirs(os.path.join(self.v1_root, name), path)
             if self.unified_root:
-                made["unified"] = []
-                cg.unified_dir = _mkdirs(self.unified_root, path, made["unified"])
+                cg.unified_dir = _mkdirs(self.unified_root, path)
             mem = v1_dirs["memory"]
             if limits.memory is not None:
                 _write(os.path.join(mem, "memory.limit_in_bytes"), str(limits.memory))
@@ -285,12 +274,18 @@ class HybridDriver:
             raise
         return cg
 
+    def remove_parents(self, path: str) -> None:
+        """Remove the empty ``containerlib*`` parents of ``path`` in every hierarchy."""
+        for name in self.controllers:
+            _remove_parents(os.path.join(self.v1_root, name), path)
+        if self.unified_root:
+            _remove_parents(self.unified_root, path)
+
 
 @attrs.define
 class _UnifiedCgroup:
     path: str
     dir: str
-    made: list[str]
 
     def procs_files(self) -> list[str]:
         return [os.path.join(self.dir, "cgroup.procs")]
@@ -303,13 +298,13 @@ class _UnifiedCgroup:
         return CgroupStats(memory_peak=peak, oom_kills=ooms)
 
     def destroy(self) -> None:
-        if _remove_empty([(self.dir, self.made)]):
+        if _remove_empty([self.dir]):
             return
         deadline = time.monotonic() + 5.0
         kill = os.path.join(self.dir, "cgroup.kill")
         if os.path.exists(kill):
             _write(kill, "1")
-        _remove_tree(self.dir, self.made, deadline)
+        _remove_tree(self.dir, deadline)
 
 
 @attrs.frozen
@@ -319,7 +314,6 @@ class UnifiedDriver:
     root: str = "/sys/fs/cgroup"
 
     def create(self, path: str, limits: CgroupLimits) -> Cgroup:
-        made: list[str] = []
         parent = os.path.dirname(path)
         wanted = {"memory": limits.memory is not None, "pids": limits.pids is not None}
         # Controllers must be enabled in every ancestor's subtree_control down to the parent.
@@ -327,16 +321,15 @@ class UnifiedDriver:
         for part in [p for p in parent.split("/") if p]:
             self._enable(node, wanted)
             node = os.path.join(node, part)
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(node)
-                made.append(node)
-            except FileExistsError:
-                pass
         self._enable(node, wanted)
         leaf = os.path.join(node, os.path.basename(path))
-        os.mkdir(leaf)
-        made.append(leaf)
-        cg = _UnifiedCgroup(path, leaf, made)
+        try:
+            os.mkdir(leaf)
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, f"cgroup {leaf} exists already") from None
+        cg = _UnifiedCgroup(path, leaf)
         try:
             if limits.memory is not None:
                 _write(os.path.join(leaf, "memory.max"), str(limits.memory))
@@ -349,6 +342,10 @@ class UnifiedDriver:
             cg.destroy()
             raise
         return cg
+
+    def remove_parents(self, path: str) -> None:
+        """Remove the empty ``containerlib*`` parents of ``path``."""
+        _remove_parents(self.root, path)
 
     @staticmethod
     def _enable(node: str, wanted: dict[str, bool]) -> None:

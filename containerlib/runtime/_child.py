@@ -9,10 +9,12 @@ pipe closes at execve(2) (it is close-on-exec), which tells the spawner the comm
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import fcntl
 import os
+import pickle
 import resource
 import signal
 import socket
@@ -261,24 +263,45 @@ def _exec(plan: Plan) -> NoReturn:
         os._exit(code)
 
 
-def child_main(
-    plan: Plan,
-    stdio: tuple[int, int, int],
-    procs_fds: list[int],
-    have_cgroup2: bool,
-    errfd: int,
-    last_cap: int,
-) -> NoReturn:
-    """Set the container up and exec its command; never returns."""
+def child_main(sock: socket.socket, clone_flags: int, last_cap: int) -> NoReturn:
+    """Prepare a new container, wait for its plan on ``sock``, set it up and exec.
+
+    The spawner clones this process ahead of time, in the namespaces of ``clone_flags``,
+    so that the namespace work and what every container needs (the parent-death signal,
+    ``lo`` up, ``/`` private) is done before a request comes. Then it sends the pickled
+    ``(plan, cgroup.procs files, has cgroup2)`` with the three stdio descriptors. An empty
+    message means the spawner does not need this process after all.
+    """
+    errfd = sock.fileno()
     try:
         try:
-            for target, fd in enumerate(stdio):
-                if fd != target:
-                    os.dup2(fd, target)
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         except OSError as e:
+            raise _Step("set the parent-death signal", e.errno or errno.EIO) from None
+        if clone_flags & sc.CLONE_NEWNET:
+            _loopback_up()
+        try:
+            sc.mount(None, b"/", None, sc.MS_REC | sc.MS_PRIVATE, None)
+        except OSError as e:
+            raise _Step("make '/' private", e.errno or errno.EIO) from None
+        fds = array.array("i")
+        try:
+            data, anc, _flags, _addr = sock.recvmsg(1 << 20, socket.CMSG_SPACE(3 * fds.itemsize))
+        except OSError as e:
+            raise _Step("receive the plan", e.errno or errno.EIO) from None
+        if not data:
+            os._exit(0)
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        plan, procs_files, have_cgroup2 = pickle.loads(data)
+        try:
+            for target, fd in enumerate(fds):
+                if fd != target:
+                    os.dup2(fd, target)
+        except OSError as e:
             raise _Step("set up stdio", e.errno or errno.EIO) from None
-        _setup(plan, procs_fds, have_cgroup2, last_cap)
+        _setup(plan, procs_files, have_cgroup2, last_cap)
         sc.close_range_cloexec(3)
     except _Step as e:
         _report(errfd, e.step, e.err)
@@ -296,24 +319,21 @@ def _report(errfd: int, step: str, err: int) -> NoReturn:
         os._exit(SETUP_FAILED)
 
 
-def _setup(plan: Plan, procs_fds: list[int], have_cgroup2: bool, last_cap: int) -> None:
+def _setup(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: int) -> None:
     os.umask(0)
-    if procs_fds:
+    if procs_files:
         try:
-            for fd in procs_fds:
-                os.write(fd, b"0")
-                os.close(fd)
+            for path in procs_files:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, b"0")
+                finally:
+                    os.close(fd)
             if plan.new_cgroupns:
                 sc.unshare(sc.CLONE_NEWCGROUP)
         except OSError as e:
             raise _Step("join cgroup", e.errno or errno.EIO) from None
-    if plan.loopback_up:
-        _loopback_up()
     rootfs = plan.rootfs.encode()
-    try:
-        sc.mount(None, b"/", None, sc.MS_REC | sc.MS_PRIVATE, None)
-    except OSError as e:
-        raise _Step("make '/' private", e.errno or errno.EIO) from None
     try:
         lower = b":".join(p.encode() for p in plan.lowerdirs)
         rw = plan.rw_dir.encode()

@@ -67,7 +67,6 @@ class Plan:
     readonly_root: bool = False
     rootfs_propagation: int = 0
     clone_flags: int
-    loopback_up: bool = False
     new_cgroupns: bool = False
     cgroup_path: str | None = None
     cgroup_limits: CgroupLimits = attrs.field(factory=CgroupLimits)

@@ -66,24 +66,13 @@ def recv_message(sock: socket.socket) -> tuple[Any, list[int]] | None:
     return pickle.loads(data), list(fds)
 
 
-@attrs.define
-class _Running:
-    plan: Plan
-    pid: int
-    pidfd: int
-    channel: socket.socket
-    cgroup: Cgroup | None
-
-
 def _remove_dir(path: str, known: tuple[str, ...] = ()) -> None:
     """Remove ``path``; try the ``known`` empty subdirectories first, deepest first, as
     plain rmdir calls, which is most of the time all there is and much cheaper than a walk."""
     try:
         for sub in known:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.rmdir(os.path.join(path, sub))
-            except FileNotFoundError:
-                continue
         os.rmdir(path)
     except FileNotFoundError:
         pass
@@ -91,13 +80,36 @@ def _remove_dir(path: str, known: tuple[str, ...] = ()) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _remove_state(plan: Plan) -> None:
-    _remove_dir(plan.rw_dir, ("work/work", "work/index", "work", "upper"))
-    _remove_dir(plan.run_dir, ("rootfs",))
+def _remove_rw(rw_dir: str) -> None:
+    _remove_dir(rw_dir, ("work/work", "work/index", "work", "upper"))
+
+
+@attrs.define
+class _Running:
+    plan: Plan
+    pid: int
+    pidfd: int
+    cgroup: Cgroup | None
+    channel: socket.socket | None = None
+
+
+@attrs.define
+class _Warm:
+    """A child cloned ahead of time into new namespaces, waiting for a plan."""
+
+    pid: int
+    sock: socket.socket
+    flags: int
 
 
 class Spawner:
-    """The spawner's state: its control socket and the containers it runs."""
+    """The spawner's state: its control socket, its containers, and work for idle time.
+
+    When no request waits, it clones the next container's process ahead of time (the
+    namespaces and the common setup are most of a start's cost), and empties its trash:
+    a container's writable layer is renamed into ``<data root>/trash`` when it ends (one
+    rename) and removed later, file by file, when nothing else is to be done.
+    """
 
     def __init__(self, control: socket.socket) -> None:
         self.control = control
@@ -106,6 +118,12 @@ class Spawner:
         self.by_channel: dict[int, _Running] = {}
         self.last_cap = last_cap()
         self._driver: CgroupDriver | None = None
+        self.warm: _Warm | None = None
+        self.warm_flags: int | None = None
+        self.trash: list[str] = []
+        self.trash_dirs: set[str] = set()
+        self.cgroup_paths: set[str] = set()
+        self._serial = 0
 
     @property
     def driver(self) -> CgroupDriver:
@@ -116,7 +134,11 @@ class Spawner:
     def serve(self) -> None:
         self.selector.register(self.control, selectors.EVENT_READ, "control")
         while True:
-            for key, _ in self.selector.select():
+            events = self.selector.select(0)
+            if not events:
+                timeout = 0.0 if self.idle_work() else None
+                events = self.selector.select(timeout)
+            for key, _ in events:
                 if key.data == "control":
                     msg = recv_message(self.control)
                     if msg is None:
@@ -126,10 +148,21 @@ class Spawner:
                 elif key.data == "exit":
                     self.reap(self.running[key.fd])
                 elif key.data == "channel":
-                    run = self.by_channel[key.fd]
+                    run = self.by_channel.pop(key.fd)
                     # The owner closed or dropped its handle: the container goes with it.
                     self.kill(run)
-                    self.selector.unregister(run.channel)
+                    self.selector.unregister(key.fd)
+
+    def idle_work(self) -> bool:
+        """Do one piece of idle work; True if more is left."""
+        if self.warm is None and self.warm_flags is not None:
+            try:
+                self.warm = self.warm_up(self.warm_flags)
+            except OSError:
+                self.warm_flags = None
+        elif self.trash:
+            shutil.rmtree(self.trash.pop(), ignore_errors=True)
+        return bool(self.trash) or (self.warm is None and self.warm_flags is not None)
 
     def handle(self, request: Any, fds: list[int]) -> None:
         op, plan = request
@@ -186,47 +219,89 @@ class Spawner:
                         cid,
                         e.strerror if e.strerror and ":" in e.strerror else "",
                     ) from None
-            pid = self.clone(plan, stdio, cgroup)
+                self.cgroup_paths.add(plan.cgroup_path)
+            pid = self.start(plan, stdio, cgroup)
         except BaseException:
             if cgroup is not None:
                 cgroup.destroy()
-            _remove_state(plan)
+            _remove_rw(plan.rw_dir)
+            _remove_dir(plan.run_dir, ("rootfs",))
             raise
-        pidfd = os.pidfd_open(pid)
-        return _Running(plan, pid, pidfd, None, cgroup)  # type: ignore[arg-type]
+        return _Running(plan, pid, os.pidfd_open(pid), cgroup)
 
-    def clone(self, plan: Plan, stdio: tuple[int, int, int], cgroup: Cgroup | None) -> int:
-        files = cgroup.procs_files() if cgroup is not None else []
-        have_cgroup2 = self._has_v2(files)
-        procs_fds = [os.open(f, os.O_WRONLY | os.O_CLOEXEC) for f in files]
-        r, w = os.pipe2(os.O_CLOEXEC)
+    def warm_up(self, flags: int) -> _Warm:
+        """Clone a process into new namespaces that waits for a plan (see child_main)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            pid = sc.clone(plan.clone_flags | signal.SIGCHLD)
+            pid = sc.clone(flags | signal.SIGCHLD)
             if pid == 0:  # pragma: no cover - runs in the child
-                os.close(r)
-                child_main(plan, stdio, procs_fds, have_cgroup2, w, self.last_cap)
+                ours.close()
+                child_main(theirs, flags, self.last_cap)
+        except BaseException:
+            ours.close()
+            raise
         finally:
-            os.close(w)
-            for fd in procs_fds:
-                os.close(fd)
+            theirs.close()
+        return _Warm(pid, ours, flags)
+
+    def discard(self, warm: _Warm) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(warm.pid, signal.SIGKILL)
+        os.waitpid(warm.pid, 0)
+        warm.sock.close()
+
+    def start(self, plan: Plan, stdio: tuple[int, int, int], cgroup: Cgroup | None) -> int:
+        """Hand ``plan`` to a warm process (or a fresh one) and wait until it has exec'd."""
+        files = cgroup.procs_files() if cgroup is not None else []
+        have_cgroup2 = any(
+            os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files
+        )
+        warm, self.warm = self.warm, None
+        if warm is not None and warm.flags != plan.clone_flags:
+            self.discard(warm)
+            warm = None
+        self.warm_flags = plan.clone_flags
+        if warm is None:
+            warm = self.warm_up(plan.clone_flags)
+        report = b""
         try:
-            report = b""
-            while chunk := os.read(r, 4096):
+            with contextlib.suppress(OSError):
+                send_message(warm.sock, (plan, files, have_cgroup2), list(stdio))
+            # The socket closes at execve (close-on-exec); before that, a report may come.
+            while chunk := warm.sock.recv(4096):
                 report += chunk
         finally:
-            os.close(r)
+            warm.sock.close()
         if report:
-            os.waitpid(pid, 0)
+            os.waitpid(warm.pid, 0)
             err, _, step = report.partition(b"\0")
-            raise ContainerSetupError(step.decode(errors="replace"), int(err), plan.container_id)
-        return pid
-
-    def _has_v2(self, files: list[str]) -> bool:
-        return any(os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files)
+            raise ContainerSetupError(
+                step.decode(errors="replace") or "start the container's process",
+                int(err or errno.EIO),
+                plan.container_id,
+            )
+        return warm.pid
 
     def kill(self, run: _Running) -> None:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
+
+    def to_trash(self, rw_dir: str) -> None:
+        """Move a writable layer out of the way at the cost of one rename."""
+        trash = os.path.join(os.path.dirname(os.path.dirname(rw_dir)), "trash")
+        self._serial += 1
+        target = os.path.join(trash, f"{os.path.basename(rw_dir)}.{os.getpid()}.{self._serial}")
+        try:
+            try:
+                os.rename(rw_dir, target)
+            except FileNotFoundError:
+                os.mkdir(trash, 0o700)
+                os.rename(rw_dir, target)
+        except OSError:
+            _remove_rw(rw_dir)
+            return
+        self.trash_dirs.add(trash)
+        self.trash.append(target)
 
     def reap(self, run: _Running) -> None:
         _, status = os.waitpid(run.pid, 0)
@@ -240,22 +315,35 @@ class Spawner:
                 run.cgroup.destroy()
             except OSError as e:
                 failure = e
-        _remove_state(run.plan)
+        self.to_trash(run.plan.rw_dir)
+        _remove_dir(run.plan.run_dir, ("rootfs",))
         del self.running[run.pidfd]
         os.close(run.pidfd)
-        if run.channel.fileno() in self.by_channel:
-            del self.by_channel[run.channel.fileno()]
-            with contextlib.suppress(KeyError):
-                self.selector.unregister(run.channel)
-        with contextlib.suppress(OSError):
-            send_message(run.channel, ("exited", status, stats, failure))
-        run.channel.close()
+        channel = run.channel
+        if channel is not None:
+            if self.by_channel.pop(channel.fileno(), None) is not None:
+                self.selector.unregister(channel)
+            with contextlib.suppress(OSError):
+                send_message(channel, ("exited", status, stats, failure))
+            channel.close()
 
     def shutdown(self) -> None:
+        """Kill what still runs, then remove everything this spawner left."""
         for run in list(self.running.values()):
             self.kill(run)
         for run in list(self.running.values()):
             self.reap(run)
+        if self.warm is not None:
+            self.discard(self.warm)
+            self.warm = None
+        for path in self.trash:
+            shutil.rmtree(path, ignore_errors=True)
+        for trash in self.trash_dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(trash)
+        for path in self.cgroup_paths:
+            with contextlib.suppress(OSError):
+                self.driver.remove_parents(path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -396,7 +396,6 @@ def plan_from_spec(
         readonly_root=bool(spec.root is not None and spec.root.readonly),
         rootfs_propagation=propagation,
         clone_flags=clone_flags,
-        loopback_up="network" in types,
         new_cgroupns="cgroup" in types,
         cgroup_path=cgroup_path,
         cgroup_limits=_limits(spec),

@@ -23,13 +23,16 @@ if os.geteuid() != 0:  # pragma: no cover - the nox session runs as root
 CGROUP_PARENT = f"containerlib/test-{os.getpid()}"
 
 
-def cgroup_dirs() -> list[str]:
-    """Every cgroup directory under this run's cgroup parent, in every hierarchy."""
+def cgroup_dirs(*, parents: bool = False) -> list[str]:
+    """The containers' cgroup directories under this run's cgroup parent, in every
+    hierarchy; with ``parents``, the parent too (it stays while the spawner runs)."""
     found = []
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         parent = hierarchy / CGROUP_PARENT
         if parent.is_dir():
-            found += [str(p) for p in [parent, *parent.rglob("*")] if p.is_dir()]
+            found += [str(p) for p in parent.rglob("*") if p.is_dir()]
+            if parents:
+                found.append(str(parent))
     return found
 
 
@@ -70,7 +73,8 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             os.environ[k] = v
     left_state = list((base / "run").glob("*")) + list((base / "data" / "containers").glob("*"))
     assert not left_state, f"state left behind: {left_state}"
-    assert not cgroup_dirs(), f"cgroups left behind: {cgroup_dirs()}"
+    left = cgroup_dirs(parents=True)
+    assert not left, f"cgroups left behind: {left}"
     assert not processes_in_our_cgroups()
     assert not mounts_under(str(base)), mounts_under(str(base))
 
