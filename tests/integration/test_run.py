@@ -13,7 +13,7 @@ import pytest
 
 from containerlib import Container, ContainerError, Image
 
-from .conftest import CGROUP_PARENT, cgroup_dirs, processes_in_our_cgroups
+from .conftest import CGROUP_PARENT, cgroup_dirs, mounts_under, processes_in_our_cgroups
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
 
@@ -229,7 +229,7 @@ def test_leaving_the_with_block_kills_the_container(image: Image) -> None:
     assert not Path(f"/proc/{pid}").exists()
 
 
-def test_many_threads_many_containers(image: Image) -> None:
+def test_many_threads_many_containers(image: Image, roots: dict[str, str]) -> None:
     errors: list[BaseException] = []
     outputs: list[bytes] = []
     lock = threading.Lock()
@@ -253,6 +253,9 @@ def test_many_threads_many_containers(image: Image) -> None:
     assert sorted(outputs) == sorted(f"{n}-{i}\n".encode() for n in range(8) for i in range(20))
     assert not cgroup_dirs()
     assert not processes_in_our_cgroups()
+    assert not mounts_under(roots["CONTAINERLIB_RUN_ROOT"], roots["CONTAINERLIB_DATA_ROOT"])
+    assert not any(Path(roots["CONTAINERLIB_RUN_ROOT"]).iterdir())
+    assert not any((Path(roots["CONTAINERLIB_DATA_ROOT"]) / "containers").iterdir())
 
 
 def test_containers_die_with_their_owner(busybox: Path, tmp_path: Path) -> None:
