@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -29,7 +30,7 @@ from typing import Literal, Self
 
 import attrs
 
-from containerlib.errors import ContainerError, SpecError
+from containerlib.errors import ContainerError, ContainerSetupError, SpecError
 from containerlib.images import Image
 from containerlib.runtime.client import Exited, Process, spawner
 from containerlib.runtime.specconv import Roots, check_id, plan_from_spec
@@ -222,6 +223,8 @@ class Container:
         env.update(self._env)
         env.setdefault("HOSTNAME", self._hostname or _DEFAULT_HOSTNAME)
         uid, gid = self._user if self._user is not None else self._image_user()
+        # As Docker: HOME from the user, when the image and the caller leave it unset.
+        env.setdefault("HOME", "/root" if uid == 0 else "/")
         base = default_spec(args=tuple(args), terminal=False)
         assert base.process is not None
         assert base.linux is not None
@@ -336,6 +339,14 @@ class Container:
             lowerdirs=tuple(reversed(self.image.layers)),
             roots=Roots.from_env(),
         )
+        if os.geteuid() != 0:
+            raise ContainerSetupError(
+                "create the container",
+                errno.EPERM,
+                cid,
+                "containerlib needs root for now; run as root (rootless use through user "
+                "namespaces comes in a later version)",
+            )
         t0 = time.monotonic()
         pipes = Pipes(input)
         try:
