@@ -44,8 +44,8 @@ __all__ = ["Container", "Result", "RunningContainer"]
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})")
 _ENV_KEY = re.compile(r"[^=\0]+")
-#: The hostname of a container that was not given one. Docker uses the short id; the
-#: spec is computed before the id is known, so a fixed, recognisable name is used instead.
+#: The hostname of a container that was given neither a hostname nor an id; with an id,
+#: the hostname is its first 12 characters, as Docker does.
 _DEFAULT_HOSTNAME = "containerlib"
 
 
@@ -207,7 +207,7 @@ class Container:
 
     # -- compilation --------------------------------------------------------------------
 
-    def spec(self, cmd: Sequence[str] | None = None) -> oci.Spec:
+    def spec(self, cmd: Sequence[str] | None = None, *, id: str | None = None) -> oci.Spec:
         """The OCI runtime spec this container runs ``cmd`` with (no I/O).
 
         Raises:
@@ -221,7 +221,8 @@ class Container:
             key, _, value = item.partition("=")
             env[key] = value
         env.update(self._env)
-        env.setdefault("HOSTNAME", self._hostname or _DEFAULT_HOSTNAME)
+        hostname = self._hostname or (id[:12] if id else _DEFAULT_HOSTNAME)
+        env.setdefault("HOSTNAME", hostname)
         uid, gid = self._user if self._user is not None else self._image_user()
         # As Docker: HOME from the user, when the image and the caller leave it unset.
         env.setdefault("HOME", "/root" if uid == 0 else "/")
@@ -277,7 +278,7 @@ class Container:
             base,
             process=process,
             root=oci.Root(path=image.layers[-1], readonly=self._read_only),
-            hostname=self._hostname or _DEFAULT_HOSTNAME,
+            hostname=hostname,
             mounts=tuple(mounts),
             linux=linux,
         )
@@ -332,7 +333,7 @@ class Container:
         self, cmd: Sequence[str] | None, input: bytes | None, id: str | None
     ) -> RunningContainer:
         cid = check_id(id) if id is not None else secrets.token_hex(16)
-        spec = self.spec(cmd)
+        spec = self.spec(cmd, id=cid)
         plan = plan_from_spec(
             spec,
             container_id=cid,

@@ -54,6 +54,9 @@ def test_own_hostname(image: Image) -> None:
     r = Container(image).hostname("box-1").run(["hostname"])
     assert r.stdout == b"box-1\n"
     assert os.uname().nodename != "box-1"
+    # Without one, the short id, as Docker does.
+    r = Container(image).run(["sh", "-c", "hostname; echo $HOSTNAME"])
+    assert r.stdout.decode().split() == [r.id[:12]] * 2
 
 
 def test_writes_stay_in_the_container(image: Image, busybox: Path) -> None:
