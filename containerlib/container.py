@@ -152,6 +152,8 @@ class Container:
     def env(self, **variables: str) -> Self:
         """Add environment variables; later calls override earlier ones."""
         for key, value in variables.items():
+            if not _ENV_KEY.fullmatch(key):
+                raise SpecError(f"env.{key}", f"{key!r} is not a valid variable name")
             if not isinstance(value, str) or "\0" in value:
                 raise SpecError(f"env.{key}", f"must be a string without NUL, not {value!r}")
         merged = dict(self._env)
@@ -163,13 +165,17 @@ class Container:
         return attrs.evolve(self, workdir=_absolute(path, "workdir"))
 
     def user(self, user: str | int) -> Self:
-        """Run as ``"uid"`` or ``"uid:gid"`` (numbers; names come in a later version)."""
+        """Run as ``"uid"`` or ``"uid:gid"`` (numbers; names come in a later version).
+
+        Without a gid the group is 0, as ``docker run --user 1000`` gives a user that the
+        image's /etc/passwd does not know.
+        """
         text = str(user)
         m = re.fullmatch(r"(\d+)(?::(\d+))?", text)
         if not m:
             raise SpecError("user", f"must be 'uid' or 'uid:gid' in numbers, not {user!r}")
         uid = int(m.group(1))
-        gid = int(m.group(2)) if m.group(2) is not None else uid
+        gid = int(m.group(2)) if m.group(2) is not None else 0
         if uid >= 2**32 - 1 or gid >= 2**32 - 1:
             raise SpecError("user", f"{user!r} is out of range")
         return attrs.evolve(self, user=(uid, gid))
@@ -304,8 +310,7 @@ class Container:
         m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
         if not m:
             raise SpecError("image user", f"{user!r}: user names come in a later version")
-        uid = int(m.group(1))
-        return uid, int(m.group(2)) if m.group(2) is not None else uid
+        return int(m.group(1)), int(m.group(2)) if m.group(2) is not None else 0
 
     # -- verbs --------------------------------------------------------------------------
 

@@ -50,7 +50,11 @@ class SpecError(ContainerlibError, ValueError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}" if field else message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.field, self.message))
 
 
 class ImageError(ContainerlibError):
@@ -114,6 +118,9 @@ class ContainerError(ContainerlibError, RuntimeError):
             why += ", timed out"
         text = f"command {command!r} failed: {why}"
         super().__init__(text + (f": {tail}" if tail else ""))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.result, self.command))
 
 
 class SpawnerError(ContainerlibError, RuntimeError):

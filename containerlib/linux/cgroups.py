@@ -333,9 +333,11 @@ class UnifiedDriver:
         try:
             if limits.memory is not None:
                 _write(os.path.join(leaf, "memory.max"), str(limits.memory))
-                if limits.memory_swap is not None:
+                swap_file = os.path.join(leaf, "memory.swap.max")
+                # Without swap accounting the file is absent, and there is no swap to limit.
+                if limits.memory_swap is not None and os.path.exists(swap_file):
                     swap = max(limits.memory_swap - limits.memory, 0)
-                    _write(os.path.join(leaf, "memory.swap.max"), str(swap))
+                    _write(swap_file, str(swap))
             if limits.pids is not None:
                 _write(os.path.join(leaf, "pids.max"), str(limits.pids))
         except BaseException:

@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import stat
+from collections.abc import Sized
 from typing import Final
 
 import attrs
@@ -256,8 +257,24 @@ def _unsupported(spec: oci.Spec) -> None:
                     ("linux.resources.memory.disableOOMKiller", mem.disable_oom_killer),
                 ]
     for field, value in checks:
-        if value:
+        if _asks_for_something(value):
             raise SpecError(field, "is not supported by this version of containerlib yet")
+
+
+def _asks_for_something(value: object) -> bool:
+    """Whether a spec field asks for something: ``0`` does, ``False``, ``None`` and empty
+    lists, maps and objects do not (``terminal: false`` asks for no terminal)."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, Sized):
+        return len(value) > 0
+    if attrs.has(type(value)):
+        return any(
+            _asks_for_something(getattr(value, f.name))
+            for f in attrs.fields(type(value))  # type: ignore[arg-type]
+            if f.name != "extra"
+        )
+    return True
 
 
 #: Device rules every container gets after its own, as runc adds them.

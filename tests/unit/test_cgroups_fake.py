@@ -652,13 +652,6 @@ def test_unified_failed_limit_removes_the_cgroup(tmp_path: Path) -> None:
     assert not (tmp_path / "c1").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FileNotFoundError,
-    reason="UnifiedDriver writes memory.swap.max unconditionally: on a v2 host without swap "
-    "accounting the file is missing and every memory limit fails (runc and HybridDriver "
-    "skip it)",
-)
 def test_unified_host_without_swap_accounting(tmp_path: Path, fake_kernel: Activate) -> None:
     fake = fake_kernel(FakeCgroupfs(tmp_path / "cg", {"": "v2"}, swap=False))
     # What Container.limit(mem="64M") asks for: memory and memory+swap equal.

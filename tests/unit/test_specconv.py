@@ -437,22 +437,12 @@ def test_unsupported_fields_are_refused_by_name(field: str) -> None:
     assert str(info.value).startswith(f"{field}: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="specconv._unsupported tests truthiness: swappiness 0 (avoid swapping) is "
-    "silently dropped instead of refused",
-)
 def test_swappiness_zero_is_refused_too() -> None:
     with pytest.raises(SpecError) as info:
         _plan(_resources(memory=oci.LinuxMemory(swappiness=0)))
     assert info.value.field == "linux.resources.memory.swappiness"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="specconv._unsupported tests truthiness: an empty hooks object, which asks "
-    "for nothing, is refused as if it held hooks",
-)
 def test_empty_hooks_object_asks_for_nothing() -> None:
     doc = BASE.to_dict()
     doc["hooks"] = {}
