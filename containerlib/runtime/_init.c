@@ -1,0 +1,1253 @@
+/*
+ * clib-init: a container's first process, from the clone to the exec of its command.
+ *
+ * Why this exists. The spawner clones each container's process ahead of time, in its new
+ * namespaces, and hands it a plan when a request comes. When that process is a fork of
+ * the spawner's Python interpreter (containerlib/runtime/_child.py), carrying out the plan
+ * costs about 2 ms of copy-on-write faults and interpreter work, and the final execve(2)
+ * must tear down the forked interpreter's address space. This program does the same steps
+ * in the same order with the same error reports, from a process of a few hundred
+ * kilobytes. containerlib/runtime/nativeinit.py compiles it on first use; _child.py stays
+ * the fallback where no C compiler is found (or CONTAINERLIB_NATIVE_INIT=0).
+ *
+ * Usage:
+ *   clib-init FD FLAGS   FD: the inherited SOCK_SEQPACKET socket to the spawner;
+ *                        FLAGS: the clone(2) flags this process was made with, in decimal.
+ *   clib-init --dump     decode a plan from stdin and print it as JSON (for the tests).
+ *
+ * Protocol. The process first does what every container needs (parent-death signal, `lo`
+ * up, `/` private), then waits for one message: the plan below, with the container's
+ * stdin, stdout and stderr as SCM_RIGHTS. An empty message (end of file) means the spawner
+ * does not need this process: it exits 0. A failure before the exec is written back as
+ * "<errno>\0<step>" (the step names the operation and the path, as `mount tmpfs on
+ * '/dev'`) and the process exits 125. The socket is close-on-exec, so the end of file the
+ * spawner sees at the exec tells it the command started. A command that cannot be run
+ * gets Docker's exit codes: 127 (not found) or 126 (not executable), with a message on
+ * its stderr.
+ *
+ * Plan format, version 1 (nativeinit.encode writes it; keep the two in step). Integers
+ * are little-endian u32 or u64 (i32 for oom_score_adj); nothing is aligned.
+ *   str      u32 n >= 1, then n bytes whose last is the only NUL (so the C side uses the
+ *            bytes in place, without a copy)
+ *   ostr     like str, or n = 0 for None
+ *   bool     u32 0 or 1
+ *   opt T    bool present, then a T that is 0 when absent
+ *   list T   u32 count, then count T
+ * In this order:
+ *   u32 magic 0x50494c43 ("CLIP"), u32 version 1,
+ *   str rootfs, str rw_dir, list str lowerdirs (1..500), bool readonly_root,
+ *   u64 rootfs_propagation, bool new_cgroupns,
+ *   list mount (str target, ostr source, ostr fstype, u64 flags, ostr data,
+ *               opt u64 remount_flags, u64 propagation, bool is_file, bool cgroup),
+ *   list device (str path, u32 mode, u32 major, u32 minor, u32 uid, u32 gid),
+ *   list (str target, str name) dev_symlinks, list str masked_paths,
+ *   list str readonly_paths, ostr hostname, ostr domainname,
+ *   list (str key, str value) sysctl, u32 uid, u32 gid, list u32 additional_gids,
+ *   opt u32 umask, list (u32 resource, u64 soft, u64 hard) rlimits,
+ *   bool no_new_privileges, opt u64 cap_bounding, u64 cap_effective,
+ *   u64 cap_permitted, u64 cap_inheritable, list u32 cap_ambient,
+ *   opt i32 oom_score_adj, str cwd, list str args (>= 1), list str env (as execve(2)
+ *   gets it: NAME=VALUE, one entry a name), list str procs_files, bool have_cgroup2,
+ *   u32 last_cap (<= 63), u32 magic again.
+ * A plan is at most 1 MiB, and every list has a bound (the MAX_* below). Anything else,
+ * including bytes after the final magic, is refused with EBADMSG.
+ */
+#define _GNU_SOURCE
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#if defined(__has_include)
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#define HAVE_OPEN_HOW 1
+#endif
+#endif
+#ifndef HAVE_OPEN_HOW
+struct open_how {
+	uint64_t flags;
+	uint64_t mode;
+	uint64_t resolve;
+};
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_IN_ROOT 0x10
+#endif
+/* Both are the same on every architecture (the generic syscall table). */
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define PLAN_MAGIC 0x50494c43u
+#define PLAN_VERSION 1u
+#define MAX_PLAN (1u << 20)
+#define MAX_LOWERDIRS 500 /* overlayfs stacks at most 500 layers */
+#define MAX_MOUNTS 1024
+#define MAX_DEVICES 1024
+#define MAX_PATHS 1024 /* symlinks, masked, read-only paths, sysctls, cgroups */
+#define MAX_GIDS 65536 /* NGROUPS_MAX */
+#define MAX_RLIMITS 64
+#define MAX_AMBIENT 64
+#define MAX_ARGS 32768
+#define MAX_ENV 32768
+#define SETUP_FAILED 125
+#define EXIT_NOT_EXECUTABLE 126
+#define EXIT_NOT_FOUND 127
+#define REPORT_MAX 4096 /* the spawner reads the report with recv(4096) */
+
+static const char default_path[] =
+	"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct mount_step {
+	const char *target, *source, *fstype, *data;
+	uint64_t flags;
+	bool has_remount;
+	uint64_t remount_flags;
+	uint64_t propagation;
+	bool is_file, cgroup;
+};
+
+struct device_step {
+	const char *path;
+	uint32_t mode, major, minor, uid, gid;
+};
+
+struct pair {
+	const char *first, *second;
+};
+
+struct rlimit_step {
+	uint32_t resource;
+	uint64_t soft, hard;
+};
+
+struct plan {
+	const char *rootfs, *rw_dir;
+	const char *lowerdirs[MAX_LOWERDIRS];
+	uint32_t n_lowerdirs;
+	bool readonly_root;
+	uint64_t rootfs_propagation;
+	bool new_cgroupns;
+	struct mount_step mounts[MAX_MOUNTS];
+	uint32_t n_mounts;
+	struct device_step devices[MAX_DEVICES];
+	uint32_t n_devices;
+	struct pair dev_symlinks[MAX_PATHS];
+	uint32_t n_dev_symlinks;
+	const char *masked_paths[MAX_PATHS];
+	uint32_t n_masked_paths;
+	const char *readonly_paths[MAX_PATHS];
+	uint32_t n_readonly_paths;
+	const char *hostname, *domainname;
+	uint32_t hostname_len, domainname_len;
+	struct pair sysctl[MAX_PATHS];
+	uint32_t n_sysctl;
+	uint32_t uid, gid;
+	gid_t additional_gids[MAX_GIDS];
+	uint32_t n_additional_gids;
+	bool has_umask;
+	uint32_t umask;
+	struct rlimit_step rlimits[MAX_RLIMITS];
+	uint32_t n_rlimits;
+	bool no_new_privileges;
+	bool has_cap_bounding;
+	uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable;
+	uint32_t cap_ambient[MAX_AMBIENT];
+	uint32_t n_cap_ambient;
+	bool has_oom_score_adj;
+	int32_t oom_score_adj;
+	const char *cwd;
+	char *args[MAX_ARGS + 1]; /* NULL-terminated for execve */
+	uint32_t n_args;
+	char *env[MAX_ENV + 1];
+	uint32_t n_env;
+	const char *procs_files[MAX_PATHS];
+	uint32_t n_procs_files;
+	bool have_cgroup2;
+	uint32_t last_cap;
+};
+
+/* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
+static struct plan plan;
+static unsigned char plan_buf[MAX_PLAN];
+
+/* -- reporting ----------------------------------------------------------------------- */
+
+/* The spawner's socket; -1 in --dump mode, where reports go to stderr. */
+static int report_fd = -1;
+
+/* Report "errno NUL step" to the spawner and exit; the spawner raises it as an error. */
+static _Noreturn __attribute__((format(printf, 2, 3))) void fail(int err, const char *fmt, ...)
+{
+	char msg[REPORT_MAX];
+	int head = snprintf(msg, sizeof msg, "%d", err) + 1; /* keeps the NUL */
+	va_list ap;
+	va_start(ap, fmt);
+	int text = vsnprintf(msg + head, sizeof msg - head, fmt, ap);
+	va_end(ap);
+	if (text < 0)
+		text = 0;
+	if ((size_t)text >= sizeof msg - head)
+		text = (int)(sizeof msg - head - 1);
+	if (report_fd >= 0) {
+		ssize_t ignored = write(report_fd, msg, head + text);
+		(void)ignored;
+	} else {
+		fprintf(stderr, "clib-init: %s: %s\n", msg + head, strerror(err));
+	}
+	_exit(SETUP_FAILED);
+}
+
+/* -- reading the plan ---------------------------------------------------------------- */
+
+struct reader {
+	const unsigned char *p, *end;
+};
+
+#define bad_plan(...) fail(EBADMSG, "read the plan: " __VA_ARGS__)
+
+static void take(struct reader *r, void *out, size_t n, const char *what)
+{
+	if ((size_t)(r->end - r->p) < n)
+		bad_plan("%s: truncated", what);
+	memcpy(out, r->p, n);
+	r->p += n;
+}
+
+static uint32_t read_u32(struct reader *r, const char *what)
+{
+	uint32_t v;
+	take(r, &v, sizeof v, what);
+	return le32toh(v);
+}
+
+static uint64_t read_u64(struct reader *r, const char *what)
+{
+	uint64_t v;
+	take(r, &v, sizeof v, what);
+	return le64toh(v);
+}
+
+static bool read_bool(struct reader *r, const char *what)
+{
+	uint32_t v = read_u32(r, what);
+	if (v > 1)
+		bad_plan("%s: %u is not a boolean", what, v);
+	return v;
+}
+
+static uint32_t read_count(struct reader *r, const char *what, uint32_t max)
+{
+	uint32_t n = read_u32(r, what);
+	if (n > max)
+		bad_plan("%s: %u entries, at most %u", what, n, max);
+	return n;
+}
+
+/* A string in place: its bytes end with the only NUL. NULL for an absent ostr. */
+static char *read_str_len(struct reader *r, const char *what, bool optional, uint32_t *len)
+{
+	uint32_t n = read_u32(r, what);
+	if (n == 0) {
+		if (!optional)
+			bad_plan("%s: missing", what);
+		*len = 0;
+		return NULL;
+	}
+	if ((size_t)(r->end - r->p) < n)
+		bad_plan("%s: truncated", what);
+	char *s = (char *)r->p;
+	if (memchr(s, '\0', n) != s + n - 1)
+		bad_plan("%s: not one NUL-terminated string", what);
+	r->p += n;
+	*len = n - 1;
+	return s;
+}
+
+static char *read_str(struct reader *r, const char *what)
+{
+	uint32_t len;
+	return read_str_len(r, what, false, &len);
+}
+
+static char *read_ostr(struct reader *r, const char *what)
+{
+	uint32_t len;
+	return read_str_len(r, what, true, &len);
+}
+
+static uint32_t read_strs(struct reader *r, const char *what, const char **out, uint32_t max)
+{
+	uint32_t n = read_count(r, what, max);
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = read_str(r, what);
+	return n;
+}
+
+static void read_mount(struct reader *r, struct mount_step *m)
+{
+	m->target = read_str(r, "mount target");
+	m->source = read_ostr(r, "mount source");
+	m->fstype = read_ostr(r, "mount fstype");
+	m->flags = read_u64(r, "mount flags");
+	m->data = read_ostr(r, "mount data");
+	m->has_remount = read_bool(r, "mount remount_flags");
+	m->remount_flags = read_u64(r, "mount remount_flags");
+	m->propagation = read_u64(r, "mount propagation");
+	m->is_file = read_bool(r, "mount is_file");
+	m->cgroup = read_bool(r, "mount cgroup");
+}
+
+static void read_device(struct reader *r, struct device_step *d)
+{
+	d->path = read_str(r, "device path");
+	d->mode = read_u32(r, "device mode");
+	d->major = read_u32(r, "device major");
+	d->minor = read_u32(r, "device minor");
+	d->uid = read_u32(r, "device uid");
+	d->gid = read_u32(r, "device gid");
+}
+
+static uint32_t read_pairs(struct reader *r, const char *what, struct pair *out, uint32_t max)
+{
+	uint32_t n = read_count(r, what, max);
+	for (uint32_t i = 0; i < n; i++) {
+		out[i].first = read_str(r, what);
+		out[i].second = read_str(r, what);
+	}
+	return n;
+}
+
+static void read_mounts_and_devices(struct reader *r, struct plan *p)
+{
+	p->n_mounts = read_count(r, "mounts", MAX_MOUNTS);
+	for (uint32_t i = 0; i < p->n_mounts; i++)
+		read_mount(r, &p->mounts[i]);
+	p->n_devices = read_count(r, "devices", MAX_DEVICES);
+	for (uint32_t i = 0; i < p->n_devices; i++)
+		read_device(r, &p->devices[i]);
+	p->n_dev_symlinks = read_pairs(r, "dev_symlinks", p->dev_symlinks, MAX_PATHS);
+}
+
+static void read_process(struct reader *r, struct plan *p)
+{
+	p->uid = read_u32(r, "uid");
+	p->gid = read_u32(r, "gid");
+	p->n_additional_gids = read_count(r, "additional_gids", MAX_GIDS);
+	for (uint32_t i = 0; i < p->n_additional_gids; i++)
+		p->additional_gids[i] = read_u32(r, "additional_gids");
+	p->has_umask = read_bool(r, "umask");
+	p->umask = read_u32(r, "umask");
+	p->n_rlimits = read_count(r, "rlimits", MAX_RLIMITS);
+	for (uint32_t i = 0; i < p->n_rlimits; i++) {
+		p->rlimits[i].resource = read_u32(r, "rlimit resource");
+		p->rlimits[i].soft = read_u64(r, "rlimit soft");
+		p->rlimits[i].hard = read_u64(r, "rlimit hard");
+	}
+	p->no_new_privileges = read_bool(r, "no_new_privileges");
+	p->has_cap_bounding = read_bool(r, "cap_bounding");
+	p->cap_bounding = read_u64(r, "cap_bounding");
+	p->cap_effective = read_u64(r, "cap_effective");
+	p->cap_permitted = read_u64(r, "cap_permitted");
+	p->cap_inheritable = read_u64(r, "cap_inheritable");
+	p->n_cap_ambient = read_count(r, "cap_ambient", MAX_AMBIENT);
+	for (uint32_t i = 0; i < p->n_cap_ambient; i++)
+		p->cap_ambient[i] = read_u32(r, "cap_ambient");
+	p->has_oom_score_adj = read_bool(r, "oom_score_adj");
+	p->oom_score_adj = (int32_t)read_u32(r, "oom_score_adj");
+	p->cwd = read_str(r, "cwd");
+	p->n_args = read_strs(r, "args", (const char **)p->args, MAX_ARGS);
+	if (p->n_args == 0)
+		bad_plan("args: empty");
+	p->args[p->n_args] = NULL;
+	p->n_env = read_strs(r, "env", (const char **)p->env, MAX_ENV);
+	p->env[p->n_env] = NULL;
+}
+
+/* Decode the plan in buf (which must stay alive: the strings point into it). */
+static void parse_plan(const unsigned char *buf, size_t len, struct plan *p)
+{
+	struct reader r = {buf, buf + len};
+	if (read_u32(&r, "magic") != PLAN_MAGIC)
+		bad_plan("not a plan (bad magic)");
+	uint32_t version = read_u32(&r, "version");
+	if (version != PLAN_VERSION)
+		bad_plan("version %u, this helper reads version %u", version, PLAN_VERSION);
+	p->rootfs = read_str(&r, "rootfs");
+	p->rw_dir = read_str(&r, "rw_dir");
+	p->n_lowerdirs = read_strs(&r, "lowerdirs", p->lowerdirs, MAX_LOWERDIRS);
+	if (p->n_lowerdirs == 0)
+		bad_plan("lowerdirs: empty");
+	p->readonly_root = read_bool(&r, "readonly_root");
+	p->rootfs_propagation = read_u64(&r, "rootfs_propagation");
+	p->new_cgroupns = read_bool(&r, "new_cgroupns");
+	read_mounts_and_devices(&r, p);
+	p->n_masked_paths = read_strs(&r, "masked_paths", p->masked_paths, MAX_PATHS);
+	p->n_readonly_paths = read_strs(&r, "readonly_paths", p->readonly_paths, MAX_PATHS);
+	p->hostname = read_str_len(&r, "hostname", true, &p->hostname_len);
+	p->domainname = read_str_len(&r, "domainname", true, &p->domainname_len);
+	p->n_sysctl = read_pairs(&r, "sysctl", p->sysctl, MAX_PATHS);
+	read_process(&r, p);
+	p->n_procs_files = read_strs(&r, "procs_files", p->procs_files, MAX_PATHS);
+	p->have_cgroup2 = read_bool(&r, "have_cgroup2");
+	p->last_cap = read_u32(&r, "last_cap");
+	if (p->last_cap > 63)
+		bad_plan("last_cap: %u is past 63", p->last_cap);
+	if (read_u32(&r, "final magic") != PLAN_MAGIC)
+		bad_plan("bad final magic");
+	if (r.p != r.end)
+		bad_plan("%zu bytes after the end", (size_t)(r.end - r.p));
+}
+
+/* -- small syscall helpers ------------------------------------------------------------ */
+
+static int openat2_in(int dirfd, const char *path, int flags, uint64_t resolve)
+{
+	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = resolve};
+	int fd;
+	/* openat2 answers EAGAIN when a rename or mount raced a ".." lookup: try again. */
+	for (int tries = 0; tries < 16; tries++) {
+		fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+		if (fd >= 0 || errno != EAGAIN)
+			break;
+	}
+	return fd;
+}
+
+/* Open a path inside the container's root: no symlink or ".." can lead out of it. */
+static int open_beneath(int rootfd, const char *path, int flags)
+{
+	return openat2_in(rootfd, path, O_PATH | flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+}
+
+static const char *relative(const char *path)
+{
+	while (*path == '/')
+		path++;
+	return *path ? path : ".";
+}
+
+/* Write a short value to a kernel file, as `echo -n value > path`. */
+static int write_file(const char *path, const char *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, data, len);
+	int err = errno;
+	close(fd);
+	errno = err;
+	return n < 0 ? -1 : 0;
+}
+
+static void fd_path(char *buf, size_t size, int fd)
+{
+	snprintf(buf, size, "/proc/self/fd/%d", fd);
+}
+
+/* -- the warm part: done before the plan comes ---------------------------------------- */
+
+static void bring_up_loopback(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		fail(errno, "bring up 'lo'");
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		fail(errno, "bring up 'lo'");
+	close(s);
+}
+
+static void warm_up(int sock, unsigned long clone_flags)
+{
+	/* Die with the spawner. Set before the exec too; set again, as the exec of a
+	 * set-id program would have cleared it. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L) < 0)
+		fail(errno, "set the parent-death signal");
+	/* Nothing else of the spawner's (other containers' channels) stays open in a
+	 * process that may wait a long time for its plan. */
+	if ((sock > 3 && syscall(SYS_close_range, 3u, (unsigned)sock - 1, 0u) < 0) ||
+	    syscall(SYS_close_range, (unsigned)sock + 1, ~0u, 0u) < 0)
+		fail(errno, "close inherited descriptors");
+	/* A new network namespace has only `lo`, and it is down. */
+	if (clone_flags & CLONE_NEWNET)
+		bring_up_loopback();
+	/* No mount made here may reach the host's mount namespace, nor one of the host's
+	 * reach the container later. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		fail(errno, "make '/' private");
+}
+
+/* Wait for the plan and the three stdio descriptors; returns the plan's length. */
+static size_t receive_plan(int sock, int stdio[3])
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(3 * sizeof(int))];
+	} control;
+	struct iovec iov = {plan_buf, sizeof plan_buf};
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof control.buf,
+	};
+	ssize_t n;
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		fail(errno, "receive the plan");
+	if (n == 0)
+		_exit(0); /* not needed after all */
+	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+		fail(EMSGSIZE, "receive the plan");
+	int count = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfds && count < 3; i++)
+			memcpy(&stdio[count++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+	}
+	if (count != 3)
+		fail(EBADMSG, "set up stdio");
+	return (size_t)n;
+}
+
+static void set_up_stdio(const int stdio[3])
+{
+	int fds[3];
+	/* Move any received descriptor out of 0..2 first, so one dup2 cannot close
+	 * another's source. */
+	for (int i = 0; i < 3; i++) {
+		fds[i] = stdio[i];
+		if (fds[i] < 3 && (fds[i] = fcntl(stdio[i], F_DUPFD_CLOEXEC, 3)) < 0)
+			fail(errno, "set up stdio");
+	}
+	for (int i = 0; i < 3; i++)
+		if (dup2(fds[i], i) < 0)
+			fail(errno, "set up stdio");
+}
+
+/* -- the container's file system ------------------------------------------------------ */
+
+static void join_cgroup(void)
+{
+	if (plan.n_procs_files == 0)
+		return;
+	/* Join before anything is mounted, so the container is accounted from the start. */
+	for (uint32_t i = 0; i < plan.n_procs_files; i++)
+		if (write_file(plan.procs_files[i], "0", 1) < 0)
+			fail(errno, "join cgroup");
+	/* Unshared after joining, so the container sees its own cgroup as its root. */
+	if (plan.new_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
+		fail(errno, "join cgroup");
+}
+
+static void mount_rootfs(void)
+{
+	/* mount(2) copies one page of options; a longer list would be cut silently. */
+	static char data[65536];
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t limit = page < sizeof data ? page : sizeof data;
+	size_t n = (size_t)snprintf(data, limit, "lowerdir=");
+	for (uint32_t i = 0; i < plan.n_lowerdirs && n < limit; i++)
+		n += (size_t)snprintf(data + n, limit - n, "%s%s", i ? ":" : "", plan.lowerdirs[i]);
+	if (n < limit)
+		n += (size_t)snprintf(data + n, limit - n, ",upperdir=%s/upper,workdir=%s/work",
+				      plan.rw_dir, plan.rw_dir);
+	if (n >= limit)
+		fail(E2BIG, "mount overlay rootfs");
+	if (mount("overlay", plan.rootfs, "overlay", 0, data) < 0)
+		fail(errno, "mount overlay rootfs");
+}
+
+/* Is there a path component after *rest other than "" and "."? */
+static bool more_components(const char *rest)
+{
+	while (*rest) {
+		while (*rest == '/')
+			rest++;
+		const char *end = strchrnul(rest, '/');
+		size_t n = (size_t)(end - rest);
+		if (n && !(n == 1 && rest[0] == '.'))
+			return true;
+		rest = end;
+	}
+	return false;
+}
+
+/*
+ * Make the missing components of `path` inside the root, each relative to its parent,
+ * which is already resolved, so a symlink in the rootfs cannot send the creation
+ * elsewhere. Directories get 0755, a last file component 0644 (the umask is 0 here).
+ */
+static int create_beneath(int rootfd, const char *path, bool is_file)
+{
+	char prefix[PATH_MAX];
+	size_t len = 0;
+	int parent = rootfd;
+	const char *p = path;
+	for (;;) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		const char *end = strchrnul(p, '/');
+		size_t n = (size_t)(end - p);
+		if (n == 1 && p[0] == '.') {
+			p = end;
+			continue;
+		}
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			errno = EINVAL;
+			return -1;
+		}
+		if (len + n + 2 > sizeof prefix) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		if (len)
+			prefix[len++] = '/';
+		const char *name = prefix + len;
+		memcpy(prefix + len, p, n);
+		len += n;
+		prefix[len] = '\0';
+		p = end;
+		int fd = open_beneath(rootfd, prefix, 0);
+		if (fd < 0 && errno == ENOENT) {
+			if (is_file && !more_components(p)) {
+				int f = openat(parent, name, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+					       0644);
+				if (f < 0)
+					return -1;
+				close(f);
+			} else if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
+				return -1;
+			}
+			fd = open_beneath(rootfd, prefix, 0);
+		}
+		if (fd < 0)
+			return -1;
+		if (parent != rootfd)
+			close(parent);
+		parent = fd;
+	}
+	return parent == rootfd ? fcntl(rootfd, F_DUPFD_CLOEXEC, 0) : parent;
+}
+
+/* An O_PATH descriptor of the mount point, made if it is missing. */
+static int mount_point(int rootfd, const struct mount_step *m)
+{
+	int fd = open_beneath(rootfd, relative(m->target), 0);
+	if (fd < 0 && errno == ENOENT)
+		fd = create_beneath(rootfd, m->target, m->is_file);
+	return fd;
+}
+
+static void mount_one(int rootfd, const struct mount_step *m)
+{
+	const char *shown = m->fstype ? m->fstype : "bind";
+	const char *source = m->source, *fstype = m->fstype, *data = m->data;
+	char target[64];
+	int fd = mount_point(rootfd, m);
+	if (fd < 0)
+		fail(errno, "make mount point '%s'", m->target);
+	if (m->cgroup) {
+		/* Without a cgroup2 directory of its own, the container sees an empty,
+		 * read-only tmpfs rather than the host's cgroups. */
+		if (plan.have_cgroup2) {
+			fstype = "cgroup2", source = "cgroup", data = NULL;
+		} else {
+			fstype = "tmpfs", source = "tmpfs", data = "size=0,mode=755";
+		}
+	}
+	/* Through the descriptor: the path cannot be swapped for a symlink meanwhile. */
+	fd_path(target, sizeof target, fd);
+	if (mount(source, target, fstype, m->flags, data) < 0)
+		fail(errno, "mount %s on '%s'", shown, m->target);
+	if (m->has_remount || m->propagation) {
+		/* The descriptor still points below the new mount; look the target up again. */
+		close(fd);
+		fd = open_beneath(rootfd, relative(m->target), 0);
+		if (fd < 0)
+			fail(errno, "mount %s on '%s'", shown, m->target);
+		fd_path(target, sizeof target, fd);
+		/* A bind mount ignores flags such as ro; a remount applies them. */
+		if (m->has_remount && mount(NULL, target, NULL, m->remount_flags, NULL) < 0)
+			fail(errno, "mount %s on '%s'", shown, m->target);
+		if (m->propagation && mount(NULL, target, NULL, m->propagation, NULL) < 0)
+			fail(errno, "mount %s on '%s'", shown, m->target);
+	}
+	close(fd);
+}
+
+static void make_dev(int rootfd)
+{
+	int dev = open_beneath(rootfd, "dev", O_DIRECTORY);
+	if (dev < 0)
+		fail(errno, "open '/dev'");
+	for (uint32_t i = 0; i < plan.n_devices; i++) {
+		const struct device_step *d = &plan.devices[i];
+		/* The umask is 0 during setup, so the mode is exact without a chmod. */
+		if (mknodat(dev, d->path, d->mode, makedev(d->major, d->minor)) < 0) {
+			if (errno == EEXIST)
+				continue;
+			fail(errno, "mknod '/dev/%s'", d->path);
+		}
+		if ((d->uid || d->gid) &&
+		    fchownat(dev, d->path, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+			fail(errno, "mknod '/dev/%s'", d->path);
+	}
+	for (uint32_t i = 0; i < plan.n_dev_symlinks; i++) {
+		const struct pair *s = &plan.dev_symlinks[i];
+		if (symlinkat(s->first, dev, s->second) < 0 && errno != EEXIST)
+			fail(errno, "symlink '/dev/%s'", s->second);
+	}
+	close(dev);
+}
+
+/* Make the rootfs `/` and drop every host mount from the namespace. */
+static void enter_rootfs(int rootfd)
+{
+	if (plan.rootfs_propagation &&
+	    mount(NULL, plan.rootfs, NULL, plan.rootfs_propagation, NULL) < 0)
+		fail(errno, "pivot_root");
+	if (fchdir(rootfd) < 0)
+		fail(errno, "pivot_root");
+	close(rootfd);
+	/* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves
+	 * the new root alone, with no directory needed for the old one. */
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		fail(errno, "pivot_root");
+	if (umount2(".", MNT_DETACH) < 0)
+		fail(errno, "pivot_root");
+	if (chdir("/") < 0)
+		fail(errno, "pivot_root");
+}
+
+static void write_sysctls(void)
+{
+	char path[PATH_MAX];
+	for (uint32_t i = 0; i < plan.n_sysctl; i++) {
+		const char *key = plan.sysctl[i].first, *value = plan.sysctl[i].second;
+		int n = snprintf(path, sizeof path, "/proc/sys/%s", key);
+		if (n < 0 || (size_t)n >= sizeof path)
+			fail(ENAMETOOLONG, "set sysctl %s", key);
+		for (char *c = path + strlen("/proc/sys/"); *c; c++)
+			if (*c == '.')
+				*c = '/';
+		if (write_file(path, value, strlen(value)) < 0)
+			fail(errno, "set sysctl %s", key);
+	}
+}
+
+/* Hide paths of /proc and /sys: an empty read-only tmpfs on a directory, /dev/null on a
+ * file. A path this kernel does not have is skipped. */
+static void mask_paths(void)
+{
+	for (uint32_t i = 0; i < plan.n_masked_paths; i++) {
+		const char *path = plan.masked_paths[i];
+		struct stat st;
+		if (lstat(path, &st) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;
+			fail(errno, "mask '%s'", path);
+		}
+		int rc = S_ISDIR(st.st_mode)
+				 ? mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
+				 : mount("/dev/null", path, NULL, MS_BIND, NULL);
+		if (rc < 0)
+			fail(errno, "mask '%s'", path);
+	}
+}
+
+/* Bind each path on itself and remount it read-only, keeping the flags it had (the
+ * kernel refuses to drop nosuid, nodev or noexec in a remount). */
+static void protect_paths(void)
+{
+	const unsigned long kept = ST_RDONLY | ST_NOSUID | ST_NODEV | ST_NOEXEC;
+	for (uint32_t i = 0; i < plan.n_readonly_paths; i++) {
+		const char *path = plan.readonly_paths[i];
+		struct statvfs sv;
+		if (statvfs(path, &sv) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;
+			fail(errno, "make '%s' read-only", path);
+		}
+		/* The ST_ flags have the values of the MS_ flags. */
+		unsigned long flags = sv.f_flag & kept;
+		if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+		    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | flags, NULL) < 0)
+			fail(errno, "make '%s' read-only", path);
+	}
+}
+
+static void set_names(void)
+{
+	if (plan.hostname && sethostname(plan.hostname, plan.hostname_len) < 0)
+		fail(errno, "set hostname");
+	if (plan.domainname && setdomainname(plan.domainname, plan.domainname_len) < 0)
+		fail(errno, "set hostname");
+}
+
+static void set_oom_score_adj(void)
+{
+	char value[16];
+	if (!plan.has_oom_score_adj)
+		return;
+	int n = snprintf(value, sizeof value, "%d", plan.oom_score_adj);
+	if (write_file("/proc/self/oom_score_adj", value, (size_t)n) < 0)
+		fail(errno, "set oom_score_adj");
+}
+
+static void set_rlimits(void)
+{
+	for (uint32_t i = 0; i < plan.n_rlimits; i++) {
+		const struct rlimit_step *l = &plan.rlimits[i];
+		struct rlimit rl = {.rlim_cur = l->soft, .rlim_max = l->hard};
+		if (setrlimit(l->resource, &rl) < 0)
+			fail(errno, "set rlimit %u to %llu:%llu", l->resource,
+			     (unsigned long long)l->soft, (unsigned long long)l->hard);
+	}
+}
+
+/* -- identity and privileges ---------------------------------------------------------- */
+
+static int prctl0(int option, unsigned long arg)
+{
+	return prctl(option, arg, 0UL, 0UL, 0UL);
+}
+
+/* "set groups [1, 2]", as the Python child words it. */
+static _Noreturn void fail_groups(int err)
+{
+	char text[256];
+	size_t n = (size_t)snprintf(text, sizeof text, "[");
+	for (uint32_t i = 0; i < plan.n_additional_gids && n < sizeof text; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n, "%s%u", i ? ", " : "",
+				      (unsigned)plan.additional_gids[i]);
+	if (n < sizeof text)
+		snprintf(text + n, sizeof text - n, "]");
+	fail(err, "set groups %s", text);
+}
+
+static int capset_all(void)
+{
+	struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2] = {
+		{(uint32_t)plan.cap_effective, (uint32_t)plan.cap_permitted,
+		 (uint32_t)plan.cap_inheritable},
+		{(uint32_t)(plan.cap_effective >> 32), (uint32_t)(plan.cap_permitted >> 32),
+		 (uint32_t)(plan.cap_inheritable >> 32)},
+	};
+	return (int)syscall(SYS_capset, &header, data);
+}
+
+static void set_credentials(void)
+{
+	/* The bounding set can only shrink, and only while we still hold CAP_SETPCAP. */
+	if (plan.has_cap_bounding)
+		for (uint32_t cap = 0; cap <= plan.last_cap; cap++)
+			if (!(plan.cap_bounding & (1ULL << cap)) &&
+			    prctl0(PR_CAPBSET_DROP, cap) < 0)
+				fail(errno, "set capabilities");
+	/* Keep the permitted set across the change of uid, to set the final sets after. */
+	if (prctl0(PR_SET_KEEPCAPS, 1) < 0)
+		fail(errno, "set capabilities");
+	if (setgroups(plan.n_additional_gids, plan.additional_gids) < 0)
+		fail_groups(errno);
+	if (setresgid(plan.gid, plan.gid, plan.gid) < 0)
+		fail(errno, "set gid %u", plan.gid);
+	if (setresuid(plan.uid, plan.uid, plan.uid) < 0)
+		fail(errno, "set uid %u", plan.uid);
+	if (prctl0(PR_SET_KEEPCAPS, 0) < 0 || capset_all() < 0 ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0UL, 0UL, 0UL) < 0)
+		fail(errno, "set capabilities");
+	for (uint32_t i = 0; i < plan.n_cap_ambient; i++)
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, (unsigned long)plan.cap_ambient[i],
+			  0UL, 0UL) < 0)
+			fail(errno, "set capabilities");
+	/* A change of uid clears the parent-death signal; ask for it again. */
+	if (prctl0(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		fail(errno, "set the parent-death signal");
+	if (plan.no_new_privileges && prctl0(PR_SET_NO_NEW_PRIVS, 1) < 0)
+		fail(errno, "set no_new_privs");
+}
+
+/* -- the whole setup, in the order of _child._setup ----------------------------------- */
+
+static void setup(void)
+{
+	umask(0);
+	join_cgroup();
+	mount_rootfs();
+	int rootfd = open(plan.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		fail(errno, "open the rootfs '%s'", plan.rootfs);
+	for (uint32_t i = 0; i < plan.n_mounts; i++)
+		mount_one(rootfd, &plan.mounts[i]);
+	if (plan.n_devices || plan.n_dev_symlinks)
+		make_dev(rootfd);
+	enter_rootfs(rootfd);
+	write_sysctls();
+	mask_paths();
+	protect_paths();
+	if (plan.readonly_root && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+		fail(errno, "make the rootfs read-only");
+	set_names();
+	set_oom_score_adj();
+	/* A session of its own: no controlling terminal of the host's. */
+	if (setsid() < 0)
+		fail(errno, "setsid");
+	set_rlimits();
+	set_credentials();
+	umask(plan.has_umask ? plan.umask : 022);
+	if (chdir(plan.cwd) < 0)
+		fail(errno, "chdir to '%s'", plan.cwd);
+	/* Nothing but stdio and what the command opens itself crosses the exec; the
+	 * report socket closes there, which tells the spawner the command started. */
+	if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0)
+		fail(errno, "mark descriptors close-on-exec");
+}
+
+/* -- exec ---------------------------------------------------------------------------- */
+
+static const char *search_path(void)
+{
+	const char *path = default_path;
+	/* The last PATH wins, as it would in a dict built from the list. */
+	for (uint32_t i = 0; i < plan.n_env; i++)
+		if (strncmp(plan.env[i], "PATH=", 5) == 0)
+			path = plan.env[i] + 5;
+	return path;
+}
+
+static _Noreturn void exec_failed(const char *name, const char *why, int code)
+{
+	char msg[REPORT_MAX];
+	int n = snprintf(msg, sizeof msg, "containerlib: exec '%s': %s\n", name, why);
+	if (n < 0 || (size_t)n >= sizeof msg)
+		n = snprintf(msg, sizeof msg, "containerlib: exec: %s\n", why);
+	ssize_t ignored = write(2, msg, (size_t)n);
+	(void)ignored;
+	_exit(code);
+}
+
+/* execve the command, searching $PATH as a shell does; Docker's exit codes if none runs. */
+static _Noreturn void exec_command(void)
+{
+	const char *name = plan.args[0];
+	bool denied = false;
+	int other = 0;
+	if (strchr(name, '/')) {
+		execve(name, plan.args, plan.env);
+		if (errno == EACCES)
+			denied = true;
+		else if (errno != ENOENT && errno != ENOTDIR)
+			other = errno;
+	} else {
+		char candidate[PATH_MAX];
+		const char *dir = search_path();
+		for (;;) {
+			const char *end = strchrnul(dir, ':');
+			int dlen = (int)(end - dir);
+			int n = dlen ? snprintf(candidate, sizeof candidate, "%.*s/%s", dlen, dir, name)
+				     : snprintf(candidate, sizeof candidate, "./%s", name);
+			if (n < 0 || (size_t)n >= sizeof candidate)
+				errno = ENAMETOOLONG;
+			else
+				execve(candidate, plan.args, plan.env);
+			if (errno == EACCES)
+				denied = true;
+			else if (errno != ENOENT && errno != ENOTDIR)
+				other = errno;
+			if (!*end)
+				break;
+			dir = end + 1;
+		}
+	}
+	if (denied)
+		exec_failed(name, "permission denied", EXIT_NOT_EXECUTABLE);
+	if (other)
+		exec_failed(name, strerror(other), EXIT_NOT_EXECUTABLE);
+	if (strchr(name, '/'))
+		exec_failed(name, "no such file or directory", EXIT_NOT_FOUND);
+	exec_failed(name, "executable file not found in $PATH", EXIT_NOT_FOUND);
+}
+
+/* -- --dump: the plan as JSON, for the tests ------------------------------------------ */
+
+/* Strings are bytes: each byte >= 0x80 or < 0x20 is written as \u00XX, so a reader gets
+ * the bytes back with .encode("latin-1"). */
+static void json_str(const char *s)
+{
+	if (!s) {
+		fputs("null", stdout);
+		return;
+	}
+	putchar('"');
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			printf("\\%c", *c);
+		else if (*c < 0x20 || *c >= 0x7f)
+			printf("\\u%04x", *c);
+		else
+			putchar(*c);
+	}
+	putchar('"');
+}
+
+static void json_key(const char *key, bool first)
+{
+	printf("%s\"%s\": ", first ? "{" : ", ", key);
+}
+
+static void json_strs(const char *key, const char *const *items, uint32_t n)
+{
+	json_key(key, false);
+	putchar('[');
+	for (uint32_t i = 0; i < n; i++) {
+		fputs(i ? ", " : "", stdout);
+		json_str(items[i]);
+	}
+	putchar(']');
+}
+
+static void json_pairs(const char *key, const struct pair *items, uint32_t n)
+{
+	json_key(key, false);
+	putchar('[');
+	for (uint32_t i = 0; i < n; i++) {
+		fputs(i ? ", [" : "[", stdout);
+		json_str(items[i].first);
+		fputs(", ", stdout);
+		json_str(items[i].second);
+		putchar(']');
+	}
+	putchar(']');
+}
+
+static void json_u32s(const char *key, const uint32_t *items, uint32_t n)
+{
+	json_key(key, false);
+	putchar('[');
+	for (uint32_t i = 0; i < n; i++)
+		printf("%s%u", i ? ", " : "", items[i]);
+	putchar(']');
+}
+
+static void json_u64(const char *key, uint64_t v)
+{
+	json_key(key, false);
+	printf("%llu", (unsigned long long)v);
+}
+
+static void json_opt_u64(const char *key, bool present, uint64_t v)
+{
+	if (present) {
+		json_u64(key, v);
+	} else {
+		json_key(key, false);
+		fputs("null", stdout);
+	}
+}
+
+static void json_bool(const char *key, bool v)
+{
+	json_key(key, false);
+	fputs(v ? "true" : "false", stdout);
+}
+
+static void json_ostr(const char *key, const char *s)
+{
+	json_key(key, false);
+	json_str(s);
+}
+
+static void dump_mount(const struct mount_step *m)
+{
+	json_key("target", true);
+	json_str(m->target);
+	json_ostr("source", m->source);
+	json_ostr("fstype", m->fstype);
+	json_u64("flags", m->flags);
+	json_ostr("data", m->data);
+	json_opt_u64("remount_flags", m->has_remount, m->remount_flags);
+	json_u64("propagation", m->propagation);
+	json_bool("is_file", m->is_file);
+	json_bool("cgroup", m->cgroup);
+	putchar('}');
+}
+
+static void dump_device(const struct device_step *d)
+{
+	json_key("path", true);
+	json_str(d->path);
+	json_u64("mode", d->mode);
+	json_u64("major", d->major);
+	json_u64("minor", d->minor);
+	json_u64("uid", d->uid);
+	json_u64("gid", d->gid);
+	putchar('}');
+}
+
+static void dump_plan(const struct plan *p)
+{
+	json_key("rootfs", true);
+	json_str(p->rootfs);
+	json_ostr("rw_dir", p->rw_dir);
+	json_strs("lowerdirs", p->lowerdirs, p->n_lowerdirs);
+	json_bool("readonly_root", p->readonly_root);
+	json_u64("rootfs_propagation", p->rootfs_propagation);
+	json_bool("new_cgroupns", p->new_cgroupns);
+	json_key("mounts", false);
+	putchar('[');
+	for (uint32_t i = 0; i < p->n_mounts; i++) {
+		fputs(i ? ", " : "", stdout);
+		dump_mount(&p->mounts[i]);
+	}
+	putchar(']');
+	json_key("devices", false);
+	putchar('[');
+	for (uint32_t i = 0; i < p->n_devices; i++) {
+		fputs(i ? ", " : "", stdout);
+		dump_device(&p->devices[i]);
+	}
+	putchar(']');
+	json_pairs("dev_symlinks", p->dev_symlinks, p->n_dev_symlinks);
+	json_strs("masked_paths", p->masked_paths, p->n_masked_paths);
+	json_strs("readonly_paths", p->readonly_paths, p->n_readonly_paths);
+	json_ostr("hostname", p->hostname);
+	json_ostr("domainname", p->domainname);
+	json_pairs("sysctl", p->sysctl, p->n_sysctl);
+	json_u64("uid", p->uid);
+	json_u64("gid", p->gid);
+	json_u32s("additional_gids", p->additional_gids, p->n_additional_gids);
+	json_opt_u64("umask", p->has_umask, p->umask);
+	json_key("rlimits", false);
+	putchar('[');
+	for (uint32_t i = 0; i < p->n_rlimits; i++)
+		printf("%s[%u, %llu, %llu]", i ? ", " : "", p->rlimits[i].resource,
+		       (unsigned long long)p->rlimits[i].soft,
+		       (unsigned long long)p->rlimits[i].hard);
+	putchar(']');
+	json_bool("no_new_privileges", p->no_new_privileges);
+	json_opt_u64("cap_bounding", p->has_cap_bounding, p->cap_bounding);
+	json_u64("cap_effective", p->cap_effective);
+	json_u64("cap_permitted", p->cap_permitted);
+	json_u64("cap_inheritable", p->cap_inheritable);
+	json_u32s("cap_ambient", p->cap_ambient, p->n_cap_ambient);
+	json_key("oom_score_adj", false);
+	if (p->has_oom_score_adj)
+		printf("%d", p->oom_score_adj);
+	else
+		fputs("null", stdout);
+	json_ostr("cwd", p->cwd);
+	json_strs("args", (const char *const *)p->args, p->n_args);
+	json_strs("env", (const char *const *)p->env, p->n_env);
+	json_strs("procs_files", p->procs_files, p->n_procs_files);
+	json_bool("have_cgroup2", p->have_cgroup2);
+	json_u64("last_cap", p->last_cap);
+	puts("}");
+}
+
+static int dump_main(void)
+{
+	size_t len = 0;
+	for (;;) {
+		unsigned char extra;
+		unsigned char *to = len < sizeof plan_buf ? plan_buf + len : &extra;
+		size_t room = len < sizeof plan_buf ? sizeof plan_buf - len : 1;
+		ssize_t n = read(0, to, room);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			fail(errno, "receive the plan");
+		if (n == 0)
+			break;
+		if (to == &extra)
+			fail(EMSGSIZE, "receive the plan");
+		len += (size_t)n;
+	}
+	if (len == 0)
+		return 0; /* as the end of file on the socket: nothing to do */
+	parse_plan(plan_buf, len, &plan);
+	dump_plan(&plan);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* -- main ---------------------------------------------------------------------------- */
+
+static bool parse_number(const char *s, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return false;
+	*out = strtoull(s, &end, 10);
+	return errno == 0 && *end == '\0' && *out <= max;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long long fd, flags;
+	if (argc == 2 && strcmp(argv[1], "--dump") == 0)
+		return dump_main();
+	if (argc != 3 || !parse_number(argv[1], INT_MAX, &fd) ||
+	    !parse_number(argv[2], ULONG_MAX, &flags)) {
+		fputs("usage: clib-init FD FLAGS | clib-init --dump < plan\n", stderr);
+		return SETUP_FAILED;
+	}
+	int sock = (int)fd;
+	/* Stay clear of 0..2, which the container's stdio replaces, and close at the exec. */
+	if (sock < 3) {
+		sock = fcntl(sock, F_DUPFD_CLOEXEC, 3);
+		if (sock < 0) {
+			perror("clib-init: socket");
+			return SETUP_FAILED;
+		}
+	} else if (fcntl(sock, F_SETFD, FD_CLOEXEC) < 0) {
+		perror("clib-init: socket");
+		return SETUP_FAILED;
+	}
+	report_fd = sock;
+	warm_up(sock, (unsigned long)flags);
+	int stdio[3];
+	size_t len = receive_plan(sock, stdio);
+	parse_plan(plan_buf, len, &plan);
+	set_up_stdio(stdio);
+	setup();
+	exec_command();
+}

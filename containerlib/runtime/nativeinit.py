@@ -1,0 +1,314 @@
+"""The native init helper: a container's first process as a small C program.
+
+The spawner clones each container's process ahead of time. A fork of the spawner's Python
+interpreter needs about 2 ms to carry out a plan (copy-on-write faults and interpreter work)
+and its final execve(2) tears down the whole forked address space. ``_init.c``, next to this
+module, does the same steps in the same order with the same error reports, from a process of
+a few hundred kilobytes: the cloned child execs it at once, while the spawner is idle. This
+module compiles it on first use, once per machine and source version, and encodes plans in
+the binary form it reads. Without a C compiler (or with ``CONTAINERLIB_NATIVE_INIT=0``) the
+spawner keeps using :mod:`containerlib.runtime._child`.
+
+The plan format, version 1 (the comment at the top of ``_init.c`` is the reference; keep
+the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
+
+- ``str``: u32 n >= 1, then n bytes whose last is the only NUL; ``ostr``: the same, or
+  n = 0 for None; ``bool``: u32 0 or 1; ``opt T``: a bool, then T (0 when absent);
+  ``list T``: u32 count, then the items.
+- In order: magic ``b"CLIP"``, version; rootfs, rw_dir, lowerdirs, readonly_root,
+  rootfs_propagation (u64), new_cgroupns; mounts (target, source, fstype, flags, data,
+  remount_flags, propagation, is_file, cgroup); devices (path, mode, major, minor, uid,
+  gid); dev_symlinks; masked_paths; readonly_paths; hostname; domainname; sysctl; uid;
+  gid; additional_gids; umask; rlimits (resource, soft, hard); no_new_privileges;
+  cap_bounding; cap_effective; cap_permitted; cap_inheritable; cap_ambient;
+  oom_score_adj; cwd; args; env (as execve gets it, one entry a name); procs_files;
+  have_cgroup2; last_cap; the magic again.
+
+Example:
+    >>> from containerlib.runtime.plan import Plan
+    >>> plan = Plan(container_id="c1", run_dir="/run/c1", rw_dir="/rw/c1",
+    ...             lowerdirs=("/img",), clone_flags=0, args=(b"true",))
+    >>> data = encode(plan, [], False, 40)
+    >>> data[:8]
+    b'CLIP\\x01\\x00\\x00\\x00'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from containerlib.runtime.plan import Plan
+
+__all__ = ["MAX_PLAN", "VERSION", "build", "encode", "helper_path"]
+
+#: The version of the plan format written by :func:`encode` and read by ``_init.c``.
+VERSION: Final = 1
+#: The largest plan ``_init.c`` reads.
+MAX_PLAN: Final = 1 << 20
+#: The flags the helper is compiled with (part of its file name's hash).
+CFLAGS: Final = ("-O2", "-Wall", "-Wextra", "-Werror")
+
+_MAGIC: Final = b"CLIP"
+_SOURCE: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_init.c")
+_U32: Final = struct.Struct("<I")
+_U64: Final = struct.Struct("<Q")
+_I32: Final = struct.Struct("<i")
+_U64_MASK: Final = (1 << 64) - 1
+
+_helper: str | None = None
+_looked_for_helper = False
+#: Why the helper could not be built, for whoever wonders why the fallback runs.
+build_error: str | None = None
+
+
+class _Writer:
+    """Appends fields in the plan format; a bad value raises ValueError naming the field."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = [_MAGIC, _U32.pack(VERSION)]
+
+    def _pack(self, fmt: struct.Struct, value: int, field: str) -> None:
+        try:
+            self.parts.append(fmt.pack(value))
+        except struct.error:
+            raise ValueError(f"{field}: {value!r} does not fit the plan format") from None
+
+    def u32(self, value: int, field: str) -> None:
+        self._pack(_U32, value, field)
+
+    def u64(self, value: int, field: str) -> None:
+        self._pack(_U64, value, field)
+
+    def boolean(self, value: bool, field: str) -> None:
+        self.parts.append(_U32.pack(1 if value else 0))
+
+    def string(self, value: bytes | None, field: str) -> None:
+        if value is None:
+            self.parts.append(_U32.pack(0))
+            return
+        if b"\0" in value:
+            raise ValueError(f"{field}: {value!r} contains a NUL byte")
+        self.parts += (_U32.pack(len(value) + 1), value, b"\0")
+
+    def opt_u32(self, value: int | None, field: str) -> None:
+        self.boolean(value is not None, field)
+        self.u32(value or 0, field)
+
+    def opt_u64(self, value: int | None, field: str) -> None:
+        self.boolean(value is not None, field)
+        self.u64(value or 0, field)
+
+    def strings(self, values: Sequence[bytes], field: str) -> None:
+        self.u32(len(values), field)
+        for v in values:
+            self.string(v, field)
+
+    def pairs(self, values: Sequence[tuple[bytes, bytes]], field: str) -> None:
+        self.u32(len(values), field)
+        for a, b in values:
+            self.string(a, field)
+            self.string(b, field)
+
+    def u32s(self, values: Sequence[int], field: str) -> None:
+        self.u32(len(values), field)
+        for v in values:
+            self.u32(v, field)
+
+
+def _environment(env: Iterable[bytes]) -> list[bytes]:
+    """``env`` as the Python child passes it to execve: one entry a name, the last value
+    winning at the first one's place, ``NAME`` alone read as ``NAME=``."""
+    merged: dict[bytes, bytes] = {}
+    for item in env:
+        key, _, value = item.partition(b"=")
+        merged[key] = value
+    return [key + b"=" + value for key, value in merged.items()]
+
+
+def encode(plan: Plan, procs_files: Sequence[str], have_cgroup2: bool, last_cap: int) -> bytes:
+    """The plan, the container's cgroup.procs files, whether it has a cgroup2 directory
+    and the kernel's last capability, in the binary form ``_init.c`` reads.
+
+    Raises:
+        ValueError: a value does not fit the format (a NUL in a string, a number out of
+            range); the message names the field.
+    """
+    w = _Writer()
+    w.string(os.fsencode(plan.rootfs), "rootfs")
+    w.string(os.fsencode(plan.rw_dir), "rw_dir")
+    w.strings([os.fsencode(p) for p in plan.lowerdirs], "lowerdirs")
+    w.boolean(plan.readonly_root, "readonly_root")
+    w.u64(plan.rootfs_propagation, "rootfs_propagation")
+    w.boolean(plan.new_cgroupns, "new_cgroupns")
+    w.u32(len(plan.mounts), "mounts")
+    for m in plan.mounts:
+        w.string(m.target, "mounts.target")
+        w.string(m.source, "mounts.source")
+        w.string(m.fstype, "mounts.fstype")
+        w.u64(m.flags, "mounts.flags")
+        w.string(m.data, "mounts.data")
+        w.opt_u64(m.remount_flags, "mounts.remount_flags")
+        w.u64(m.propagation, "mounts.propagation")
+        w.boolean(m.is_file, "mounts.is_file")
+        w.boolean(m.cgroup, "mounts.cgroup")
+    w.u32(len(plan.devices), "devices")
+    for d in plan.devices:
+        w.string(d.path, "devices.path")
+        w.u32(d.mode, "devices.mode")
+        w.u32(d.major, "devices.major")
+        w.u32(d.minor, "devices.minor")
+        w.u32(d.uid, "devices.uid")
+        w.u32(d.gid, "devices.gid")
+    w.pairs(plan.dev_symlinks, "dev_symlinks")
+    w.strings(plan.masked_paths, "masked_paths")
+    w.strings(plan.readonly_paths, "readonly_paths")
+    w.string(plan.hostname, "hostname")
+    w.string(plan.domainname, "domainname")
+    w.pairs(plan.sysctl, "sysctl")
+    w.u32(plan.uid, "uid")
+    w.u32(plan.gid, "gid")
+    w.u32s(plan.additional_gids, "additional_gids")
+    w.opt_u32(plan.umask, "umask")
+    w.u32(len(plan.rlimits), "rlimits")
+    for resource, soft, hard in plan.rlimits:
+        w.u32(resource, "rlimits.resource")
+        # -1 is RLIM_INFINITY, as Python's resource module spells it.
+        w.u64(soft & _U64_MASK if soft == -1 else soft, "rlimits.soft")
+        w.u64(hard & _U64_MASK if hard == -1 else hard, "rlimits.hard")
+    w.boolean(plan.no_new_privileges, "no_new_privileges")
+    w.opt_u64(plan.cap_bounding, "cap_bounding")
+    w.u64(plan.cap_effective, "cap_effective")
+    w.u64(plan.cap_permitted, "cap_permitted")
+    w.u64(plan.cap_inheritable, "cap_inheritable")
+    w.u32s(plan.cap_ambient, "cap_ambient")
+    w.boolean(plan.oom_score_adj is not None, "oom_score_adj")
+    w._pack(_I32, plan.oom_score_adj or 0, "oom_score_adj")
+    w.string(plan.cwd, "cwd")
+    w.strings(plan.args, "args")
+    w.strings(_environment(plan.env), "env")
+    w.strings([os.fsencode(f) for f in procs_files], "procs_files")
+    w.boolean(have_cgroup2, "have_cgroup2")
+    w.u32(last_cap, "last_cap")
+    w.parts.append(_MAGIC)
+    return b"".join(w.parts)
+
+
+def _find_compiler() -> str | None:
+    import shutil
+
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def _helper_name(source: bytes) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(source + b"\0" + " ".join(CFLAGS).encode()).hexdigest()
+    return f"clib-init-{digest[:16]}"
+
+
+def _check_private(directory: str) -> None:
+    """Refuse a directory that someone else could have put a program in."""
+    st = os.stat(directory)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise PermissionError(f"{directory}: not owned by us, or writable by others")
+
+
+def build(directory: str, compiler: str | None = None) -> str:
+    """Compile ``_init.c`` into ``directory`` unless it is there already; return its path.
+
+    The file name holds a hash of the source and the flags, so a changed source gets a
+    new helper. The helper is compiled under a temporary name and renamed into place, with
+    an fcntl lock held, so that processes starting at once compile it once and none runs
+    a half-written file.
+
+    Raises:
+        OSError: no compiler, a directory that is not ours, or the compiler failed.
+    """
+    import fcntl
+    import subprocess
+
+    with open(_SOURCE, "rb") as f:
+        source = f.read()
+    path = os.path.join(directory, _helper_name(source))
+    with contextlib.suppress(FileNotFoundError):
+        _check_private(directory)
+        if os.path.isfile(path):
+            return path
+    cc = compiler or _find_compiler()
+    if cc is None:
+        raise FileNotFoundError("no C compiler (cc or gcc) on PATH")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    _check_private(directory)
+    lock_fd = os.open(
+        os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+    )
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        if os.path.isfile(path):
+            return path
+        tmp = f"{path}.tmp.{os.getpid()}"
+        try:
+            done = subprocess.run(
+                [cc, *CFLAGS, "-o", tmp, _SOURCE],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise OSError(f"{cc} failed on {_SOURCE}: {done.stderr.decode(errors='replace')}")
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, path)
+        except subprocess.TimeoutExpired as e:
+            raise OSError(f"{cc} took too long on {_SOURCE}") from e
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    finally:
+        os.close(lock_fd)
+    return path
+
+
+def _check_runs(helper: str) -> None:
+    """Run the helper once, decoding an empty plan: a data root on a ``noexec`` mount,
+    say, would otherwise fail every container instead of falling back."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [helper, "--dump"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.SubprocessError as e:
+        raise OSError(f"{helper} --dump: {e}") from e
+    if done.returncode != 0 or done.stdout:
+        raise OSError(f"{helper} --dump exited {done.returncode}: {done.stderr!r}")
+
+
+def helper_path() -> str | None:
+    """The compiled helper's path, compiling it on first use; None to use the Python child.
+
+    None when ``CONTAINERLIB_NATIVE_INIT=0`` or when it cannot be built (no ``cc`` or
+    ``gcc``, a compiler error): that answer is remembered, and :data:`build_error` says
+    why. The helper lives in ``<data root>/helpers``.
+    """
+    global _helper, _looked_for_helper, build_error
+    if os.environ.get("CONTAINERLIB_NATIVE_INIT", "1") == "0":
+        return None
+    if not _looked_for_helper:
+        from containerlib.runtime.specconv import Roots
+
+        try:
+            _helper = build(os.path.join(Roots.from_env().data, "helpers"))
+            _check_runs(_helper)
+        except (OSError, ValueError) as e:
+            _helper, build_error = None, str(e)
+        _looked_for_helper = True
+    return _helper
