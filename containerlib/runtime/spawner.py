@@ -27,7 +27,7 @@ import shutil
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -35,7 +35,8 @@ from containerlib.errors import ContainerSetupError
 from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
-from containerlib.runtime._child import child_main
+from containerlib.runtime import nativeinit
+from containerlib.runtime._child import SETUP_FAILED, child_main
 from containerlib.runtime.plan import Plan
 
 __all__ = ["MAX_MESSAGE", "main", "recv_message", "send_message"]
@@ -100,6 +101,8 @@ class _Warm:
     pid: int
     sock: socket.socket
     flags: int
+    #: It runs the native helper (it wants an encoded plan), not the Python child.
+    native: bool = False
 
 
 class Spawner:
@@ -117,6 +120,8 @@ class Spawner:
         self.running: dict[int, _Running] = {}  # by pidfd
         self.by_channel: dict[int, _Running] = {}
         self.last_cap = last_cap()
+        # Compiled once per machine (about half a second), then found at once.
+        self.native_init = nativeinit.helper_path()
         self._driver: CgroupDriver | None = None
         self.warm: _Warm | None = None
         self.warm_flags: int | None = None
@@ -230,19 +235,23 @@ class Spawner:
         return _Running(plan, pid, os.pidfd_open(pid), cgroup)
 
     def warm_up(self, flags: int) -> _Warm:
-        """Clone a process into new namespaces that waits for a plan (see child_main)."""
+        """Clone a process into new namespaces that waits for a plan: the native helper
+        when there is one (see nativeinit), else the Python child (see child_main)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        helper = self.native_init
         try:
             pid = sc.clone(flags | signal.SIGCHLD)
             if pid == 0:  # pragma: no cover - runs in the child
                 ours.close()
-                child_main(theirs, flags, self.last_cap)
+                if helper is None:
+                    child_main(theirs, flags, self.last_cap)
+                _exec_helper(helper, theirs, flags)
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
-        return _Warm(pid, ours, flags)
+        return _Warm(pid, ours, flags, native=helper is not None)
 
     def discard(self, warm: _Warm) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -256,6 +265,12 @@ class Spawner:
         have_cgroup2 = any(
             os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files
         )
+        # Encoded before a process is taken, so that a plan the format refuses leaves none.
+        encoded = (
+            nativeinit.encode(plan, files, have_cgroup2, self.last_cap)
+            if self.native_init is not None
+            else None
+        )
         warm, self.warm = self.warm, None
         if warm is not None and warm.flags != plan.clone_flags:
             self.discard(warm)
@@ -264,14 +279,30 @@ class Spawner:
         if warm is None:
             warm = self.warm_up(plan.clone_flags)
         report = b""
+        send_error = 0
         try:
-            with contextlib.suppress(OSError):
-                send_message(warm.sock, (plan, files, have_cgroup2), list(stdio))
+            try:
+                if encoded is not None and warm.native:
+                    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", stdio))]
+                    warm.sock.sendmsg([encoded], anc)
+                else:
+                    send_message(warm.sock, (plan, files, have_cgroup2), list(stdio))
+            except OSError as e:
+                # A process that failed before it read the plan has exited, leaving its
+                # report; one still waiting for it would never close the socket.
+                send_error = e.errno or errno.EIO
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(warm.pid, signal.SIGKILL)
             # The socket closes at execve (close-on-exec); before that, a report may come.
             while chunk := warm.sock.recv(4096):
                 report += chunk
         finally:
             warm.sock.close()
+        if send_error and not report:
+            os.waitpid(warm.pid, 0)
+            raise ContainerSetupError(
+                "send the plan to the container's process", send_error, plan.container_id
+            )
         if report:
             os.waitpid(warm.pid, 0)
             err, _, step = report.partition(b"\0")
@@ -344,6 +375,21 @@ class Spawner:
         for path in self.cgroup_paths:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
+
+
+def _exec_helper(helper: str, sock: socket.socket, flags: int) -> NoReturn:  # pragma: no cover
+    """In a child just cloned: become the native helper, which waits on ``sock``."""
+    fd = sock.fileno()
+    try:
+        # Until the helper sets it again itself; it survives the exec.
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        os.set_inheritable(fd, True)
+        os.execve(helper, [helper, str(fd), str(flags)], {})
+    except BaseException as e:
+        err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
+        with contextlib.suppress(BaseException):
+            os.write(fd, b"%d\0exec the init helper '%s'" % (err, os.fsencode(helper)))
+    os._exit(SETUP_FAILED)
 
 
 def main(argv: list[str] | None = None) -> None:
