@@ -944,6 +944,20 @@ static void setup(void)
 
 /* -- exec ---------------------------------------------------------------------------- */
 
+/* An ignored signal stays ignored across execve(2), and the spawner, a Python process,
+ * ignores SIGPIPE, SIGXFSZ and SIGINT: the command starts with every signal at its default
+ * and none blocked, as under Docker. */
+static void reset_signals(void)
+{
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	sigset_t none;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &dfl, NULL); /* the C library's own signals refuse: fine */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static const char *search_path(void)
 {
 	const char *path = default_path;
@@ -957,6 +971,8 @@ static const char *search_path(void)
 static _Noreturn void exec_failed(const char *name, const char *why, int code)
 {
 	char msg[REPORT_MAX];
+	/* A closed stderr must not turn exit code 127 into death by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	int n = snprintf(msg, sizeof msg, "containerlib: exec '%s': %s\n", name, why);
 	if (n < 0 || (size_t)n >= sizeof msg)
 		n = snprintf(msg, sizeof msg, "containerlib: exec: %s\n", why);
@@ -1249,5 +1265,6 @@ int main(int argc, char **argv)
 	parse_plan(plan_buf, len, &plan);
 	set_up_stdio(stdio);
 	setup();
+	reset_signals();
 	exec_command();
 }

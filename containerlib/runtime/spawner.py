@@ -244,6 +244,7 @@ class Spawner:
             if pid == 0:  # pragma: no cover - runs in the child
                 ours.close()
                 if helper is None:
+                    _default_signals()
                     child_main(theirs, flags, self.last_cap)
                 _exec_helper(helper, theirs, flags)
         except BaseException:
@@ -375,6 +376,17 @@ class Spawner:
         for path in self.cgroup_paths:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
+
+
+def _default_signals() -> None:  # pragma: no cover - runs in the child
+    """Every signal at its default and none blocked, as a command starts under Docker: an
+    ignored signal (this process ignores SIGPIPE, SIGXFSZ and SIGINT) survives execve.
+    The native helper does the same itself."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _exec_helper(helper: str, sock: socket.socket, flags: int) -> NoReturn:  # pragma: no cover

@@ -175,6 +175,10 @@ def run_all(busybox: Path, scratch: Path) -> Outcome:
             c.env(GREETING="hello world").workdir("/tmp").user("1000:1001"),
             ["sh", "-c", 'echo "$GREETING"; pwd; id -u; id -g; id -G; umask; echo $HOME'],
         ),
+        "signals_at_default": lambda: outcome(c, ["grep", "^Sig[IB]", "/proc/self/status"]),
+        "sigpipe_kills_a_writer": lambda: outcome(
+            c, ["sh", "-c", "(yes; echo $? >&2) | head -c 2"]
+        ),
         "docker_capabilities": lambda: outcome(c, caps),
         "capabilities_as_1000": lambda: outcome(c.user("1000:1001"), caps),
         "exit_42": lambda: outcome(c, ["sh", "-c", "exit 42"]),

@@ -2,9 +2,10 @@
 
 native_init_scenarios.py runs a set of key behaviours (PID 1, loopback, hostname,
 read-only /proc/sys, OOM kill, bind mounts, users and capabilities, exit codes, setup
-failures, the image left untouched, and what only a spec reaches: sysctls, rlimits,
-devices...) in a process of its own. It runs once with the helper and once with
-``CONTAINERLIB_NATIVE_INIT=0``; both outputs must be what Docker gives, and equal.
+failures, the image left untouched, signals at their defaults, and what only a spec
+reaches: sysctls, rlimits, devices...) in a process of its own. It runs once with the
+helper and once with ``CONTAINERLIB_NATIVE_INIT=0``; both outputs must be what Docker
+gives, and equal.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def test_the_behaviour_is_dockers(kind: str, request: pytest.FixtureRequest) -> 
     assert r["bind_a_file"]["stdout"] == "from the host"
     user = r["user_1000_1001"]["stdout"].split("\n")
     assert user[:6] == ["hello world", "/tmp", "1000", "1001", "1001", "0022"]
+    assert r["signals_at_default"]["stdout"] == (
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    )
+    assert r["sigpipe_kills_a_writer"]["stderr"] == "141\n"
     caps = dict(line.split(":\t") for line in r["docker_capabilities"]["stdout"].splitlines())
     assert caps["CapBnd"] == caps["CapEff"] == caps["CapPrm"] == "00000000a80425fb"
     assert caps["CapInh"] == caps["CapAmb"] == "0000000000000000"
