@@ -207,15 +207,15 @@ static int report_fd = -1;
 static _Noreturn __attribute__((format(printf, 2, 3))) void fail(int err, const char *fmt, ...)
 {
 	char msg[REPORT_MAX];
-	int head = snprintf(msg, sizeof msg, "%d", err) + 1; /* keeps the NUL */
+	size_t head = (size_t)snprintf(msg, sizeof msg, "%d", err) + 1; /* keeps the NUL */
 	va_list ap;
 	va_start(ap, fmt);
-	int text = vsnprintf(msg + head, sizeof msg - head, fmt, ap);
+	int n = vsnprintf(msg + head, sizeof msg - head, fmt, ap);
 	va_end(ap);
-	if (text < 0)
-		text = 0;
-	if ((size_t)text >= sizeof msg - head)
-		text = (int)(sizeof msg - head - 1);
+	/* A step text too long for one report is cut, not lost. */
+	size_t text = n < 0 ? 0 : (size_t)n;
+	if (text >= sizeof msg - head)
+		text = sizeof msg - head - 1;
 	if (report_fd >= 0) {
 		ssize_t ignored = write(report_fd, msg, head + text);
 		(void)ignored;
@@ -430,7 +430,7 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p)
 
 static int openat2_in(int dirfd, const char *path, int flags, uint64_t resolve)
 {
-	struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC), .resolve = resolve};
+	struct open_how how = {.flags = (uint64_t)(unsigned)(flags | O_CLOEXEC), .resolve = resolve};
 	int fd;
 	/* openat2 answers EAGAIN when a rename or mount raced a ".." lookup: try again. */
 	for (int tries = 0; tries < 16; tries++) {
@@ -490,8 +490,8 @@ static void bring_up_loopback(void)
 
 static void warm_up(int sock, unsigned long clone_flags)
 {
-	/* Die with the spawner. Set before the exec too; set again, as the exec of a
-	 * set-id program would have cleared it. */
+	/* Die with the spawner. The cloned child set it before the exec, which keeps it;
+	 * set here too, so the helper does not depend on its caller for it. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L) < 0)
 		fail(errno, "set the parent-death signal");
 	/* Nothing else of the spawner's (other containers' channels) stays open in a
