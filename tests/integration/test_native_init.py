@@ -2,10 +2,10 @@
 
 native_init_scenarios.py runs a set of key behaviours (PID 1, loopback, hostname,
 read-only /proc/sys, OOM kill, bind mounts, users and capabilities, exit codes, setup
-failures, the image left untouched, signals at their defaults, and what only a spec
-reaches: sysctls, rlimits, devices...) in a process of its own. It runs once with the
-helper and once with ``CONTAINERLIB_NATIVE_INIT=0``; both outputs must be what Docker
-gives, and equal.
+failures, the image left untouched, mount points behind symlinks, signals at their
+defaults, and what only a spec reaches: sysctls, rlimits, devices...) in a process of its
+own. It runs once with the helper and once with ``CONTAINERLIB_NATIVE_INIT=0``; both
+outputs must be what Docker gives, and equal.
 """
 
 from __future__ import annotations
@@ -128,6 +128,12 @@ def test_the_behaviour_is_dockers(kind: str, request: pytest.FixtureRequest) -> 
     assert writes["image_unchanged"]
     assert "No such file" in writes["second"]["stdout"]
     assert "/bin/ls" in writes["second"]["stdout"]
+    inside = r["mount_targets_stay_inside"]
+    assert inside["run"]["stdout"].split() == [
+        *("/abs/made/here", "/abs/made/there", "/rel/made/here", "/rel/made/there")
+    ]
+    assert inside["dangling"]["step"] == "make mount point '/dangling/x'"
+    assert inside["host_side"] == []
     features = r["plan_features"]
     assert features["exit_code"] == 0, features["stderr"]
     assert features["stdout"].split("\n") == [
