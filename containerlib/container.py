@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import secrets
@@ -94,6 +95,24 @@ def _absolute(path: str, field: str) -> str:
     if "\0" in path:
         raise SpecError(field, f"must not contain NUL: {path!r}")
     return path
+
+
+def _need_root(cid: str) -> None:
+    if os.geteuid() != 0:
+        raise ContainerSetupError(
+            "create the container",
+            errno.EPERM,
+            cid,
+            "containerlib needs root for now; run as root (rootless use through user "
+            "namespaces comes in a later version)",
+        )
+
+
+@functools.cache
+def _base_spec() -> oci.Spec:
+    """runc's default spec without a terminal: immutable, so built once. Every field the
+    container sets (the process's args among them) is replaced in :meth:`Container.spec`."""
+    return default_spec(args=("sh",), terminal=False)
 
 
 def _as_image(path: object) -> Image:
@@ -232,7 +251,7 @@ class Container:
         uid, gid = self._user if self._user is not None else self._image_user()
         # As Docker: HOME from the user, when the image and the caller leave it unset.
         env.setdefault("HOME", "/root" if uid == 0 else "/")
-        base = default_spec(args=tuple(args), terminal=False)
+        base = _base_spec()
         assert base.process is not None
         assert base.linux is not None
         assert base.root is not None
@@ -345,14 +364,7 @@ class Container:
             lowerdirs=tuple(reversed(self.image.layers)),
             roots=Roots.from_env(),
         )
-        if os.geteuid() != 0:
-            raise ContainerSetupError(
-                "create the container",
-                errno.EPERM,
-                cid,
-                "containerlib needs root for now; run as root (rootless use through user "
-                "namespaces comes in a later version)",
-            )
+        _need_root(cid)
         t0 = time.monotonic()
         pipes = Pipes(input)
         try:
@@ -362,6 +374,49 @@ class Container:
             raise
         pipes.release_theirs()
         return RunningContainer(cid, process, pipes, t0, list(spec.process.args))  # type: ignore[union-attr]
+
+    def _run_in_this_process(
+        self,
+        cmd: Sequence[str] | None,
+        *,
+        timeout: float | None = None,
+        forward: tuple[int, ...] = (),
+    ) -> Result:
+        """Run from this process, on its own stdin, stdout and stderr, without a spawner.
+
+        For the command line, a small single-threaded process that runs one container:
+        starting a spawner would cost it more than the container. Not for a library
+        caller, which may run threads (see :mod:`containerlib.runtime.spawner`).
+        """
+        from containerlib.runtime.spawner import Spawner
+
+        cid = secrets.token_hex(16)
+        spec = self.spec(cmd, id=cid)
+        plan = plan_from_spec(
+            spec,
+            container_id=cid,
+            lowerdirs=tuple(reversed(self.image.layers)),
+            roots=Roots.from_env(),
+        )
+        _need_root(cid)
+        t0 = time.monotonic()
+        here = Spawner()
+        try:
+            status, stats, failure, timed_out = here.run_here(plan, (0, 1, 2), timeout, forward)
+        finally:
+            here.shutdown()
+        if failure is not None:
+            raise failure
+        return Result(
+            exit_code=Exited(status, stats).exit_code,
+            stdout=b"",
+            stderr=b"",
+            oom_killed=stats.oom_kills > 0,
+            timed_out=timed_out,
+            duration=time.monotonic() - t0,
+            memory_peak=stats.memory_peak,
+            id=cid,
+        )
 
     def run(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -71,27 +72,15 @@ def _run(args: argparse.Namespace) -> int:
         c = c.workdir(args.workdir)
     if args.read_only:
         c = c.read_only()
-    result = c.run(
-        cmd or None, input=None if sys.stdin.isatty() else _stdin(), timeout=args.timeout
-    )
-    sys.stdout.buffer.write(result.stdout)
-    sys.stdout.flush()
-    sys.stderr.buffer.write(result.stderr)
-    sys.stderr.flush()
+    # The command line is one small single-threaded process that runs one container: it
+    # makes the container itself and hands it its own stdin, stdout and stderr.
+    forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    result = c._run_in_this_process(cmd or None, timeout=args.timeout, forward=forward)
     if result.oom_killed:
         print("containerlib: the container ran out of memory", file=sys.stderr)
     if result.timed_out:
         print("containerlib: the container timed out", file=sys.stderr)
     return result.exit_code
-
-
-def _stdin() -> bytes | None:
-    try:
-        if os.isatty(0):
-            return None
-        return sys.stdin.buffer.read()
-    except (OSError, ValueError):
-        return None
 
 
 def _spec(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import os
 import pickle
+import select
 import selectors
 import shutil
 import signal
@@ -114,7 +115,7 @@ class Spawner:
     rename) and removed later, file by file, when nothing else is to be done.
     """
 
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(self, control: socket.socket | None = None) -> None:
         self.control = control
         self.selector = selectors.DefaultSelector()
         self.running: dict[int, _Running] = {}  # by pidfd
@@ -137,6 +138,7 @@ class Spawner:
         return self._driver
 
     def serve(self) -> None:
+        assert self.control is not None, "serve() needs the owner's control socket"
         self.selector.register(self.control, selectors.EVENT_READ, "control")
         while True:
             events = self.selector.select(0)
@@ -358,6 +360,53 @@ class Spawner:
             with contextlib.suppress(OSError):
                 send_message(channel, ("exited", status, stats, failure))
             channel.close()
+
+    def run_here(
+        self,
+        plan: Plan,
+        stdio: tuple[int, int, int],
+        timeout: float | None = None,
+        forward: tuple[int, ...] = (),
+    ) -> tuple[int, CgroupStats, OSError | None, bool]:
+        """Create the container of ``plan`` from this process and wait until it is gone.
+
+        For a small, single-threaded caller that runs one container, such as the command
+        line: it needs no spawner process of its own, and the container can use the
+        caller's own stdio. The signals in ``forward`` are passed on to the container's
+        first process while it runs, as ``docker run`` does (main thread only).
+
+        Returns:
+            The wait status, the cgroup's figures, an error of the cleanup, and whether
+            ``timeout`` passed (the container was then killed).
+        """
+        run = self.create(plan, stdio)
+        self.running[run.pidfd] = run
+        self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        run.channel = theirs
+
+        def relay(sig: int, _frame: object) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(run.pidfd, sig)
+
+        saved = {sig: signal.signal(sig, relay) for sig in forward}
+        timed_out = False
+        try:
+            timed_out = not select.select([run.pidfd], [], [], timeout)[0]
+            if timed_out:
+                self.kill(run)
+        except BaseException:
+            self.kill(run)
+            raise
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+            self.reap(run)
+            msg = recv_message(ours)
+            ours.close()
+        assert msg is not None
+        (_kind, status, stats, failure), _fds = msg
+        return status, stats, failure, timed_out
 
     def shutdown(self) -> None:
         """Kill what still runs, then remove everything this spawner left."""

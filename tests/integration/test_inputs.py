@@ -162,3 +162,24 @@ def test_cli_run_passes_the_exit_code_through(busybox: Path, roots: dict[str, st
         [*cli, "run", str(busybox), "--", "cat"], input=b"piped", capture_output=True, check=False
     )
     assert r.stdout == b"piped"
+
+
+def test_cli_forwards_signals_and_times_out(busybox: Path, roots: dict[str, str]) -> None:
+    cli = [sys.executable, "-m", "containerlib.cli", "run"]
+    script = 'trap "echo got TERM; exit 5" TERM; echo ready; while :; do sleep 0.05; done'
+    with subprocess.Popen(
+        [*cli, str(busybox), "--", "sh", "-c", script], stdout=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        proc.terminate()
+        assert proc.stdout.read() == b"got TERM\n"
+        assert proc.wait(timeout=10) == 5
+    r = subprocess.run(
+        [*cli, "--timeout", "0.5", str(busybox), "--", "sleep", "30"],
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    assert r.returncode == 137
+    assert b"timed out" in r.stderr
