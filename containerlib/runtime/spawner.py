@@ -128,6 +128,9 @@ class Spawner:
         self.warm_flags: int | None = None
         self.trash: list[str] = []
         self.trash_dirs: set[str] = set()
+        # Writable layers made ahead of time, by the directory they are for.
+        self.pool: dict[str, list[str]] = {}
+        self.pool_for: str | None = None
         self.cgroup_paths: set[str] = set()
         self._serial = 0
 
@@ -167,9 +170,49 @@ class Spawner:
                 self.warm = self.warm_up(self.warm_flags)
             except OSError:
                 self.warm_flags = None
+        elif self.pool_for is not None and not self.pool.get(self.pool_for):
+            try:
+                self.pool.setdefault(self.pool_for, []).append(self.new_rw_dir(self.pool_for))
+            except OSError:
+                self.pool_for = None
         elif self.trash:
             shutil.rmtree(self.trash.pop(), ignore_errors=True)
-        return bool(self.trash) or (self.warm is None and self.warm_flags is not None)
+        return (
+            bool(self.trash)
+            or (self.warm is None and self.warm_flags is not None)
+            or (self.pool_for is not None and not self.pool.get(self.pool_for))
+        )
+
+    def new_rw_dir(self, containers: str) -> str:
+        """Make an empty writable layer (``upper`` and ``work``) in ``<data>/pool``: three
+        mkdirs on a disk file system cost about half a millisecond, a rename later 15 us."""
+        pool = os.path.join(os.path.dirname(containers), "pool")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(pool, 0o700)
+        self._serial += 1
+        path = os.path.join(pool, f"{os.getpid()}.{self._serial}")
+        os.mkdir(path, 0o700)
+        os.mkdir(path + "/upper", 0o755)
+        os.mkdir(path + "/work", 0o700)
+        return path
+
+    def make_rw_dir(self, rw_dir: str) -> None:
+        """Put an empty writable layer at ``rw_dir``, from the pool when one is ready."""
+        containers = os.path.dirname(rw_dir)
+        self.pool_for = containers
+        ready = self.pool.get(containers)
+        if ready:
+            try:
+                os.rename(ready[-1], rw_dir)
+            except OSError:
+                pass
+            else:
+                ready.pop()
+                return
+        os.makedirs(containers, mode=0o711, exist_ok=True)
+        os.mkdir(rw_dir, 0o700)
+        os.mkdir(rw_dir + "/upper", 0o755)
+        os.mkdir(rw_dir + "/work", 0o700)
 
     def handle(self, request: Any, fds: list[int]) -> None:
         op, plan = request
@@ -212,10 +255,7 @@ class Spawner:
         cgroup = None
         try:
             os.mkdir(plan.rootfs, 0o700)
-            os.makedirs(os.path.dirname(plan.rw_dir), mode=0o711, exist_ok=True)
-            os.mkdir(plan.rw_dir, 0o700)
-            os.mkdir(plan.rw_dir + "/upper", 0o755)
-            os.mkdir(plan.rw_dir + "/work", 0o700)
+            self.make_rw_dir(plan.rw_dir)
             if plan.cgroup_path is not None:
                 try:
                     cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
@@ -422,6 +462,11 @@ class Spawner:
         for trash in self.trash_dirs:
             with contextlib.suppress(OSError):
                 os.rmdir(trash)
+        for containers, ready in self.pool.items():
+            for path in ready:
+                _remove_rw(path)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(os.path.dirname(containers), "pool"))
         for path in self.cgroup_paths:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)

@@ -72,6 +72,8 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         else:
             os.environ[k] = v
     left_state = list((base / "run").glob("*")) + list((base / "data" / "containers").glob("*"))
+    # The spawner's writable layers made ahead of time, and those waiting to be removed.
+    left_state += [p for p in (base / "data" / "pool", base / "data" / "trash") if p.exists()]
     assert not left_state, f"state left behind: {left_state}"
     left = cgroup_dirs(parents=True)
     assert not left, f"cgroups left behind: {left}"
