@@ -1,0 +1,56 @@
+"""The compiled plan is reused across runs: what a run gets must equal a fresh compile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from containerlib import Container, Image, SpecError
+from containerlib.runtime.specconv import Roots, plan_from_spec
+
+
+def fresh(c: Container, cmd: list[str] | None, cid: str):  # type: ignore[no-untyped-def]
+    spec = c.spec(cmd, id=cid)
+    return plan_from_spec(
+        spec, container_id=cid, lowerdirs=tuple(reversed(c.image.layers)), roots=Roots.from_env()
+    )
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Image:
+    (tmp_path / "rootfs").mkdir()
+    return Image.from_rootfs(tmp_path / "rootfs")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: c,
+        lambda c: c.hostname("box").limit(mem="64M", pids=8),
+        lambda c: c.env(HOSTNAME="from-env").user("1000:1000").tmpfs("/scratch", size="1M"),
+        lambda c: c.read_only().network("host").workdir("/tmp"),
+    ],
+    ids=["default", "hostname-limits", "env-hostname", "read-only-host"],
+)
+def test_reused_plan_equals_a_fresh_one(image: Image, make) -> None:  # type: ignore[no-untyped-def]
+    c = make(Container(image))
+    for cid in ("a" * 32, "b1" * 16, "my-container"):
+        args, plan = c._plan(["echo", "hi"], cid)
+        assert plan == fresh(c, ["echo", "hi"], cid)
+        assert args == ("echo", "hi")
+
+
+def test_bind_mounts_are_looked_at_each_time(image: Image, tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    src.mkdir()
+    c = Container(image).mount(src, "/data")
+    c._plan(["true"], "x1")
+    src.rmdir()
+    with pytest.raises(FileNotFoundError, match="data"):
+        c._plan(["true"], "x2")
+
+
+def test_bad_commands_are_refused_before_the_cache(image: Image) -> None:
+    with pytest.raises(SpecError, match="cmd"):
+        Container(image)._plan("echo hi", "x")  # type: ignore[arg-type]
