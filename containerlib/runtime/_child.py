@@ -338,7 +338,14 @@ def _setup(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: int
         lower = b":".join(p.encode() for p in plan.lowerdirs)
         rw = plan.rw_dir.encode()
         data = b"lowerdir=" + lower + b",upperdir=" + rw + b"/upper,workdir=" + rw + b"/work"
-        sc.mount(b"overlay", rootfs, b"overlay", 0, data)
+        # "volatile" (Linux 5.10+) skips syncing a layer that is thrown away after the
+        # container; older kernels refuse it with EINVAL.
+        try:
+            sc.mount(b"overlay", rootfs, b"overlay", 0, data + b",volatile")
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            sc.mount(b"overlay", rootfs, b"overlay", 0, data)
     except OSError as e:
         raise _Step("mount overlay rootfs", e.errno or errno.EIO) from None
     rootfd = os.open(rootfs, _O_PATH_DIR)

@@ -592,6 +592,20 @@ static void mount_rootfs(void)
 				      plan.rw_dir, plan.rw_dir);
 	if (n >= limit)
 		fail(E2BIG, "mount overlay rootfs");
+	/*
+	 * "volatile" (Linux 5.10+) skips the syncfs of the upper layer when the container's
+	 * mount namespace goes: the layer is thrown away after the container anyway, and the
+	 * sync cost a quarter of a millisecond. Older kernels refuse the option: mount without.
+	 */
+	const char volatile_opt[] = ",volatile";
+	if (n + sizeof volatile_opt <= limit) {
+		memcpy(data + n, volatile_opt, sizeof volatile_opt);
+		if (mount("overlay", plan.rootfs, "overlay", 0, data) == 0)
+			return;
+		if (errno != EINVAL)
+			fail(errno, "mount overlay rootfs");
+		data[n] = '\0';
+	}
 	if (mount("overlay", plan.rootfs, "overlay", 0, data) < 0)
 		fail(errno, "mount overlay rootfs");
 }

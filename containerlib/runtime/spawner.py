@@ -83,7 +83,8 @@ def _remove_dir(path: str, known: tuple[str, ...] = ()) -> None:
 
 
 def _remove_rw(rw_dir: str) -> None:
-    _remove_dir(rw_dir, ("work/work", "work/index", "work", "upper"))
+    known = ("work/work", "work/index", "work/incompat/volatile", "work/incompat", "work", "upper")
+    _remove_dir(rw_dir, known)
 
 
 @attrs.define
