@@ -405,7 +405,7 @@ class Container:
         return tuple(reversed(self.image.layers))
 
     def _start(
-        self, cmd: Sequence[str] | None, input: bytes | None, id: str | None
+        self, cmd: Sequence[str] | None, input: bytes | None, id: str | None, *, wait: bool = True
     ) -> RunningContainer:
         cid = check_id(id) if id is not None else secrets.token_hex(16)
         args, plan = self._plan(cmd, cid)
@@ -413,7 +413,7 @@ class Container:
         t0 = time.monotonic()
         pipes = Pipes(input)
         try:
-            process = spawner.start(plan, pipes.theirs)
+            process = spawner.start(plan, pipes.theirs, wait=wait)
         except BaseException:
             pipes.close()
             raise
@@ -482,7 +482,9 @@ class Container:
         """
         if timeout is not None and not timeout > 0:
             raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
-        running = self._start(cmd, input, id)
+        # Not waiting for the spawner's first answer: its output is drained meanwhile, and
+        # a setup error comes out of _finish all the same.
+        running = self._start(cmd, input, id, wait=False)
         with running:
             result = running._finish(timeout, pump_here=True)
         if check and result.exit_code != 0:
@@ -503,7 +505,6 @@ class RunningContainer:
         self, cid: str, process: Process, pipes: Pipes, started: float, command: list[str]
     ) -> None:
         self.id = cid
-        self.pid = process.pid
         self.command = command
         self._process = process
         self._pipes = pipes
@@ -512,6 +513,11 @@ class RunningContainer:
         self._timed_out = False
         self._lock = threading.Lock()
         self._pump_thread: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        """The host pid of the container's first process (PID 1 inside)."""
+        return self._process.pid
 
     def __repr__(self) -> str:
         state = "running" if self._result is None else f"exited {self._result.exit_code}"
@@ -600,6 +606,8 @@ class RunningContainer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._result is None:
+        if self._process.failed:
+            self._pipes.close()
+        elif self._result is None:
             self.kill(signal.SIGKILL)
             self.wait()

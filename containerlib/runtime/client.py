@@ -55,22 +55,68 @@ class Exited:
 class Process:
     """A container's first process, as seen by its owner.
 
-    Closing it (or dropping the last reference) kills the container.
+    The spawner's first answer (the pid and a pidfd, or the setup error) is read when it is
+    first needed, so that :meth:`Container.run` can drain the container's output while the
+    answer is on its way. Closing the process (or dropping the last reference) kills the
+    container.
     """
 
-    def __init__(self, channel: socket.socket, pid: int, pidfd: int) -> None:
+    def __init__(self, channel: socket.socket) -> None:
         self.channel = channel
-        self.pid = pid
-        self.pidfd = pidfd
+        self._pid = -1
+        self.pidfd = -1
         self.exited: Exited | None = None
-        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._started = False
+        self._lock = threading.RLock()
+
+    def started(self) -> None:
+        """Wait for the spawner's answer to the request.
+
+        Raises:
+            ContainerSetupError: a step of the setup failed; nothing was left behind.
+            SpawnerError: the spawner ended before it answered.
+        """
+        with self._lock:
+            if not self._started:
+                self._started = True
+                msg = recv_message(self.channel)
+                if msg is None:
+                    self._error = SpawnerError(
+                        "the spawner process ended while it created a container"
+                    )
+                else:
+                    reply, fds = msg
+                    if reply[0] == "error":
+                        self._error = reply[1]
+                    else:
+                        self._pid, self.pidfd = reply[1], fds[0]
+                if self._error is not None:
+                    self._close_fds()
+            if self._error is not None:
+                raise self._error
+
+    @property
+    def pid(self) -> int:
+        """The host pid of the first process."""
+        self.started()
+        return self._pid
+
+    @property
+    def failed(self) -> bool:
+        """The container could not be made (see :meth:`started`)."""
+        with self._lock:
+            return self._error is not None
 
     def fileno(self) -> int:
-        """The channel's descriptor: readable when the container has ended."""
+        """The channel's descriptor: readable when the spawner has something to say."""
         return self.channel.fileno()
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the first process; a process that has ended is ignored."""
+        if self.failed:
+            return
+        self.started()
         if self.exited is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -86,6 +132,7 @@ class Process:
         Returns:
             The :class:`Exited` record, or None if ``timeout`` passed first.
         """
+        self.started()
         with self._lock:
             if self.exited is not None:
                 return self.exited
@@ -103,7 +150,7 @@ class Process:
 
     def close(self) -> None:
         """Kill the container if it still runs, and let go of it."""
-        if self.exited is None:
+        if self.exited is None and not self.failed:
             self.signal(signal.SIGKILL)
         self._close_fds()
 
@@ -154,8 +201,12 @@ class _Spawner:
             self._owner_pid = os.getpid()
             return ours
 
-    def start(self, plan: Plan, stdio: tuple[int, int, int]) -> Process:
+    def start(self, plan: Plan, stdio: tuple[int, int, int], *, wait: bool = True) -> Process:
         """Ask the spawner to create and start the container of ``plan``.
+
+        Args:
+            wait: wait for the spawner's answer; otherwise it is read when first needed
+                (see :meth:`Process.started`).
 
         Raises:
             ContainerSetupError: a step of the setup failed; nothing was left behind.
@@ -164,24 +215,16 @@ class _Spawner:
         control = self._connect()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            try:
-                send_message(control, ("run", plan), [theirs.fileno(), *stdio])
-            except OSError as e:
-                raise SpawnerError(f"ask the spawner for a container: {e}") from e
-            finally:
-                theirs.close()
-            msg = recv_message(ours)
-        except BaseException:
+            send_message(control, ("run", plan), [theirs.fileno(), *stdio])
+        except OSError as e:
             ours.close()
-            raise
-        if msg is None:
-            ours.close()
-            raise SpawnerError("the spawner process ended while it created a container")
-        reply, fds = msg
-        if reply[0] == "error":
-            ours.close()
-            raise reply[1]
-        return Process(ours, reply[1], fds[0])
+            raise SpawnerError(f"ask the spawner for a container: {e}") from e
+        finally:
+            theirs.close()
+        process = Process(ours)
+        if wait:
+            process.started()
+        return process
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the control socket; the spawner kills what is left and exits."""
