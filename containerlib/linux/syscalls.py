@@ -23,6 +23,7 @@ __all__ = [
     "CLONE_NEWTIME",
     "CLONE_NEWUSER",
     "CLONE_NEWUTS",
+    "CLONE_PARENT",
     "MNT_DETACH",
     "MS_BIND",
     "MS_NODEV",
@@ -44,6 +45,7 @@ __all__ = [
     "openat2",
     "pivot_root",
     "prctl",
+    "set_process_name",
     "setdomainname",
     "sethostname",
     "umount2",
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 CLONE_NEWTIME: Final = 0x00000080
+CLONE_PARENT: Final = 0x00008000
 CLONE_NEWNS: Final = 0x00020000
 CLONE_NEWCGROUP: Final = 0x02000000
 CLONE_NEWUTS: Final = 0x04000000
@@ -202,6 +205,12 @@ def setdomainname(name: bytes) -> None:
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2)."""
     return _check(_prctl(option, arg2, arg3, arg4, arg5), "prctl")
+
+
+def set_process_name(name: bytes) -> None:
+    """Name the calling thread as ps and /proc/PID/comm show it (at most 15 bytes)."""
+    buf = ctypes.create_string_buffer(name[:15])
+    _check(_prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0), "prctl(PR_SET_NAME)")
 
 
 class _OpenHow(ctypes.Structure):

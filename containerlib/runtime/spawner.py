@@ -12,6 +12,10 @@ The spawner dies with its owner: when the owner's end of the control socket clos
 kills its containers, cleans up and exits. A container dies with the spawner
 (PR_SET_PDEATHSIG) and when the owner closes the container's channel.
 
+Work that need not wait for a request (the next warm process, the next writable layer,
+removing thrown-away ones) goes to the spawner's janitor, a process of its own (see
+:mod:`containerlib.runtime.janitor`).
+
 Run as ``python -m containerlib.runtime.spawner FD``.
 """
 
@@ -21,70 +25,26 @@ import array
 import contextlib
 import errno
 import os
-import pickle
 import select
 import selectors
 import shutil
 import signal
 import socket
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
 
 from containerlib.errors import ContainerSetupError
-from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
-from containerlib.runtime import nativeinit
-from containerlib.runtime._child import SETUP_FAILED, child_main
+from containerlib.runtime import nativeinit, rwdirs
+from containerlib.runtime.janitor import Janitor
+from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import Plan
+from containerlib.runtime.warm import Warm, clone_warm, discard
 
-__all__ = ["MAX_MESSAGE", "main", "recv_message", "send_message"]
-
-#: The largest message either side sends: a plan is a few kilobytes.
-MAX_MESSAGE = 1 << 20
-_MAX_FDS = 8
-
-
-def send_message(sock: socket.socket, obj: object, fds: list[int] = ()) -> None:  # type: ignore[assignment]
-    """Send one pickled object, with descriptors, as one SOCK_SEQPACKET message."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    sock.sendmsg([data], anc)
-
-
-def recv_message(sock: socket.socket) -> tuple[Any, list[int]] | None:
-    """Receive one message sent by :func:`send_message`; None at end of file."""
-    fds = array.array("i")
-    data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize))
-    for level, kind, payload in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-    if not data:
-        for fd in fds:
-            os.close(fd)
-        return None
-    return pickle.loads(data), list(fds)
-
-
-def _remove_dir(path: str, known: tuple[str, ...] = ()) -> None:
-    """Remove ``path``; try the ``known`` empty subdirectories first, deepest first, as
-    plain rmdir calls, which is most of the time all there is and much cheaper than a walk."""
-    try:
-        for sub in known:
-            with contextlib.suppress(FileNotFoundError):
-                os.rmdir(os.path.join(path, sub))
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _remove_rw(rw_dir: str) -> None:
-    known = ("work/work", "work/index", "work/incompat/volatile", "work/incompat", "work", "upper")
-    _remove_dir(rw_dir, known)
+__all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
 
 
 @attrs.define
@@ -96,24 +56,14 @@ class _Running:
     channel: socket.socket | None = None
 
 
-@attrs.define
-class _Warm:
-    """A child cloned ahead of time into new namespaces, waiting for a plan."""
-
-    pid: int
-    sock: socket.socket
-    flags: int
-    #: It runs the native helper (it wants an encoded plan), not the Python child.
-    native: bool = False
-
-
 class Spawner:
-    """The spawner's state: its control socket, its containers, and work for idle time.
+    """The spawner's state: its control socket, its containers, and work for later.
 
-    When no request waits, it clones the next container's process ahead of time (the
-    namespaces and the common setup are most of a start's cost), and empties its trash:
-    a container's writable layer is renamed into ``<data root>/trash`` when it ends (one
-    rename) and removed later, file by file, when nothing else is to be done.
+    The next container's process is cloned ahead of time (the namespaces and the common
+    setup are most of a start's cost), its writable layer made ahead of time, and a
+    container's writable layer is thrown away with one rename into ``<data root>/trash``
+    and removed later. The janitor does that work while the spawner serves; without one
+    (:meth:`run_here`), the spawner does it when idle.
     """
 
     def __init__(self, control: socket.socket | None = None) -> None:
@@ -125,7 +75,8 @@ class Spawner:
         # Compiled once per machine (about half a second), then found at once.
         self.native_init = nativeinit.helper_path()
         self._driver: CgroupDriver | None = None
-        self.warm: _Warm | None = None
+        self.warm: Warm | None = None
+        self.janitor: Janitor | None = None
         self.warm_flags: int | None = None
         self.trash: list[str] = []
         self.trash_dirs: set[str] = set()
@@ -133,7 +84,6 @@ class Spawner:
         self.pool: dict[str, list[str]] = {}
         self.pool_for: str | None = None
         self.cgroup_paths: set[str] = set()
-        self._serial = 0
 
     @property
     def driver(self) -> CgroupDriver:
@@ -144,6 +94,11 @@ class Spawner:
     def serve(self) -> None:
         assert self.control is not None, "serve() needs the owner's control socket"
         self.selector.register(self.control, selectors.EVENT_READ, "control")
+        try:
+            self.janitor = Janitor(self.native_init, self.last_cap)
+            self.selector.register(self.janitor, selectors.EVENT_READ, "janitor")
+        except OSError:
+            self.janitor = None
         while True:
             events = self.selector.select(0)
             if not events:
@@ -163,9 +118,48 @@ class Spawner:
                     # The owner closed or dropped its handle: the container goes with it.
                     self.kill(run)
                     self.selector.unregister(key.fd)
+                elif key.data == "janitor":
+                    self.from_janitor()
+
+    def from_janitor(self) -> None:
+        """Take the janitor's answer: a warm process or a writable layer."""
+        assert self.janitor is not None
+        answer = self.janitor.receive()
+        if answer is None:  # it died: do its work here from now on
+            self.selector.unregister(self.janitor)
+            self.janitor.close()
+            self.janitor = None
+        else:
+            self.take(answer)
+
+    def take(self, answer: tuple[Any, ...]) -> None:
+        if answer[0] == "warm":
+            warm = answer[1]
+            if warm is None:
+                return
+            if self.warm is None and warm.flags == self.warm_flags:
+                self.warm = warm
+            else:
+                discard(warm)
+        elif answer[2] is not None:
+            self.pool.setdefault(answer[1], []).append(answer[2])
+
+    def replenish(self) -> None:
+        """Ask for what the next start will want: a warm process and a writable layer."""
+        if self.janitor is None:
+            return  # idle_work makes them
+        try:
+            if self.warm is None and self.warm_flags is not None:
+                self.janitor.want_warm(self.warm_flags)
+            if self.pool_for is not None and not self.pool.get(self.pool_for):
+                self.janitor.want_rw_dir(self.pool_for)
+        except OSError:
+            pass
 
     def idle_work(self) -> bool:
-        """Do one piece of idle work; True if more is left."""
+        """Without a janitor: do one piece of the work for later; True if more is left."""
+        if self.janitor is not None:
+            return False
         if self.warm is None and self.warm_flags is not None:
             try:
                 self.warm = self.warm_up(self.warm_flags)
@@ -173,7 +167,7 @@ class Spawner:
                 self.warm_flags = None
         elif self.pool_for is not None and not self.pool.get(self.pool_for):
             try:
-                self.pool.setdefault(self.pool_for, []).append(self.new_rw_dir(self.pool_for))
+                self.pool.setdefault(self.pool_for, []).append(rwdirs.new_rw_dir(self.pool_for))
             except OSError:
                 self.pool_for = None
         elif self.trash:
@@ -183,19 +177,6 @@ class Spawner:
             or (self.warm is None and self.warm_flags is not None)
             or (self.pool_for is not None and not self.pool.get(self.pool_for))
         )
-
-    def new_rw_dir(self, containers: str) -> str:
-        """Make an empty writable layer (``upper`` and ``work``) in ``<data>/pool``: three
-        mkdirs on a disk file system cost about half a millisecond, a rename later 15 us."""
-        pool = os.path.join(os.path.dirname(containers), "pool")
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(pool, 0o700)
-        self._serial += 1
-        path = os.path.join(pool, f"{os.getpid()}.{self._serial}")
-        os.mkdir(path, 0o700)
-        os.mkdir(path + "/upper", 0o755)
-        os.mkdir(path + "/work", 0o700)
-        return path
 
     def make_rw_dir(self, rw_dir: str) -> None:
         """Put an empty writable layer at ``rw_dir``, from the pool when one is ready."""
@@ -236,6 +217,7 @@ class Spawner:
             send_message(channel, ("started", run.pid), [run.pidfd])
         except OSError:
             self.kill(run)
+        self.replenish()
         self.running[run.pidfd] = run
         self.by_channel[channel.fileno()] = run
         self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
@@ -272,36 +254,14 @@ class Spawner:
         except BaseException:
             if cgroup is not None:
                 cgroup.destroy()
-            _remove_rw(plan.rw_dir)
-            _remove_dir(plan.run_dir, ("rootfs",))
+            rwdirs.remove_rw(plan.rw_dir)
+            rwdirs.remove_dir(plan.run_dir, ("rootfs",))
             raise
         return _Running(plan, pid, os.pidfd_open(pid), cgroup)
 
-    def warm_up(self, flags: int) -> _Warm:
-        """Clone a process into new namespaces that waits for a plan: the native helper
-        when there is one (see nativeinit), else the Python child (see child_main)."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        helper = self.native_init
-        try:
-            pid = sc.clone(flags | signal.SIGCHLD)
-            if pid == 0:  # pragma: no cover - runs in the child
-                ours.close()
-                if helper is None:
-                    _default_signals()
-                    child_main(theirs, flags, self.last_cap)
-                _exec_helper(helper, theirs, flags)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        return _Warm(pid, ours, flags, native=helper is not None)
-
-    def discard(self, warm: _Warm) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(warm.pid, signal.SIGKILL)
-        os.waitpid(warm.pid, 0)
-        warm.sock.close()
+    def warm_up(self, flags: int) -> Warm:
+        """Clone a warm process here (see :mod:`containerlib.runtime.warm`)."""
+        return clone_warm(flags, self.native_init, self.last_cap)
 
     def start(self, plan: Plan, stdio: tuple[int, int, int], cgroup: Cgroup | None) -> int:
         """Hand ``plan`` to a warm process (or a fresh one) and wait until it has exec'd."""
@@ -317,7 +277,7 @@ class Spawner:
         )
         warm, self.warm = self.warm, None
         if warm is not None and warm.flags != plan.clone_flags:
-            self.discard(warm)
+            discard(warm)
             warm = None
         self.warm_flags = plan.clone_flags
         if warm is None:
@@ -363,19 +323,19 @@ class Spawner:
 
     def to_trash(self, rw_dir: str) -> None:
         """Move a writable layer out of the way at the cost of one rename."""
-        trash = os.path.join(os.path.dirname(os.path.dirname(rw_dir)), "trash")
-        self._serial += 1
-        target = os.path.join(trash, f"{os.path.basename(rw_dir)}.{os.getpid()}.{self._serial}")
         try:
-            try:
-                os.rename(rw_dir, target)
-            except FileNotFoundError:
-                os.mkdir(trash, 0o700)
-                os.rename(rw_dir, target)
+            target = rwdirs.trash_path(rw_dir)
+            os.rename(rw_dir, target)
         except OSError:
-            _remove_rw(rw_dir)
+            rwdirs.remove_rw(rw_dir)
             return
-        self.trash_dirs.add(trash)
+        self.trash_dirs.add(os.path.dirname(target))
+        if self.janitor is not None:
+            try:
+                self.janitor.throw_away(target)
+                return
+            except OSError:
+                pass
         self.trash.append(target)
 
     def reap(self, run: _Running) -> None:
@@ -391,7 +351,7 @@ class Spawner:
             except OSError as e:
                 failure = e
         self.to_trash(run.plan.rw_dir)
-        _remove_dir(run.plan.run_dir, ("rootfs",))
+        rwdirs.remove_dir(run.plan.run_dir, ("rootfs",))
         del self.running[run.pidfd]
         os.close(run.pidfd)
         channel = run.channel
@@ -455,8 +415,13 @@ class Spawner:
             self.kill(run)
         for run in list(self.running.values()):
             self.reap(run)
+        if self.janitor is not None:
+            self.selector.unregister(self.janitor)
+            for answer in self.janitor.close():
+                self.take(answer)
+            self.janitor = None
         if self.warm is not None:
-            self.discard(self.warm)
+            discard(self.warm)
             self.warm = None
         for path in self.trash:
             shutil.rmtree(path, ignore_errors=True)
@@ -465,38 +430,12 @@ class Spawner:
                 os.rmdir(trash)
         for containers, ready in self.pool.items():
             for path in ready:
-                _remove_rw(path)
+                rwdirs.remove_rw(path)
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(os.path.dirname(containers), "pool"))
         for path in self.cgroup_paths:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
-
-
-def _default_signals() -> None:  # pragma: no cover - runs in the child
-    """Every signal at its default and none blocked, as a command starts under Docker: an
-    ignored signal (this process ignores SIGPIPE, SIGXFSZ and SIGINT) survives execve.
-    The native helper does the same itself."""
-    for sig in signal.valid_signals():
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def _exec_helper(helper: str, sock: socket.socket, flags: int) -> NoReturn:  # pragma: no cover
-    """In a child just cloned: become the native helper, which waits on ``sock``."""
-    fd = sock.fileno()
-    try:
-        # Until the helper sets it again itself; it survives the exec.
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        os.set_inheritable(fd, True)
-        os.execve(helper, [helper, str(fd), str(flags)], {})
-    except BaseException as e:
-        err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
-        with contextlib.suppress(BaseException):
-            os.write(fd, b"%d\0exec the init helper '%s'" % (err, os.fsencode(helper)))
-    os._exit(SETUP_FAILED)
 
 
 def main(argv: list[str] | None = None) -> None:

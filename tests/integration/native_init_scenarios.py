@@ -153,6 +153,8 @@ def warm_process_kind() -> str:
         for child in children:
             try:
                 exe = os.readlink(f"/proc/{child}/exe")
+                if Path(f"/proc/{child}/comm").read_text().strip() == "clib-janitor":
+                    continue  # the spawner's janitor, not a warm process
             except OSError:
                 continue
             if os.path.basename(exe).startswith("clib-init-"):

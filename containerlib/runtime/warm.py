@@ -1,0 +1,109 @@
+"""Processes cloned ahead of time into a container's namespaces, waiting for a plan.
+
+Most of a container's start is the clone(2) that makes its namespaces and the steps every
+container shares (the parent-death signal, ``lo`` up, ``/`` private). A *warm* process
+has done them already: it waits on a socket for the plan and the stdio descriptors. It
+runs the native init helper (see :mod:`containerlib.runtime.nativeinit`) when one could be
+built, else the Python child (:func:`containerlib.runtime._child.child_main`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import os
+import signal
+import socket
+from typing import NoReturn
+
+import attrs
+
+from containerlib.linux import syscalls as sc
+from containerlib.runtime._child import SETUP_FAILED, child_main
+
+__all__ = ["Warm", "clone_warm", "discard"]
+
+_MAX_FD = os.sysconf("SC_OPEN_MAX")
+
+
+@attrs.define
+class Warm:
+    """A process cloned ahead of time into new namespaces, waiting for a plan."""
+
+    pid: int
+    sock: socket.socket
+    flags: int
+    #: It runs the native helper (it wants an encoded plan), not the Python child.
+    native: bool = False
+
+
+def clone_warm(flags: int, helper: str | None, last_cap: int, *, sibling: bool = False) -> Warm:
+    """Clone a warm process into the namespaces of ``flags``.
+
+    Args:
+        flags: CLONE_NEW* flags.
+        helper: the native init helper, or None for the Python child.
+        last_cap: the highest capability number of this kernel.
+        sibling: make the process a child of this process's parent (CLONE_PARENT), as the
+            janitor does for the spawner, which must be the container's parent.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = sc.clone(flags | signal.SIGCHLD | (sc.CLONE_PARENT if sibling else 0))
+        if pid == 0:  # pragma: no cover - runs in the child
+            # Keep only stdio and our socket: a descriptor of the cloning process held here
+            # while the process waits (its janitor socket, say) would keep it from ever
+            # reading end of file. No garbage collection from here on: an object of the
+            # cloning process would close its descriptor's number, which a descriptor
+            # received later (the container's stdio) may have taken.
+            gc.disable()
+            fd = theirs.fileno()
+            os.closerange(3, fd)
+            os.closerange(fd + 1, _MAX_FD)
+            if helper is None:
+                sc.set_process_name(b"clib-init-py")
+                _default_signals()
+                child_main(theirs, flags, last_cap)
+            _exec_helper(helper, theirs, flags)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return Warm(pid, ours, flags, native=helper is not None)
+
+
+def discard(warm: Warm) -> None:
+    """Kill and reap a warm process that is not needed (the caller must be its parent)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(warm.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(warm.pid, 0)
+    warm.sock.close()
+
+
+def _default_signals() -> None:  # pragma: no cover - runs in the child
+    """Every signal at its default and none blocked, as a command starts under Docker: an
+    ignored signal (the spawner ignores SIGPIPE, SIGXFSZ and SIGINT) survives execve.
+    The native helper does the same itself."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _exec_helper(helper: str, sock: socket.socket, flags: int) -> NoReturn:  # pragma: no cover
+    """In a child just cloned: become the native helper, which waits on ``sock``."""
+    fd = sock.fileno()
+    try:
+        # Until the helper sets it again itself; it survives the exec.
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        os.set_inheritable(fd, True)
+        os.execve(helper, [helper, str(fd), str(flags)], {})
+    except BaseException as e:
+        err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
+        with contextlib.suppress(BaseException):
+            os.write(fd, b"%d\0exec the init helper '%s'" % (err, os.fsencode(helper)))
+    os._exit(SETUP_FAILED)
