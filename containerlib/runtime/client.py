@@ -23,8 +23,8 @@ import attrs
 import containerlib
 from containerlib.errors import SpawnerError
 from containerlib.linux.cgroups import CgroupStats
+from containerlib.runtime.messages import recv_message, send_message
 from containerlib.runtime.plan import Plan
-from containerlib.runtime.spawner import recv_message, send_message
 
 __all__ = ["Exited", "Process", "spawner"]
 
