@@ -45,6 +45,7 @@ __all__ = [
     "openat2",
     "pivot_root",
     "prctl",
+    "rename_noreplace",
     "set_process_name",
     "setdomainname",
     "sethostname",
@@ -110,6 +111,7 @@ _SYSCALLS: Final = {
     "pivot_root": (155, 41),
     "openat2": (437, 437),
     "close_range": (436, 436),
+    "renameat2": (316, 276),
     "capget": (125, 90),
     "capset": (126, 91),
 }
@@ -237,6 +239,23 @@ def openat2(dirfd: int, path: bytes, flags: int, resolve: int, mode: int = 0) ->
             ctypes.c_size_t(ctypes.sizeof(how)),
         ),
         "openat2",
+    )
+
+
+def rename_noreplace(src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst``, failing with EEXIST if ``dst`` exists (renameat2(2))."""
+    at_fdcwd = -100
+    rename_noreplace_flag = 1
+    _check(
+        _syscall(
+            ctypes.c_long(_nr("renameat2")),
+            ctypes.c_int(at_fdcwd),
+            ctypes.c_char_p(os.fsencode(src)),
+            ctypes.c_int(at_fdcwd),
+            ctypes.c_char_p(os.fsencode(dst)),
+            ctypes.c_uint(rename_noreplace_flag),
+        ),
+        f"rename {src!r} to {dst!r}",
     )
 
 

@@ -96,5 +96,6 @@ class Plan:
 
     @property
     def rootfs(self) -> str:
-        """Where the container's root file system is mounted on the host side."""
-        return self.run_dir + "/rootfs"
+        """Where the overlay is mounted, in the container's own mount namespace: beside
+        the upper and work directories, so that no other directory has to be made."""
+        return self.rw_dir + "/rootfs"

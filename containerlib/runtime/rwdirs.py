@@ -1,5 +1,9 @@
 """A container's writable layer on the host: made, thrown away, removed.
 
+``<data root>/containers/<id>`` holds the overlay's ``upper`` and ``work`` directories
+and the ``rootfs`` directory the overlay is mounted on (in the container's own mount
+namespace). Its name is the container's: making it is what claims the id.
+
 The upper and work directories of a container's overlay live under the data root, on a
 disk file system, where each ``mkdir`` and ``rmdir`` costs a tenth of a millisecond or
 more. So they are made ahead of time in ``<data root>/pool`` and renamed into place, and
@@ -13,11 +17,19 @@ import itertools
 import os
 import shutil
 
-__all__ = ["new_rw_dir", "remove_dir", "remove_rw", "trash_path"]
+__all__ = ["make_rw_layout", "new_rw_dir", "remove_dir", "remove_rw", "trash_path"]
 
 _serial = itertools.count(1)
 #: What overlayfs leaves in an empty writable layer, deepest first.
-_RW_LAYOUT = ("work/work", "work/index", "work/incompat/volatile", "work/incompat", "work", "upper")
+_RW_LAYOUT = (
+    "work/work",
+    "work/index",
+    "work/incompat/volatile",
+    "work/incompat",
+    "work",
+    "upper",
+    "rootfs",
+)
 
 
 def remove_dir(path: str, known: tuple[str, ...] = ()) -> None:
@@ -49,10 +61,17 @@ def new_rw_dir(containers: str) -> str:
     """Make an empty writable layer (``upper`` and ``work``) in the pool beside
     ``containers`` (``<data root>/pool``), to be renamed to ``containers/<id>``."""
     path = _unique(os.path.join(os.path.dirname(containers), "pool"), "rw")
+    make_rw_layout(path)
+    return path
+
+
+def make_rw_layout(path: str) -> None:
+    """Make ``path`` with the overlay's ``upper`` and ``work`` directories and the
+    ``rootfs`` mount point; ``path`` must not exist (FileExistsError)."""
     os.mkdir(path, 0o700)
     os.mkdir(path + "/upper", 0o755)
     os.mkdir(path + "/work", 0o700)
-    return path
+    os.mkdir(path + "/rootfs", 0o700)
 
 
 def trash_path(rw_dir: str) -> str:

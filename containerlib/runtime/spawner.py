@@ -36,6 +36,7 @@ from typing import Any
 import attrs
 
 from containerlib.errors import ContainerSetupError
+from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
 from containerlib.runtime import nativeinit, rwdirs
@@ -179,22 +180,26 @@ class Spawner:
         )
 
     def make_rw_dir(self, rw_dir: str) -> None:
-        """Put an empty writable layer at ``rw_dir``, from the pool when one is ready."""
+        """Put an empty writable layer at ``rw_dir``, from the pool when one is ready.
+
+        Raises:
+            FileExistsError: ``rw_dir`` exists: a container of that id exists.
+        """
         containers = os.path.dirname(rw_dir)
         self.pool_for = containers
         ready = self.pool.get(containers)
         if ready:
             try:
-                os.rename(ready[-1], rw_dir)
+                sc.rename_noreplace(ready[-1], rw_dir)
+            except FileExistsError:
+                raise
             except OSError:
                 pass
             else:
                 ready.pop()
                 return
         os.makedirs(containers, mode=0o711, exist_ok=True)
-        os.mkdir(rw_dir, 0o700)
-        os.mkdir(rw_dir + "/upper", 0o755)
-        os.mkdir(rw_dir + "/work", 0o700)
+        rwdirs.make_rw_layout(rw_dir)
 
     def handle(self, request: Any, fds: list[int]) -> None:
         op, plan = request
@@ -225,20 +230,14 @@ class Spawner:
 
     def create(self, plan: Plan, stdio: tuple[int, int, int]) -> _Running:
         cid = plan.container_id
-        os.makedirs(os.path.dirname(plan.run_dir), mode=0o711, exist_ok=True)
         try:
-            os.mkdir(plan.run_dir, 0o700)
+            self.make_rw_dir(plan.rw_dir)
         except FileExistsError:
             raise ContainerSetupError(
-                f"create state directory {plan.run_dir}",
-                errno.EEXIST,
-                cid,
-                "a container with this id exists already",
+                f"create {plan.rw_dir}", errno.EEXIST, cid, "a container with this id exists"
             ) from None
         cgroup = None
         try:
-            os.mkdir(plan.rootfs, 0o700)
-            self.make_rw_dir(plan.rw_dir)
             if plan.cgroup_path is not None:
                 try:
                     cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
@@ -255,7 +254,6 @@ class Spawner:
             if cgroup is not None:
                 cgroup.destroy()
             rwdirs.remove_rw(plan.rw_dir)
-            rwdirs.remove_dir(plan.run_dir, ("rootfs",))
             raise
         return _Running(plan, pid, os.pidfd_open(pid), cgroup)
 
@@ -351,7 +349,6 @@ class Spawner:
             except OSError as e:
                 failure = e
         self.to_trash(run.plan.rw_dir)
-        rwdirs.remove_dir(run.plan.run_dir, ("rootfs",))
         del self.running[run.pidfd]
         os.close(run.pidfd)
         channel = run.channel

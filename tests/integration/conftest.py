@@ -98,5 +98,7 @@ def state(roots: dict[str, str]) -> Iterator[None]:
     yield
     run = Path(roots["CONTAINERLIB_RUN_ROOT"])
     assert not list(run.glob("*")) if run.exists() else True
+    rw = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "containers"
+    assert not list(rw.glob("*")) if rw.exists() else True
     assert not cgroup_dirs()
     assert not processes_in_our_cgroups()

@@ -3,9 +3,11 @@ layouts; the command line."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,10 +83,17 @@ def test_missing_bind_source_is_named(image: Image, roots: dict[str, str]) -> No
 
 
 def test_an_id_in_use_is_refused(image: Image, roots: dict[str, str]) -> None:
-    with Container(image).start(["sleep", "30"], id="same-id"):
+    first = Container(image).start(["sh", "-c", "echo mine > /f; sleep 30"], id="same-id")
+    with first:
+        upper = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "containers" / "same-id" / "upper"
+        deadline = time.monotonic() + 10
+        while not (upper / "f").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         with pytest.raises(ContainerSetupError, match="same-id") as info:
             Container(image).run(["true"], id="same-id")
-        assert isinstance(info.value, FileExistsError) or info.value.errno == 17
+        assert info.value.errno == errno.EEXIST
+        # The running container's writable layer is untouched.
+        assert (upper / "f").read_text() == "mine\n"
     r = Container(image).run(["echo", "again"], id="same-id")
     assert r.stdout == b"again\n"
     assert r.id == "same-id"

@@ -143,7 +143,7 @@ def test_state_and_writable_layer_go_under_the_roots() -> None:
     plan = _plan(cid="abc")
     assert plan.container_id == "abc"
     assert plan.run_dir == "/run/test-containerlib/abc"
-    assert plan.rootfs == "/run/test-containerlib/abc/rootfs"
+    assert plan.rootfs == "/var/lib/test-containerlib/containers/abc/rootfs"
     assert plan.rw_dir == "/var/lib/test-containerlib/containers/abc"
 
 
