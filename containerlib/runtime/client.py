@@ -108,10 +108,6 @@ class Process:
         with self._lock:
             return self._error is not None
 
-    def fileno(self) -> int:
-        """The channel's descriptor: readable when the spawner has something to say."""
-        return self.channel.fileno()
-
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the first process; a process that has ended is ignored."""
         if self.failed:
@@ -121,10 +117,6 @@ class Process:
             return
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self.pidfd, sig)
-
-    def poll(self) -> Exited | None:
-        """Collect the exit message if it has arrived, without blocking."""
-        return self.wait(0)
 
     def wait(self, timeout: float | None = None) -> Exited | None:
         """Wait until the container has ended and its host resources are gone.
