@@ -183,6 +183,11 @@ class _Spawner:
                     stdin=subprocess.DEVNULL,
                     env=env,
                     cwd="/",
+                    # Its own session: a signal to the owner's process group (Ctrl-C, or a
+                    # supervisor killing the group, as Jupyter does with a kernel) must not
+                    # kill it before it has cleaned up. It ends when the owner's end of the
+                    # control socket closes.
+                    start_new_session=True,
                 )
             except OSError as e:
                 ours.close()

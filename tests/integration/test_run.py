@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -290,3 +291,39 @@ sys.stdin.read()
         time.sleep(0.02)
     assert not cgroup_dirs()
     assert not any(rw_root.iterdir())
+
+
+def test_killing_the_owners_process_group_leaves_nothing(busybox: Path) -> None:
+    """A supervisor that kills the owner's whole process group (as Jupyter does with a
+    kernel) must not catch the spawner before it has cleaned up."""
+    script = f"""
+import sys
+from containerlib import Container, Image
+c = Container(Image.from_rootfs({str(busybox)!r}))
+print(c.run(["true"]).exit_code, flush=True)
+r = c.start(["sleep", "300"])
+print(r.pid, flush=True)
+sys.stdin.read()
+"""
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    ) as owner:
+        assert owner.stdout is not None
+        assert owner.stdout.readline() == b"0\n"
+        pid = int(owner.stdout.readline())
+        os.killpg(owner.pid, signal.SIGKILL)
+    data = Path(os.environ["CONTAINERLIB_DATA_ROOT"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        Path(f"/proc/{pid}").exists()
+        or any((data / "containers").iterdir())
+        or (data / "pool").exists()
+        or processes_in_our_cgroups()
+    ):
+        time.sleep(0.02)
+    assert not Path(f"/proc/{pid}").exists()
+    assert not any((data / "containers").iterdir())
+    assert not processes_in_our_cgroups()
