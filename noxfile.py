@@ -120,10 +120,12 @@ def notebooks(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Compare containerlib with runc, crun and bubblewrap (benchmarks/run.py). Needs root.
+    """Compare containerlib with runc, crun and bubblewrap (benchmarks/run.py), back to back
+    and one start at a time (benchmarks/sporadic.py). Needs root.
 
     Not in the default set. The peers come from Debian: apt-get install runc crun bubblewrap.
     """
     _need_root(session)
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/sporadic.py")
