@@ -387,7 +387,6 @@ class Container:
         args, template = _template(self, key, roots)
         changes: dict[str, object] = {
             "container_id": cid,
-            "run_dir": f"{roots.run}/{cid}",
             "rw_dir": f"{roots.data}/containers/{cid}",
             "cgroup_path": f"{roots.cgroup_parent}/{cid}",
         }

@@ -27,7 +27,7 @@ the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
 
 Example:
     >>> from containerlib.runtime.plan import Plan
-    >>> plan = Plan(container_id="c1", run_dir="/run/c1", rw_dir="/rw/c1",
+    >>> plan = Plan(container_id="c1", rw_dir="/rw/c1",
     ...             lowerdirs=("/img",), clone_flags=0, args=(b"true",))
     >>> data = encode(plan, [], False, 40)
     >>> data[:8]

@@ -61,7 +61,6 @@ class Plan:
     """All a container's first process does between clone(2) and execve(2)."""
 
     container_id: str
-    run_dir: str
     rw_dir: str
     lowerdirs: tuple[str, ...]
     readonly_root: bool = False

@@ -407,7 +407,6 @@ def plan_from_spec(
     hostname = spec.hostname.encode() if spec.hostname is not None and "uts" in types else None
     return Plan(
         container_id=container_id,
-        run_dir=f"{roots.run}/{container_id}",
         rw_dir=f"{roots.data}/containers/{container_id}",
         lowerdirs=lowerdirs,
         readonly_root=bool(spec.root is not None and spec.root.readonly),

@@ -121,7 +121,6 @@ def expected(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: i
 
 MINIMAL = Plan(
     container_id="c1",
-    run_dir="/run/containerlib/c1",
     rw_dir="/var/lib/containerlib/containers/c1",
     lowerdirs=("/layers/a",),
     clone_flags=sc.CLONE_NEWNS,
@@ -130,7 +129,6 @@ MINIMAL = Plan(
 
 FULL = Plan(
     container_id="c2",
-    run_dir="/run/containerlib/c2",
     rw_dir="/var/lib/containerlib/containers/c2",
     lowerdirs=("/layers/top", "/layers/mid", "/layers/base"),
     readonly_root=True,
@@ -241,7 +239,6 @@ _path = st.text(
 _plans = st.builds(
     Plan,
     container_id=st.just("c"),
-    run_dir=_path,
     rw_dir=_path,
     lowerdirs=st.lists(_path, min_size=1, max_size=3).map(tuple),
     readonly_root=st.booleans(),
@@ -324,7 +321,6 @@ def test_an_empty_message_means_nothing_to_do(helper: str) -> None:
 def test_an_oversized_plan_is_refused(helper: str) -> None:
     plan = Plan(
         container_id="c",
-        run_dir="/r",
         rw_dir="/w",
         lowerdirs=("/l",),
         clone_flags=0,
@@ -337,7 +333,6 @@ def test_an_oversized_plan_is_refused(helper: str) -> None:
 def test_too_many_entries_are_refused(helper: str) -> None:
     plan = Plan(
         container_id="c",
-        run_dir="/r",
         rw_dir="/w",
         lowerdirs=("/l",),
         clone_flags=0,
@@ -380,9 +375,7 @@ def test_bad_values_are_refused(helper: str) -> None:
 
 
 def test_args_must_not_be_empty(helper: str) -> None:
-    plan = Plan(
-        container_id="c", run_dir="/r", rw_dir="/w", lowerdirs=("/l",), clone_flags=0, args=()
-    )
+    plan = Plan(container_id="c", rw_dir="/w", lowerdirs=("/l",), clone_flags=0, args=())
     assert "args: empty" in refused(helper, nativeinit.encode(plan, [], False, 40))
 
 

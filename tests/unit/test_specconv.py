@@ -142,7 +142,6 @@ def test_default_spec_namespaces_become_clone_flags() -> None:
 def test_state_and_writable_layer_go_under_the_roots() -> None:
     plan = _plan(cid="abc")
     assert plan.container_id == "abc"
-    assert plan.run_dir == "/run/test-containerlib/abc"
     assert plan.rootfs == "/var/lib/test-containerlib/containers/abc/rootfs"
     assert plan.rw_dir == "/var/lib/test-containerlib/containers/abc"
 
