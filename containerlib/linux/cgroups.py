@@ -67,6 +67,14 @@ class Cgroup(Protocol):
     def destroy(self) -> None:
         """Kill every process left inside, then remove the directories, deepest first."""
 
+    def set_limits(self, limits: CgroupLimits) -> None:
+        """Write ``limits`` into the cgroup's files; ``None`` leaves a limit as it is.
+
+        Raises:
+            OSError: the kernel refused a value, or the controller is missing; the message
+                names the file.
+        """
+
 
 class CgroupDriver(Protocol):
     """Creates cgroups on one kind of host."""
@@ -232,6 +240,24 @@ class _HybridCgroup:
         for d in self._dirs():
             _remove_tree(d, deadline)
 
+    def set_limits(self, limits: CgroupLimits) -> None:
+        v1_dirs = self.v1_dirs
+        if limits.memory is not None:
+            mem = v1_dirs["memory"]
+            _write(os.path.join(mem, "memory.limit_in_bytes"), str(limits.memory))
+            memsw = os.path.join(mem, "memory.memsw.limit_in_bytes")
+            if limits.memory_swap is not None and os.path.exists(memsw):
+                _write(memsw, str(limits.memory_swap))
+        if limits.pids is not None:
+            if "pids" not in v1_dirs:
+                raise OSError(errno.ENOTSUP, "the v1 pids controller is not mounted")
+            _write(os.path.join(v1_dirs["pids"], "pids.max"), str(limits.pids))
+        if limits.devices and "devices" not in v1_dirs:
+            raise OSError(errno.ENOTSUP, "the v1 devices controller is not mounted")
+        for allow, rule in limits.devices:
+            name = "devices.allow" if allow else "devices.deny"
+            _write(os.path.join(v1_dirs["devices"], name), rule)
+
 
 @attrs.frozen
 class HybridDriver:
@@ -254,21 +280,7 @@ class HybridDriver:
                 v1_dirs[name] = _mkdirs(os.path.join(self.v1_root, name), path)
             if self.unified_root:
                 cg.unified_dir = _mkdirs(self.unified_root, path)
-            mem = v1_dirs["memory"]
-            if limits.memory is not None:
-                _write(os.path.join(mem, "memory.limit_in_bytes"), str(limits.memory))
-                memsw = os.path.join(mem, "memory.memsw.limit_in_bytes")
-                if limits.memory_swap is not None and os.path.exists(memsw):
-                    _write(memsw, str(limits.memory_swap))
-            if limits.pids is not None:
-                if "pids" not in v1_dirs:
-                    raise OSError(errno.ENOTSUP, "the v1 pids controller is not mounted")
-                _write(os.path.join(v1_dirs["pids"], "pids.max"), str(limits.pids))
-            if limits.devices and "devices" not in v1_dirs:
-                raise OSError(errno.ENOTSUP, "the v1 devices controller is not mounted")
-            for allow, rule in limits.devices:
-                name = "devices.allow" if allow else "devices.deny"
-                _write(os.path.join(v1_dirs["devices"], name), rule)
+            cg.set_limits(limits)
         except BaseException:
             cg.destroy()
             raise
@@ -306,6 +318,18 @@ class _UnifiedCgroup:
             _write(kill, "1")
         _remove_tree(self.dir, deadline)
 
+    def set_limits(self, limits: CgroupLimits) -> None:
+        leaf = self.dir
+        if limits.memory is not None:
+            _write(os.path.join(leaf, "memory.max"), str(limits.memory))
+            swap_file = os.path.join(leaf, "memory.swap.max")
+            # Without swap accounting the file is absent, and there is no swap to limit.
+            if limits.memory_swap is not None and os.path.exists(swap_file):
+                swap = max(limits.memory_swap - limits.memory, 0)
+                _write(swap_file, str(swap))
+        if limits.pids is not None:
+            _write(os.path.join(leaf, "pids.max"), str(limits.pids))
+
 
 @attrs.frozen
 class UnifiedDriver:
@@ -331,15 +355,7 @@ class UnifiedDriver:
             raise FileExistsError(errno.EEXIST, f"cgroup {leaf} exists already") from None
         cg = _UnifiedCgroup(path, leaf)
         try:
-            if limits.memory is not None:
-                _write(os.path.join(leaf, "memory.max"), str(limits.memory))
-                swap_file = os.path.join(leaf, "memory.swap.max")
-                # Without swap accounting the file is absent, and there is no swap to limit.
-                if limits.memory_swap is not None and os.path.exists(swap_file):
-                    swap = max(limits.memory_swap - limits.memory, 0)
-                    _write(swap_file, str(swap))
-            if limits.pids is not None:
-                _write(os.path.join(leaf, "pids.max"), str(limits.pids))
+            cg.set_limits(limits)
         except BaseException:
             cg.destroy()
             raise
@@ -353,13 +369,18 @@ class UnifiedDriver:
     def _enable(node: str, wanted: dict[str, bool]) -> None:
         available = _read(os.path.join(node, "cgroup.controllers")).split()
         enabled = _read(os.path.join(node, "cgroup.subtree_control")).split()
+        # Every controller a limit may want is enabled when available, so that limits can
+        # be set later on a cgroup made without them (see Cgroup.set_limits).
         for name, needed in wanted.items():
-            if needed and name not in enabled:
-                if name not in available:
+            if name in enabled:
+                continue
+            if name not in available:
+                if needed:
                     raise OSError(
                         errno.ENOTSUP, f"cgroup controller {name!r} is not available in {node}"
                     )
-                _write(os.path.join(node, "cgroup.subtree_control"), f"+{name}")
+                continue
+            _write(os.path.join(node, "cgroup.subtree_control"), f"+{name}")
 
 
 def _cgroup_mounts(mountinfo: str) -> Iterator[tuple[str, str, list[str]]]:

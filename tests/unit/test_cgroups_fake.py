@@ -371,6 +371,21 @@ def test_hybrid_create_writes_the_limits_in_order(
     assert hybrid.read("pids/containerlib/c1/pids.max") == "32"
 
 
+def test_hybrid_cgroup_made_without_limits_takes_them_later(
+    hybrid: FakeCgroupfs, hybrid_driver: HybridDriver
+) -> None:
+    # A cgroup made ahead of time, before its container's limits are known.
+    cg = hybrid_driver.create("containerlib/c1", CgroupLimits())
+    assert hybrid.writes == []
+    cg.set_limits(CgroupLimits(memory=64 * MiB, pids=8, devices=DOCKER_DEVICE_RULES[:2]))
+    assert hybrid.writes == [
+        ("memory/containerlib/c1/memory.limit_in_bytes", str(64 * MiB)),
+        ("pids/containerlib/c1/pids.max", "8"),
+        ("devices/containerlib/c1/devices.deny", "a"),
+        ("devices/containerlib/c1/devices.allow", "c *:* m"),
+    ]
+
+
 def test_hybrid_host_without_swap_accounting_skips_memsw(
     tmp_path: Path, fake_kernel: Activate
 ) -> None:
@@ -561,13 +576,16 @@ def test_unified_swap_equal_to_memory_means_no_swap(
     assert ("c1/memory.swap.max", "0") in unified.writes
 
 
-def test_unified_enables_only_what_the_limits_need(
+def test_unified_cgroup_made_without_limits_takes_them_later(
     unified: FakeCgroupfs, unified_driver: UnifiedDriver
 ) -> None:
-    unified_driver.create("containerlib/c1", CgroupLimits(pids=5))
-    assert unified.writes == [
-        ("cgroup.subtree_control", "+pids"),
-        ("containerlib/cgroup.subtree_control", "+pids"),
+    # A cgroup made ahead of time, before its container's limits are known.
+    cg = unified_driver.create("containerlib/c1", CgroupLimits())
+    assert unified.read("containerlib/cgroup.subtree_control") == "memory pids\n"
+    before = len(unified.writes)
+    cg.set_limits(CgroupLimits(memory=64 * MiB, pids=5))
+    assert unified.writes[before:] == [
+        ("containerlib/c1/memory.max", str(64 * MiB)),
         ("containerlib/c1/pids.max", "5"),
     ]
 
@@ -593,11 +611,10 @@ def test_unified_stats(unified: FakeCgroupfs, unified_driver: UnifiedDriver) -> 
     assert cg.stats() == CgroupStats(memory_peak=7340032, oom_kills=2)
 
 
-def test_unified_stats_without_the_memory_controller(
-    unified: FakeCgroupfs, unified_driver: UnifiedDriver
-) -> None:
-    cg = unified_driver.create("containerlib/c1", CgroupLimits(pids=4))
-    assert not (unified.base / "containerlib" / "c1" / "memory.peak").exists()
+def test_unified_stats_without_the_memory_controller(tmp_path: Path, fake_kernel: Activate) -> None:
+    fake = fake_kernel(FakeCgroupfs(tmp_path / "cg", {"": "v2"}, v2_controllers="cpu io pids"))
+    cg = UnifiedDriver(root=str(fake.base)).create("containerlib/c1", CgroupLimits(pids=4))
+    assert not (fake.base / "containerlib" / "c1" / "memory.peak").exists()
     assert cg.stats() == CgroupStats(memory_peak=None, oom_kills=0)
 
 
