@@ -110,7 +110,8 @@ def _template(
     plan = plan_from_spec(
         spec, container_id=_TEMPLATE_ID, lowerdirs=container._lowerdirs, roots=roots
     )
-    return (spec.process.args if spec.process else ()), plan
+    by_id = container._hostname is None and plan.hostname is not None
+    return (spec.process.args if spec.process else ()), attrs.evolve(plan, hostname_is_id=by_id)
 
 
 def _need_root(cid: str) -> None:
@@ -369,8 +370,8 @@ class Container:
         running._ensure_pump()
         return running
 
-    def _plan(self, cmd: Sequence[str] | None, cid: str) -> tuple[tuple[str, ...], Plan]:
-        """The command and the plan for container ``cid``.
+    def _plan(self, cmd: Sequence[str] | None, cid: str | None) -> tuple[tuple[str, ...], Plan]:
+        """The command and the plan for container ``cid``; for None, the spawner picks it.
 
         Compiling the spec and the plan is the caller's share of a start (about 0.35 ms),
         and the same for every run of this container and command but for the id, so it is
@@ -381,23 +382,12 @@ class Container:
         roots = Roots.from_env()
         key = tuple(cmd) if cmd is not None else None
         if any(isinstance(m, _BindMount) for m in self._mounts):
-            spec = self.spec(cmd, id=cid)
-            plan = plan_from_spec(spec, container_id=cid, lowerdirs=self._lowerdirs, roots=roots)
-            return spec.process.args if spec.process else (), plan
-        args, template = _template(self, key, roots)
-        changes: dict[str, object] = {
-            "container_id": cid,
-            "rw_dir": f"{roots.data}/containers/{cid}",
-            "cgroup_path": f"{roots.cgroup_parent}/{cid}",
-        }
-        if self._hostname is None:
-            name = cid[:12].encode()
-            placeholder = _TEMPLATE_ID[:12].encode()
-            changes["hostname"] = name
-            changes["env"] = tuple(
-                b"HOSTNAME=" + name if e == b"HOSTNAME=" + placeholder else e for e in template.env
-            )
-        return args, attrs.evolve(template, **changes)  # type: ignore[arg-type]
+            args, template = _template.__wrapped__(self, key, roots)
+        else:
+            args, template = _template(self, key, roots)
+        if cid is None:
+            return args, attrs.evolve(template, spawner_picks_id=True)
+        return args, template.with_id(cid)
 
     @property
     def _lowerdirs(self) -> tuple[str, ...]:
@@ -406,9 +396,9 @@ class Container:
     def _start(
         self, cmd: Sequence[str] | None, input: bytes | None, id: str | None, *, wait: bool = True
     ) -> RunningContainer:
-        cid = check_id(id) if id is not None else secrets.token_hex(16)
+        cid = check_id(id) if id is not None else None
         args, plan = self._plan(cmd, cid)
-        _need_root(cid)
+        _need_root(cid or "")
         t0 = time.monotonic()
         pipes = Pipes(input)
         try:
@@ -501,9 +491,9 @@ class RunningContainer:
     """
 
     def __init__(
-        self, cid: str, process: Process, pipes: Pipes, started: float, command: list[str]
+        self, cid: str | None, process: Process, pipes: Pipes, started: float, command: list[str]
     ) -> None:
-        self.id = cid
+        self._id = cid
         self.command = command
         self._process = process
         self._pipes = pipes
@@ -512,6 +502,13 @@ class RunningContainer:
         self._timed_out = False
         self._lock = threading.Lock()
         self._pump_thread: threading.Thread | None = None
+
+    @property
+    def id(self) -> str:
+        """The container's id: the one it was given, or the one the spawner picked."""
+        if self._id is None:
+            self._id = self._process.id
+        return self._id
 
     @property
     def pid(self) -> int:

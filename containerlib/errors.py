@@ -74,7 +74,7 @@ class ContainerSetupError(ContainerlibError, OSError):
 
     Attributes:
         step: what was being done, for example ``"mount '/proc'"``.
-        container_id: the container's id.
+        container_id: the container's id; empty when the failure came before it had one.
         errno: the ``errno`` of the failed call (``OSError.errno``).
     """
 
@@ -82,7 +82,9 @@ class ContainerSetupError(ContainerlibError, OSError):
         self.step = step
         self.container_id = container_id
         reason = os.strerror(err) if err else "failed"
-        text = f"{step} in container {container_id}: {reason}"
+        text = (
+            f"{step} in container {container_id}: {reason}" if container_id else f"{step}: {reason}"
+        )
         if detail:
             text += f" ({detail})"
         super().__init__(err, text)

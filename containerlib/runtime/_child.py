@@ -321,18 +321,18 @@ def _report(errfd: int, step: str, err: int) -> NoReturn:
 
 def _setup(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: int) -> None:
     os.umask(0)
-    if procs_files:
-        try:
-            for path in procs_files:
-                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-                try:
-                    os.write(fd, b"0")
-                finally:
-                    os.close(fd)
-            if plan.new_cgroupns:
-                sc.unshare(sc.CLONE_NEWCGROUP)
-        except OSError as e:
-            raise _Step("join cgroup", e.errno or errno.EIO) from None
+    # No files: the process was placed in its cgroup ahead of time.
+    try:
+        for path in procs_files:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        if plan.new_cgroupns:
+            sc.unshare(sc.CLONE_NEWCGROUP)
+    except OSError as e:
+        raise _Step("join cgroup", e.errno or errno.EIO) from None
     rootfs = plan.rootfs.encode()
     try:
         lower = b":".join(p.encode() for p in plan.lowerdirs)

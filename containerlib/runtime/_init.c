@@ -567,9 +567,8 @@ static void set_up_stdio(const int stdio[3])
 
 static void join_cgroup(void)
 {
-	if (plan.n_procs_files == 0)
-		return;
-	/* Join before anything is mounted, so the container is accounted from the start. */
+	/* Join before anything is mounted, so the container is accounted from the start.
+	 * No files: the process was placed in its cgroup ahead of time. */
 	for (uint32_t i = 0; i < plan.n_procs_files; i++)
 		if (write_file(plan.procs_files[i], "0", 1) < 0)
 			fail(errno, "join cgroup");

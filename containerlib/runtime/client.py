@@ -64,6 +64,7 @@ class Process:
     def __init__(self, channel: socket.socket) -> None:
         self.channel = channel
         self._pid = -1
+        self._id = ""
         self.pidfd = -1
         self.exited: Exited | None = None
         self._error: BaseException | None = None
@@ -90,7 +91,8 @@ class Process:
                     if reply[0] == "error":
                         self._error = reply[1]
                     else:
-                        self._pid, self.pidfd = reply[1], fds[0]
+                        _, self._pid, self._id = reply
+                        self.pidfd = fds[0]
                 if self._error is not None:
                     self._close_fds()
             if self._error is not None:
@@ -101,6 +103,12 @@ class Process:
         """The host pid of the first process."""
         self.started()
         return self._pid
+
+    @property
+    def id(self) -> str:
+        """The container's id (picked by the spawner when the caller gave none)."""
+        self.started()
+        return self._id
 
     @property
     def failed(self) -> bool:
@@ -222,6 +230,26 @@ class _Spawner:
         if wait:
             process.started()
         return process
+
+    def ready_ids(self) -> list[str]:
+        """The ids the spawner holds ready for the next containers: their cgroups exist
+        already, each with a waiting process inside. For leak checks that run while the
+        spawner does; empty when no spawner runs."""
+        with self._lock:
+            control = self._control if self._owner_pid == os.getpid() else None
+        if control is None:
+            return []
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours:
+            try:
+                send_message(control, ("ready", None), [theirs.fileno()])
+            finally:
+                theirs.close()
+            msg = recv_message(ours)
+        if msg is None:
+            raise SpawnerError("the spawner process ended while it was asked for its state")
+        (_kind, ids), _ = msg
+        return list(ids)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the control socket; the spawner kills what is left and exits."""

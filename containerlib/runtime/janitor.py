@@ -19,9 +19,10 @@ import socket
 from typing import Any
 
 from containerlib.linux import syscalls as sc
+from containerlib.linux.cgroups import CgroupDriver, probe
 from containerlib.runtime import rwdirs
 from containerlib.runtime.messages import recv_message, send_message
-from containerlib.runtime.warm import Warm, clone_warm
+from containerlib.runtime.warm import Warm, clone_warm, make_slot
 
 __all__ = ["Janitor"]
 
@@ -58,11 +59,12 @@ class Janitor:
         """Readable when the janitor has an answer."""
         return self.sock.fileno()
 
-    def want_warm(self, flags: int) -> None:
-        """Ask for a warm process in the namespaces of ``flags``, unless one is coming."""
+    def want_warm(self, flags: int, cgroup_parent: str | None = None) -> None:
+        """Ask for a warm process in the namespaces of ``flags``, unless one is coming;
+        with ``cgroup_parent``, in a cgroup made for it there (a :class:`Slot`)."""
         if not self.warm_asked:
             self.warm_asked = True
-            send_message(self.sock, ("warm", flags))
+            send_message(self.sock, ("warm", (flags, cgroup_parent)))
 
     def want_rw_dir(self, containers: str) -> None:
         """Ask for an empty writable layer for ``containers``, unless one is coming."""
@@ -75,8 +77,9 @@ class Janitor:
         send_message(self.sock, ("trash", path))
 
     def receive(self) -> tuple[Any, ...] | None:
-        """One answer: ``("warm", Warm | None)`` or ``("pool", containers, path | None)``;
-        None when the janitor has ended."""
+        """One answer: ``("warm", Warm | None)``, ``("dead", pid)`` for a warm process
+        that failed and is to be reaped, or ``("pool", containers, path | None)``; None
+        when the janitor has ended."""
         msg = recv_message(self.sock)
         if msg is None:
             return None
@@ -85,8 +88,11 @@ class Janitor:
             self.warm_asked = False
             if not fds:
                 return ("warm", None)
-            _, pid, flags, native = reply
-            return ("warm", Warm(pid, socket.socket(fileno=fds[0]), flags, native))
+            _, pid, flags, native, slot = reply
+            return ("warm", Warm(pid, socket.socket(fileno=fds[0]), flags, native, slot))
+        if reply[0] == "dead":
+            self.warm_asked = False
+            return reply  # type: ignore[no-any-return]
         self.pool_asked.discard(reply[1])
         return reply  # type: ignore[no-any-return]
 
@@ -106,6 +112,7 @@ class Janitor:
 def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # pragma: no cover
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     sc.set_process_name(b"clib-janitor")
+    driver: CgroupDriver | None = None
     while (msg := recv_message(sock)) is not None:
         (op, arg), _fds = msg
         if op == "trash":
@@ -117,16 +124,30 @@ def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # p
                 path = None
             send_message(sock, ("pool", arg, path))
         elif op == "warm":
+            flags, cgroup_parent = arg
             try:
-                warm = clone_warm(arg, helper, last_cap, sibling=True)
+                warm = clone_warm(flags, helper, last_cap, sibling=True)
             except OSError:
                 send_message(sock, ("warm",))
                 continue
+            slot = None
+            if cgroup_parent is not None:
+                try:
+                    if driver is None:
+                        driver = probe()
+                    slot = make_slot(warm.pid, cgroup_parent, driver)
+                except OSError:
+                    warm.sock.close()
+                    send_message(sock, ("dead", warm.pid))  # the spawner reaps it
+                    continue
             try:
-                reply = ("warm", warm.pid, warm.flags, warm.native)
+                reply = ("warm", warm.pid, warm.flags, warm.native, slot)
                 send_message(sock, reply, [warm.sock.fileno()])
             except OSError:
                 # The spawner is gone or going; the process is its child, not ours.
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(warm.pid, signal.SIGKILL)
+                if slot is not None:
+                    with contextlib.suppress(OSError):
+                        slot.cgroup.destroy()
             warm.sock.close()

@@ -58,9 +58,18 @@ class DeviceStep:
 
 @attrs.frozen(kw_only=True)
 class Plan:
-    """All a container's first process does between clone(2) and execve(2)."""
+    """All a container's first process does between clone(2) and execve(2).
+
+    The container's id appears in ``rw_dir`` and ``cgroup_path`` (their last component)
+    and, when ``hostname_is_id`` is set, in the hostname and ``HOSTNAME``; :meth:`with_id`
+    gives the same plan for another id. With ``spawner_picks_id``, the id in the plan is a
+    placeholder and the spawner gives the container an id of its own choosing: that of a
+    cgroup it has made, and a process placed in it, ahead of time.
+    """
 
     container_id: str
+    spawner_picks_id: bool = False
+    hostname_is_id: bool = False
     rw_dir: str
     lowerdirs: tuple[str, ...]
     readonly_root: bool = False
@@ -93,8 +102,33 @@ class Plan:
     args: tuple[bytes, ...]
     env: tuple[bytes, ...] = ()
 
+    def with_id(self, container_id: str) -> Plan:
+        """This plan for the container ``container_id``."""
+        old = self.container_id
+        changes: dict[str, object] = {
+            "container_id": container_id,
+            "spawner_picks_id": False,
+            "rw_dir": _renamed(self.rw_dir, old, container_id),
+        }
+        if self.cgroup_path is not None:
+            changes["cgroup_path"] = _renamed(self.cgroup_path, old, container_id)
+        if self.hostname_is_id:
+            name, placeholder = container_id[:12].encode(), old[:12].encode()
+            changes["hostname"] = name
+            changes["env"] = tuple(
+                b"HOSTNAME=" + name if e == b"HOSTNAME=" + placeholder else e for e in self.env
+            )
+        return attrs.evolve(self, **changes)  # type: ignore[arg-type]
+
     @property
     def rootfs(self) -> str:
         """Where the overlay is mounted, in the container's own mount namespace: beside
         the upper and work directories, so that no other directory has to be made."""
         return self.rw_dir + "/rootfs"
+
+
+def _renamed(path: str, old: str, new: str) -> str:
+    """``path``, whose last component is the id ``old``, for the id ``new``; a path named
+    otherwise (a cgroup path the spec gave) is kept."""
+    head, sep, tail = path.rpartition("/")
+    return head + sep + new if tail == old else path

@@ -25,12 +25,14 @@ import array
 import contextlib
 import errno
 import os
+import secrets
 import select
 import selectors
 import shutil
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 import attrs
@@ -43,9 +45,14 @@ from containerlib.runtime import nativeinit, rwdirs
 from containerlib.runtime.janitor import Janitor
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import Plan
-from containerlib.runtime.warm import Warm, clone_warm, discard
+from containerlib.runtime.warm import Warm, clone_warm, discard, make_slot
 
 __all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
+
+#: How long after a start the janitor waits before it prepares the next one, unless the
+#: container ends sooner (seconds). Cloning the next warm process while a short container
+#: starts and exits slows both down (two cores, and the kernel locks they share).
+REPLENISH_DELAY = 0.005
 
 
 @attrs.define
@@ -85,6 +92,12 @@ class Spawner:
         self.pool: dict[str, list[str]] = {}
         self.pool_for: str | None = None
         self.cgroup_paths: set[str] = set()
+        # When to ask the janitor for the next start's warm process and writable layer.
+        self.replenish_due: float | None = None
+        # Where warm processes get a cgroup of their own ahead of time (see Slot), and
+        # whether that works here.
+        self.slot_parent: str | None = None
+        self.slots = True
 
     @property
     def driver(self) -> CgroupDriver:
@@ -104,7 +117,12 @@ class Spawner:
             events = self.selector.select(0)
             if not events:
                 timeout = 0.0 if self.idle_work() else None
+                if self.replenish_due is not None:
+                    left = max(0.0, self.replenish_due - time.monotonic())
+                    timeout = left if timeout is None else min(timeout, left)
                 events = self.selector.select(timeout)
+            if self.replenish_due is not None and time.monotonic() >= self.replenish_due:
+                self.replenish()
             for key, _ in events:
                 if key.data == "control":
                     msg = recv_message(self.control)
@@ -119,8 +137,13 @@ class Spawner:
                     # The owner closed or dropped its handle: the container goes with it.
                     self.kill(run)
                     self.selector.unregister(key.fd)
-                elif key.data == "janitor":
+                elif key.data == "janitor" and self.janitor_has_answer():
                     self.from_janitor()
+
+    def janitor_has_answer(self) -> bool:
+        """The janitor's socket is readable now: a start earlier in the same round of
+        events may have taken the answer the round was woken for."""
+        return self.janitor is not None and bool(select.select([self.janitor], [], [], 0)[0])
 
     def from_janitor(self) -> None:
         """Take the janitor's answer: a warm process or a writable layer."""
@@ -142,16 +165,22 @@ class Spawner:
                 self.warm = warm
             else:
                 discard(warm)
+        elif answer[0] == "dead":
+            # Its cgroup could not be made: start without slots from now on.
+            self.slots = False
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(answer[1], 0)
         elif answer[2] is not None:
             self.pool.setdefault(answer[1], []).append(answer[2])
 
     def replenish(self) -> None:
         """Ask for what the next start will want: a warm process and a writable layer."""
+        self.replenish_due = None
         if self.janitor is None:
             return  # idle_work makes them
         try:
             if self.warm is None and self.warm_flags is not None:
-                self.janitor.want_warm(self.warm_flags)
+                self.janitor.want_warm(self.warm_flags, self.slot_parent if self.slots else None)
             if self.pool_for is not None and not self.pool.get(self.pool_for):
                 self.janitor.want_rw_dir(self.pool_for)
         except OSError:
@@ -163,7 +192,7 @@ class Spawner:
             return False
         if self.warm is None and self.warm_flags is not None:
             try:
-                self.warm = self.warm_up(self.warm_flags)
+                self.warm = self.warm_up(self.warm_flags, slot=True)
             except OSError:
                 self.warm_flags = None
         elif self.pool_for is not None and not self.pool.get(self.pool_for):
@@ -204,6 +233,10 @@ class Spawner:
     def handle(self, request: Any, fds: list[int]) -> None:
         op, plan = request
         channel = socket.socket(fileno=fds[0])
+        if op == "ready":
+            with channel, contextlib.suppress(OSError):
+                send_message(channel, ("ready", self.ready_ids()))
+            return
         stdio = (fds[1], fds[2], fds[3])
         try:
             if op != "run":
@@ -219,65 +252,142 @@ class Spawner:
                 os.close(fd)
         run.channel = channel
         try:
-            send_message(channel, ("started", run.pid), [run.pidfd])
+            send_message(channel, ("started", run.pid, run.plan.container_id), [run.pidfd])
         except OSError:
             self.kill(run)
-        self.replenish()
+        if self.replenish_due is None:
+            self.replenish_due = time.monotonic() + REPLENISH_DELAY
         self.running[run.pidfd] = run
         self.by_channel[channel.fileno()] = run
         self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
         self.selector.register(channel, selectors.EVENT_READ, "channel")
 
+    def ready_ids(self) -> list[str]:
+        """The ids of the cgroups made ahead of time (see :class:`Slot`), once the janitor
+        has answered what it was asked."""
+        while self.janitor is not None and self.janitor.warm_asked:
+            self.from_janitor()
+        return [self.warm.slot.id] if self.warm is not None and self.warm.slot else []
+
+    def take_warm(self, flags: int) -> Warm | None:
+        """The warm process for a start in the namespaces of ``flags``, if one is ready
+        or on its way from the janitor."""
+        warm, self.warm = self.warm, None
+        if warm is None and self.warm_flags == flags:
+            warm = self.warm_from_janitor()
+        if warm is not None and warm.flags != flags:
+            discard(warm)
+            warm = None
+        self.warm_flags = flags
+        return warm
+
+    def warm_from_janitor(self) -> Warm | None:
+        """Wait for the warm process the janitor is making, if it is making one: it is
+        ready sooner than one cloned from scratch."""
+        while self.janitor is not None and self.janitor.warm_asked and self.warm is None:
+            self.from_janitor()
+        warm, self.warm = self.warm, None
+        return warm
+
     def create(self, plan: Plan, stdio: tuple[int, int, int]) -> _Running:
-        cid = plan.container_id
-        try:
-            self.make_rw_dir(plan.rw_dir)
-        except FileExistsError:
-            raise ContainerSetupError(
-                f"create {plan.rw_dir}", errno.EEXIST, cid, "a container with this id exists"
-            ) from None
-        cgroup = None
-        try:
+        warm = self.take_warm(plan.clone_flags)
+        slot = warm.slot if warm is not None else None
+        if plan.spawner_picks_id:
             if plan.cgroup_path is not None:
-                try:
+                self.slot_parent = os.path.dirname(plan.cgroup_path)
+            fits = slot is not None and slot.fits(plan)
+            plan = plan.with_id(slot.id if slot is not None and fits else secrets.token_hex(16))
+        own = slot if slot is not None and plan.cgroup_path == slot.cgroup.path else None
+        cid = plan.container_id
+        cgroup = None
+        made_rw = False
+        try:
+            try:
+                self.make_rw_dir(plan.rw_dir)
+                made_rw = True
+            except FileExistsError:
+                raise ContainerSetupError(
+                    f"create {plan.rw_dir}", errno.EEXIST, cid, "a container with this id exists"
+                ) from None
+            step = f"create cgroup {plan.cgroup_path}"
+            try:
+                if own is not None:
+                    cgroup = own.cgroup
+                    step = f"set the limits of cgroup {plan.cgroup_path}"
+                    cgroup.set_limits(plan.cgroup_limits)
+                elif plan.cgroup_path is not None:
                     cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
-                except OSError as e:
-                    raise ContainerSetupError(
-                        f"create cgroup {plan.cgroup_path}",
-                        e.errno or errno.EIO,
-                        cid,
-                        e.strerror if e.strerror and ":" in e.strerror else "",
-                    ) from None
+            except OSError as e:
+                raise ContainerSetupError(
+                    step,
+                    e.errno or errno.EIO,
+                    cid,
+                    e.strerror if e.strerror and ":" in e.strerror else "",
+                ) from None
+            if plan.cgroup_path is not None:
                 self.cgroup_paths.add(plan.cgroup_path)
-            pid = self.start(plan, stdio, cgroup)
+            taken, warm = warm, None
+            pid = self.start(plan, stdio, cgroup, taken, joined=own is not None)
         except BaseException:
+            if warm is not None:
+                discard(warm)
             if cgroup is not None:
                 cgroup.destroy()
-            rwdirs.remove_rw(plan.rw_dir)
+            if made_rw:
+                rwdirs.remove_rw(plan.rw_dir)
             raise
+        finally:
+            if slot is not None and own is None:
+                # The process left the cgroup made for it, for the container's own.
+                with contextlib.suppress(OSError):
+                    slot.cgroup.destroy()
         return _Running(plan, pid, os.pidfd_open(pid), cgroup)
 
-    def warm_up(self, flags: int) -> Warm:
-        """Clone a warm process here (see :mod:`containerlib.runtime.warm`)."""
-        return clone_warm(flags, self.native_init, self.last_cap)
+    def warm_up(self, flags: int, *, slot: bool = False) -> Warm:
+        """Clone a warm process here (see :mod:`containerlib.runtime.warm`); with
+        ``slot``, in a cgroup of its own if containers get one (see :class:`Slot`)."""
+        warm = clone_warm(flags, self.native_init, self.last_cap)
+        if slot and self.slots and self.slot_parent is not None:
+            try:
+                warm.slot = make_slot(warm.pid, self.slot_parent, self.driver)
+            except OSError:
+                self.slots = False
+                warm.sock.close()
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(warm.pid, 0)
+                return clone_warm(flags, self.native_init, self.last_cap)
+        return warm
 
-    def start(self, plan: Plan, stdio: tuple[int, int, int], cgroup: Cgroup | None) -> int:
-        """Hand ``plan`` to a warm process (or a fresh one) and wait until it has exec'd."""
+    def start(
+        self,
+        plan: Plan,
+        stdio: tuple[int, int, int],
+        cgroup: Cgroup | None,
+        warm: Warm | None,
+        *,
+        joined: bool = False,
+    ) -> int:
+        """Hand ``plan`` to ``warm`` (or a fresh process) and wait until it has exec'd.
+
+        Args:
+            joined: ``warm`` is in ``cgroup`` already.
+        """
         files = cgroup.procs_files() if cgroup is not None else []
         have_cgroup2 = any(
             os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files
         )
-        # Encoded before a process is taken, so that a plan the format refuses leaves none.
-        encoded = (
-            nativeinit.encode(plan, files, have_cgroup2, self.last_cap)
-            if self.native_init is not None
-            else None
-        )
-        warm, self.warm = self.warm, None
-        if warm is not None and warm.flags != plan.clone_flags:
-            discard(warm)
-            warm = None
-        self.warm_flags = plan.clone_flags
+        if joined:
+            files = []
+        try:
+            encoded = (
+                nativeinit.encode(plan, files, have_cgroup2, self.last_cap)
+                if self.native_init is not None
+                else None
+            )
+        except BaseException:
+            if warm is not None:
+                discard(warm)
+            raise
         if warm is None:
             warm = self.warm_up(plan.clone_flags)
         report = b""
@@ -348,6 +458,8 @@ class Spawner:
                 run.cgroup.destroy()
             except OSError as e:
                 failure = e
+        # The janitor works while the owner reads the result: the next start first.
+        self.replenish()
         self.to_trash(run.plan.rw_dir)
         del self.running[run.pidfd]
         os.close(run.pidfd)

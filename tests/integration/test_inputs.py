@@ -16,7 +16,7 @@ from containerlib import Container, ContainerSetupError, Image, ImageNotFound, S
 from containerlib.spec.image import ContainerConfig
 from tests.image_builders import build_oci_layout, busybox_layout, file, make_layer
 
-from .conftest import cgroup_dirs
+from .conftest import cgroups_left
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
 
@@ -25,7 +25,7 @@ def nothing_created(roots: dict[str, str]) -> bool:
     run = Path(roots["CONTAINERLIB_RUN_ROOT"])
     rw = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "containers"
     return (
-        not cgroup_dirs()
+        not cgroups_left()
         and not (run.exists() and any(run.iterdir()))
         and not (rw.exists() and any(rw.iterdir()))
     )

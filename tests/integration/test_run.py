@@ -14,7 +14,7 @@ import pytest
 
 from containerlib import Container, ContainerError, Image
 
-from .conftest import CGROUP_PARENT, cgroup_dirs, mounts_under, processes_in_our_cgroups
+from .conftest import CGROUP_PARENT, cgroups_left, mounts_under, processes_left
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
 
@@ -255,8 +255,8 @@ def test_many_threads_many_containers(image: Image, roots: dict[str, str]) -> No
         t.join()
     assert not errors, errors[:3]
     assert sorted(outputs) == sorted(f"{n}-{i}\n".encode() for n in range(8) for i in range(20))
-    assert not cgroup_dirs()
-    assert not processes_in_our_cgroups()
+    assert not cgroups_left()
+    assert not processes_left()
     assert not mounts_under(roots["CONTAINERLIB_RUN_ROOT"], roots["CONTAINERLIB_DATA_ROOT"])
     run_root = Path(roots["CONTAINERLIB_RUN_ROOT"])
     assert not run_root.exists() or not any(run_root.iterdir())
@@ -284,12 +284,12 @@ sys.stdin.read()
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not Path(f"/proc/{pid}").exists()
-    while processes_in_our_cgroups() and time.monotonic() < deadline:
+    while processes_left() and time.monotonic() < deadline:
         time.sleep(0.02)
     rw_root = Path(os.environ["CONTAINERLIB_DATA_ROOT"]) / "containers"
-    while (cgroup_dirs() or any(rw_root.iterdir())) and time.monotonic() < deadline:
+    while (cgroups_left() or any(rw_root.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not cgroup_dirs()
+    assert not cgroups_left()
     assert not any(rw_root.iterdir())
 
 
@@ -321,9 +321,9 @@ sys.stdin.read()
         Path(f"/proc/{pid}").exists()
         or any((data / "containers").iterdir())
         or (data / "pool").exists()
-        or processes_in_our_cgroups()
+        or processes_left()
     ):
         time.sleep(0.02)
     assert not Path(f"/proc/{pid}").exists()
     assert not any((data / "containers").iterdir())
-    assert not processes_in_our_cgroups()
+    assert not processes_left()

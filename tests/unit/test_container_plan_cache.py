@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 from containerlib import Container, Image, SpecError
@@ -35,10 +36,23 @@ def image(tmp_path: Path) -> Image:
 )
 def test_reused_plan_equals_a_fresh_one(image: Image, make) -> None:  # type: ignore[no-untyped-def]
     c = make(Container(image))
+    # Without an id, the plan goes to the spawner, which picks one and puts it in.
+    _, unnamed = c._plan(["echo", "hi"], None)
+    assert unnamed.spawner_picks_id
     for cid in ("a" * 32, "b1" * 16, "my-container"):
         args, plan = c._plan(["echo", "hi"], cid)
-        assert plan == fresh(c, ["echo", "hi"], cid)
+        expected = fresh(c, ["echo", "hi"], cid)
+        assert attrs.evolve(plan, hostname_is_id=False) == expected
+        assert attrs.evolve(unnamed.with_id(cid), hostname_is_id=False) == expected
         assert args == ("echo", "hi")
+
+
+def test_only_a_hostname_taken_from_the_id_follows_it(image: Image) -> None:
+    _, plan = Container(image)._plan(["true"], "c" * 32)
+    assert plan.with_id("d" * 32).hostname == b"d" * 12
+    assert b"HOSTNAME=" + b"d" * 12 in plan.with_id("d" * 32).env
+    _, named = Container(image).hostname("box")._plan(["true"], "c" * 32)
+    assert named.with_id("d" * 32).hostname == b"box"
 
 
 def test_bind_mounts_are_looked_at_each_time(image: Image, tmp_path: Path) -> None:
