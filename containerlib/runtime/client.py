@@ -217,13 +217,23 @@ class _Spawner:
             ContainerSetupError: a step of the setup failed; nothing was left behind.
             SpawnerError: the spawner could not be reached.
         """
-        control = self._connect()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            send_message(control, ("run", plan), [theirs.fileno(), *stdio])
-        except OSError as e:
+            for attempt in (1, 2):
+                control = self._connect()
+                try:
+                    send_message(control, ("run", plan), [theirs.fileno(), *stdio])
+                    break
+                except (BrokenPipeError, ConnectionResetError) as e:
+                    # The spawner has ended (someone killed it): start another, once.
+                    self._forget(control)
+                    if attempt == 2:
+                        raise SpawnerError(f"ask the spawner for a container: {e}") from e
+                except OSError as e:
+                    raise SpawnerError(f"ask the spawner for a container: {e}") from e
+        except BaseException:
             ours.close()
-            raise SpawnerError(f"ask the spawner for a container: {e}") from e
+            raise
         finally:
             theirs.close()
         process = Process(ours)
@@ -250,6 +260,17 @@ class _Spawner:
             raise SpawnerError("the spawner process ended while it was asked for its state")
         (_kind, ids), _ = msg
         return list(ids)
+
+    def _forget(self, control: socket.socket) -> None:
+        """Drop a connection to a spawner that has ended, and reap it."""
+        with self._lock:
+            if self._control is control:
+                control.close()
+                self._control = None
+                if self._proc is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._proc.wait(1.0)
+                    self._proc = None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the control socket; the spawner kills what is left and exits."""

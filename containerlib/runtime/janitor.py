@@ -111,6 +111,9 @@ class Janitor:
 
 def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # pragma: no cover
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Not the spawner's way of ending on SIGTERM (a wake-up descriptor): the default.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sc.set_process_name(b"clib-janitor")
     driver: CgroupDriver | None = None
     while (msg := recv_message(sock)) is not None:

@@ -74,9 +74,13 @@ class Spawner:
     (:meth:`run_here`), the spawner does it when idle.
     """
 
-    def __init__(self, control: socket.socket | None = None) -> None:
+    def __init__(
+        self, control: socket.socket | None = None, wakeup: socket.socket | None = None
+    ) -> None:
         self.control = control
         self.selector = selectors.DefaultSelector()
+        if wakeup is not None:  # readable when a signal asks the spawner to end
+            self.selector.register(wakeup, selectors.EVENT_READ, "signal")
         self.running: dict[int, _Running] = {}  # by pidfd
         self.by_channel: dict[int, _Running] = {}
         self.last_cap = last_cap()
@@ -130,6 +134,10 @@ class Spawner:
                         self.shutdown()
                         return
                     self.handle(*msg)
+                elif key.data == "signal":  # SIGTERM (see main): as when the owner goes
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                    self.shutdown()
+                    return
                 elif key.data == "exit":
                     self.reap(self.running[key.fd])
                 elif key.data == "channel":
@@ -489,17 +497,33 @@ class Spawner:
             The wait status, the cgroup's figures, an error of the cleanup, and whether
             ``timeout`` passed (the container was then killed).
         """
-        run = self.create(plan, stdio)
+        # The handlers go in first: the container may be told to stop as soon as its
+        # command has shown it runs, before create() has returned.
+        pending: list[int] = []
+        target: list[int] = []
+
+        def relay(sig: int, _frame: object) -> None:
+            if not target:
+                pending.append(sig)
+                return
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(target[0], sig)
+
+        saved = {sig: signal.signal(sig, relay) for sig in forward}
+        try:
+            run = self.create(plan, stdio)
+        except BaseException:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+            raise
         self.running[run.pidfd] = run
         self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         run.channel = theirs
-
-        def relay(sig: int, _frame: object) -> None:
+        target.append(run.pidfd)
+        for sig in pending:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(run.pidfd, sig)
-
-        saved = {sig: signal.signal(sig, relay) for sig in forward}
         timed_out = False
         try:
             timed_out = not select.select([run.pidfd], [], [], timeout)[0]
@@ -554,7 +578,13 @@ def main(argv: list[str] | None = None) -> None:
     os.set_inheritable(control.fileno(), False)
     # The owner may be interrupted with Ctrl-C; the spawner cleans up when its socket closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    Spawner(control).serve()
+    # Someone ending the spawner itself (kill PID) gets the same clean-up, when the loop
+    # wakes up for it: a handler that raised could leave a half-taken answer behind.
+    wakeup, wake = socket.socketpair()
+    wake.setblocking(False)
+    signal.set_wakeup_fd(wake.fileno(), warn_on_full_buffer=False)
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
+    Spawner(control, wakeup).serve()
 
 
 if __name__ == "__main__":

@@ -327,3 +327,56 @@ sys.stdin.read()
     assert not Path(f"/proc/{pid}").exists()
     assert not any((data / "containers").iterdir())
     assert not processes_left()
+
+
+def test_ending_the_spawner_with_sigterm_leaves_nothing(busybox: Path) -> None:
+    """`kill <spawner pid>` (SIGTERM) cleans up as the owner's exit does: containers,
+    writable layers, and the cgroup held ready for the next container."""
+    script = f"""
+import sys
+from containerlib import Container, Image
+from containerlib.runtime.client import spawner
+c = Container(Image.from_rootfs({str(busybox)!r}))
+c.run(["true"])
+r = c.start(["sleep", "300"])
+print(spawner.pid, r.pid, flush=True)
+sys.stdin.read()
+try:
+    c.run(["true"])
+except Exception as e:
+    print(type(e).__name__, flush=True)
+"""
+    data = Path(os.environ["CONTAINERLIB_DATA_ROOT"])
+
+    def pool() -> set[str]:
+        return {p.name for p in (data / "pool").glob("*")}
+
+    ours = pool()
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as owner:
+        assert owner.stdout is not None
+        spawner_pid, pid = map(int, owner.stdout.readline().split())
+        os.kill(spawner_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        # The owner reaps it only when it next uses it: till then it is a zombie.
+        while running(spawner_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not Path(f"/proc/{pid}").exists()
+        assert not any((data / "containers").iterdir())
+        # Writable layers made ahead of time: only this process's spawner's are left.
+        assert pool() <= ours
+        assert not cgroups_left()
+        assert not processes_left()
+        # The owner's next container gets a new spawner.
+        out, _ = owner.communicate(b"", timeout=30)
+    assert out == b""
+    assert owner.returncode == 0
+
+
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
