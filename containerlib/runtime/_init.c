@@ -1252,14 +1252,107 @@ static bool parse_number(const char *s, unsigned long long max, unsigned long lo
 	return errno == 0 && *end == '\0' && *out <= max;
 }
 
+/* -- the forker ------------------------------------------------------------------------ */
+
+/* The rest of a warm process's life, from its socket on: set up, wait, run the plan. */
+static _Noreturn void warm_main(int sock, unsigned long flags)
+{
+	report_fd = sock;
+	warm_up(sock, flags);
+	int stdio[3];
+	size_t len = receive_plan(sock, stdio);
+	parse_plan(plan_buf, len, &plan);
+	set_up_stdio(stdio);
+	setup();
+	reset_signals();
+	exec_command();
+}
+
+static int send_clone_answer(int fd, int64_t pid, int sock)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct iovec iov = {&pid, sizeof pid};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (sock >= 0) {
+		memset(&control, 0, sizeof control);
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof control.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &sock, sizeof(int));
+	}
+	ssize_t n;
+	do
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -1 : 0;
+}
+
+/* `clib-init --forker FD`: clone warm processes on request. Each request on FD is a u64
+ * of CLONE_NEW* flags; the answer is an i64, the pid (or -errno), with the spawner's end
+ * of the new process's socket. The forker is a small process, so a clone copies almost
+ * no page tables (a Python process's clone costs over a millisecond here), and the new
+ * process is this helper already: no execve. Started with CLONE_PARENT from the
+ * spawner's janitor, it is the spawner's child, and so is every process it clones. */
+static int forker_main(int fd)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L) < 0)
+		return SETUP_FAILED;
+	for (;;) {
+		uint64_t flags;
+		ssize_t n;
+		do
+			n = recv(fd, &flags, sizeof flags, 0);
+		while (n < 0 && errno == EINTR);
+		if (n == 0)
+			return 0;
+		if (n != (ssize_t)sizeof flags)
+			return SETUP_FAILED;
+		int pair[2];
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+			if (send_clone_answer(fd, -(int64_t)errno, -1) < 0)
+				return SETUP_FAILED;
+			continue;
+		}
+		long pid = syscall(SYS_clone, (unsigned long)flags | CLONE_PARENT | SIGCHLD, 0L, 0L,
+				   0L, 0L);
+		if (pid == 0) {
+			close(pair[0]);
+			close(fd);
+			warm_main(pair[1], (unsigned long)flags);
+		}
+		int err = errno;
+		close(pair[1]);
+		int rc = send_clone_answer(fd, pid < 0 ? -(int64_t)err : (int64_t)pid,
+					   pid < 0 ? -1 : pair[0]);
+		close(pair[0]);
+		if (rc < 0) {
+			if (pid > 0)
+				kill((pid_t)pid, SIGKILL); /* the spawner reaps it */
+			return SETUP_FAILED;
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long long fd, flags;
 	if (argc == 2 && strcmp(argv[1], "--dump") == 0)
 		return dump_main();
+	if (argc == 3 && strcmp(argv[1], "--forker") == 0) {
+		if (!parse_number(argv[2], INT_MAX, &fd))
+			return SETUP_FAILED;
+		return forker_main((int)fd);
+	}
 	if (argc != 3 || !parse_number(argv[1], INT_MAX, &fd) ||
 	    !parse_number(argv[2], ULONG_MAX, &flags)) {
-		fputs("usage: clib-init FD FLAGS | clib-init --dump < plan\n", stderr);
+		fputs("usage: clib-init FD FLAGS | clib-init --forker FD | clib-init --dump < plan\n",
+		      stderr);
 		return SETUP_FAILED;
 	}
 	int sock = (int)fd;
@@ -1274,13 +1367,5 @@ int main(int argc, char **argv)
 		perror("clib-init: socket");
 		return SETUP_FAILED;
 	}
-	report_fd = sock;
-	warm_up(sock, (unsigned long)flags);
-	int stdio[3];
-	size_t len = receive_plan(sock, stdio);
-	parse_plan(plan_buf, len, &plan);
-	set_up_stdio(stdio);
-	setup();
-	reset_signals();
-	exec_command();
+	warm_main(sock, (unsigned long)flags);
 }

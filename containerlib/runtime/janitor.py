@@ -22,7 +22,7 @@ from containerlib.linux import syscalls as sc
 from containerlib.linux.cgroups import CgroupDriver, probe
 from containerlib.runtime import rwdirs
 from containerlib.runtime.messages import recv_message, send_message
-from containerlib.runtime.warm import Warm, clone_warm, make_slot
+from containerlib.runtime.warm import Forker, Warm, clone_warm, make_slot
 
 __all__ = ["Janitor"]
 
@@ -78,8 +78,9 @@ class Janitor:
 
     def receive(self) -> tuple[Any, ...] | None:
         """One answer: ``("warm", Warm | None)``, ``("dead", pid)`` for a warm process
-        that failed and is to be reaped, or ``("pool", containers, path | None)``; None
-        when the janitor has ended."""
+        that failed and is to be reaped, ``("forker", pid)`` for the forker the janitor
+        started (the spawner's child, to be reaped when it ends), or ``("pool",
+        containers, path | None)``; None when the janitor has ended."""
         msg = recv_message(self.sock)
         if msg is None:
             return None
@@ -92,6 +93,8 @@ class Janitor:
             return ("warm", Warm(pid, socket.socket(fileno=fds[0]), flags, native, slot))
         if reply[0] == "dead":
             self.warm_asked = False
+            return reply  # type: ignore[no-any-return]
+        if reply[0] == "forker":
             return reply  # type: ignore[no-any-return]
         self.pool_asked.discard(reply[1])
         return reply  # type: ignore[no-any-return]
@@ -116,6 +119,9 @@ def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # p
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sc.set_process_name(b"clib-janitor")
     driver: CgroupDriver | None = None
+    # Warm processes come from a native forker when there is a native helper.
+    forker: Forker | None = None
+    helper_forks = True
     while (msg := recv_message(sock)) is not None:
         (op, arg), _fds = msg
         if op == "trash":
@@ -128,8 +134,17 @@ def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # p
             send_message(sock, ("pool", arg, path))
         elif op == "warm":
             flags, cgroup_parent = arg
+            if forker is None and helper is not None:
+                try:
+                    forker = Forker(helper)
+                    send_message(sock, ("forker", forker.pid))
+                except OSError:
+                    helper_forks = False
             try:
-                warm = clone_warm(flags, helper, last_cap, sibling=True)
+                if forker is not None and helper_forks:
+                    warm = forker.clone(flags)
+                else:
+                    warm = clone_warm(flags, helper, last_cap, sibling=True)
             except OSError:
                 send_message(sock, ("warm",))
                 continue

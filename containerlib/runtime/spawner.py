@@ -102,6 +102,8 @@ class Spawner:
         # whether that works here.
         self.slot_parent: str | None = None
         self.slots = True
+        # The janitor's forker (see warm.Forker), a child of this process.
+        self.forker_pids: list[int] = []
 
     @property
     def driver(self) -> CgroupDriver:
@@ -173,6 +175,8 @@ class Spawner:
                 self.warm = warm
             else:
                 discard(warm)
+        elif answer[0] == "forker":
+            self.forker_pids.append(answer[1])
         elif answer[0] == "dead":
             # Its cgroup could not be made: start without slots from now on.
             self.slots = False
@@ -553,6 +557,10 @@ class Spawner:
             for answer in self.janitor.close():
                 self.take(answer)
             self.janitor = None
+        for pid in self.forker_pids:  # it ends with the janitor's end of its socket
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.forker_pids = []
         if self.warm is not None:
             discard(self.warm)
             self.warm = None

@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 from typing import NoReturn
 
 import attrs
@@ -25,7 +26,7 @@ from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupLimits
 from containerlib.runtime._child import SETUP_FAILED, child_main
 from containerlib.runtime.plan import Plan
 
-__all__ = ["Slot", "Warm", "clone_warm", "discard", "make_slot"]
+__all__ = ["Forker", "Slot", "Warm", "clone_warm", "discard", "make_slot"]
 
 _MAX_FD = os.sysconf("SC_OPEN_MAX")
 
@@ -124,6 +125,62 @@ def clone_warm(flags: int, helper: str | None, last_cap: int, *, sibling: bool =
     finally:
         theirs.close()
     return Warm(pid, ours, flags, native=helper is not None)
+
+
+class Forker:
+    """A native helper process that clones warm processes on request (``clib-init
+    --forker``), for the janitor.
+
+    A clone from Python copies the page tables of a whole interpreter (1.2 to 1.9 ms
+    measured here) and the child must then exec the helper; the forker is small, and its
+    clones are the helper already. It is started with CLONE_PARENT, so that it and the
+    processes it clones are children of the janitor's parent, the spawner, as a container
+    must be; it dies with the spawner and ends when its socket closes.
+
+    Raises:
+        OSError: the forker could not be started.
+    """
+
+    def __init__(self, helper: str) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = sc.clone(sc.CLONE_PARENT | signal.SIGCHLD)
+            if pid == 0:  # pragma: no cover - runs in the child
+                fd = theirs.fileno()
+                try:
+                    os.closerange(3, fd)
+                    os.closerange(fd + 1, _MAX_FD)
+                    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+                    os.set_inheritable(fd, True)
+                    os.execve(helper, [helper, "--forker", str(fd)], {})
+                finally:
+                    os._exit(SETUP_FAILED)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.pid = pid
+        self.sock = ours
+
+    def clone(self, flags: int) -> Warm:
+        """A new warm process in the namespaces of ``flags``.
+
+        Raises:
+            OSError: the clone failed (its errno), or the forker has ended.
+        """
+        self.sock.send(flags.to_bytes(8, sys.byteorder))
+        data, fds, _flags, _addr = socket.recv_fds(self.sock, 8, 1)
+        if len(data) != 8:
+            raise OSError(errno.EPIPE, "the forker process has ended")
+        pid = int.from_bytes(data, sys.byteorder, signed=True)
+        if pid < 0:
+            raise OSError(-pid, f"clone a warm process: {os.strerror(-pid)}")
+        return Warm(pid, socket.socket(fileno=fds[0]), flags, native=True)
+
+    def close(self) -> None:
+        """Let the forker end (its parent, the spawner, reaps it)."""
+        self.sock.close()
 
 
 def discard(warm: Warm) -> None:

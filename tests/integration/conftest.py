@@ -58,6 +58,22 @@ def processes_in_our_cgroups(ready: tuple[str, ...] = ()) -> list[int]:
     return pids
 
 
+def helper_processes(helpers: Path) -> list[int]:
+    """Processes running containerlib's native helper from ``helpers`` (the forker, warm
+    processes), zombies included."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                exe = os.readlink(entry / "exe")
+            except OSError:
+                # A zombie has no exe; its command line is empty.
+                continue
+            if exe.startswith(str(helpers)):
+                found.append(int(entry.name))
+    return found
+
+
 def cgroups_left() -> list[str]:
     """Containers' cgroups under this run's parent, but for the one this process's
     spawner holds ready for its next container."""
@@ -100,6 +116,7 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     left = cgroup_dirs(parents=True)
     assert not left, f"cgroups left behind: {left}"
     assert not processes_in_our_cgroups()
+    assert not helper_processes(base / "data" / "helpers")
     assert not mounts_under(str(base)), mounts_under(str(base))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from containerlib import Container, ContainerError, Image
+from containerlib.runtime import nativeinit
 
 from .conftest import CGROUP_PARENT, cgroups_left, mounts_under, processes_left
 
@@ -380,3 +381,68 @@ def running(pid: int) -> bool:
         return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_warm_processes_come_from_the_forker_which_ends_with_the_spawner(busybox: Path) -> None:
+    if nativeinit.helper_path() is None:
+        pytest.skip("no native helper here (no C compiler, or CONTAINERLIB_NATIVE_INIT=0)")
+    script = f"""
+import sys
+from containerlib import Container, Image
+from containerlib.runtime.client import spawner
+c = Container(Image.from_rootfs({str(busybox)!r}))
+c.run(["true"])
+with c.start(["sleep", "30"]) as r:
+    print(spawner.pid, r.pid, flush=True)
+    sys.stdin.readline()
+"""
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as owner:
+        assert owner.stdout is not None
+        assert owner.stdin is not None
+        spawner_pid, pid = map(int, owner.stdout.readline().split())
+
+        # The forker runs the helper in the host's PID namespace; the processes it
+        # clones run the same program, each in a PID namespace of its own.
+        def from_helper(k: int) -> bool:
+            return b"--forker" in Path(f"/proc/{k}/cmdline").read_bytes()
+
+        def own_pid_namespace(k: int) -> bool:
+            status = Path(f"/proc/{k}/status").read_text()
+            return len(status.split("\nNSpid:")[1].split("\n")[0].split()) > 1
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            kids = [k for k in children(spawner_pid) if running(k)]
+            forkers = [k for k in kids if from_helper(k) and not own_pid_namespace(k)]
+            waiting = [k for k in kids if from_helper(k) and own_pid_namespace(k)]
+            if waiting:
+                break
+            time.sleep(0.01)
+        assert len(forkers) == 1
+        # The next container's process waits, cloned by the forker, and, as the running
+        # container, it is the spawner's child (it must be, to be waited for).
+        assert len(waiting) == 1
+        assert pid in kids
+        owner.stdin.write(b"\n")
+        owner.stdin.flush()
+        assert owner.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while (running(spawner_pid) or running(forkers[0])) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not running(forkers[0])
+    assert not running(spawner_pid)
