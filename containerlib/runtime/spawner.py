@@ -49,6 +49,11 @@ from containerlib.runtime.warm import Warm, clone_warm, discard, make_slot
 
 __all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
 
+#: How many warm processes (with their cgroups) are kept ready. Two: after a quiet spell,
+#: the janitor's first move of a process into a cgroup waits for the kernel (see Slot), and
+#: a second start that comes right after the first must not wait for that.
+WARM_STOCK = 2
+
 #: How long after a start the janitor waits before it prepares the next one, unless the
 #: container ends sooner (seconds). Cloning the next warm process while a short container
 #: starts and exits slows both down (two cores, and the kernel locks they share).
@@ -87,7 +92,8 @@ class Spawner:
         # Compiled once per machine (about half a second), then found at once.
         self.native_init = nativeinit.helper_path()
         self._driver: CgroupDriver | None = None
-        self.warm: Warm | None = None
+        # Warm processes ready for the next starts, oldest first (see WARM_STOCK).
+        self.warms: list[Warm] = []
         self.janitor: Janitor | None = None
         self.warm_flags: int | None = None
         self.trash: list[str] = []
@@ -98,6 +104,7 @@ class Spawner:
         self.cgroup_paths: set[str] = set()
         # When to ask the janitor for the next start's warm process and writable layer.
         self.replenish_due: float | None = None
+        self.last_start = 0.0
         # Where warm processes get a cgroup of their own ahead of time (see Slot), and
         # whether that works here.
         self.slot_parent: str | None = None
@@ -171,8 +178,9 @@ class Spawner:
             warm = answer[1]
             if warm is None:
                 return
-            if self.warm is None and warm.flags == self.warm_flags:
-                self.warm = warm
+            if len(self.warms) < WARM_STOCK and warm.flags == self.warm_flags:
+                self.warms.append(warm)
+                self.replenish_soon()
             else:
                 discard(warm)
         elif answer[0] == "forker":
@@ -185,13 +193,21 @@ class Spawner:
         elif answer[2] is not None:
             self.pool.setdefault(answer[1], []).append(answer[2])
 
+    def replenish_soon(self) -> None:
+        """Replenish now, or once the container started last is past its start."""
+        due = self.last_start + REPLENISH_DELAY
+        if time.monotonic() >= due:
+            self.replenish()
+        elif self.replenish_due is None:
+            self.replenish_due = due
+
     def replenish(self) -> None:
         """Ask for what the next start will want: a warm process and a writable layer."""
         self.replenish_due = None
         if self.janitor is None:
             return  # idle_work makes them
         try:
-            if self.warm is None and self.warm_flags is not None:
+            if len(self.warms) < WARM_STOCK and self.warm_flags is not None:
                 self.janitor.want_warm(self.warm_flags, self.slot_parent if self.slots else None)
             if self.pool_for is not None and not self.pool.get(self.pool_for):
                 self.janitor.want_rw_dir(self.pool_for)
@@ -202,9 +218,9 @@ class Spawner:
         """Without a janitor: do one piece of the work for later; True if more is left."""
         if self.janitor is not None:
             return False
-        if self.warm is None and self.warm_flags is not None:
+        if len(self.warms) < WARM_STOCK and self.warm_flags is not None:
             try:
-                self.warm = self.warm_up(self.warm_flags, slot=True)
+                self.warms.append(self.warm_up(self.warm_flags, slot=True))
             except OSError:
                 self.warm_flags = None
         elif self.pool_for is not None and not self.pool.get(self.pool_for):
@@ -216,7 +232,7 @@ class Spawner:
             shutil.rmtree(self.trash.pop(), ignore_errors=True)
         return (
             bool(self.trash)
-            or (self.warm is None and self.warm_flags is not None)
+            or (len(self.warms) < WARM_STOCK and self.warm_flags is not None)
             or (self.pool_for is not None and not self.pool.get(self.pool_for))
         )
 
@@ -267,8 +283,9 @@ class Spawner:
             send_message(channel, ("started", run.pid, run.plan.container_id), [run.pidfd])
         except OSError:
             self.kill(run)
+        self.last_start = time.monotonic()
         if self.replenish_due is None:
-            self.replenish_due = time.monotonic() + REPLENISH_DELAY
+            self.replenish_due = self.last_start + REPLENISH_DELAY
         self.running[run.pidfd] = run
         self.by_channel[channel.fileno()] = run
         self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
@@ -279,27 +296,26 @@ class Spawner:
         has answered what it was asked."""
         while self.janitor is not None and self.janitor.warm_asked:
             self.from_janitor()
-        return [self.warm.slot.id] if self.warm is not None and self.warm.slot else []
+        return [w.slot.id for w in self.warms if w.slot is not None]
 
     def take_warm(self, flags: int) -> Warm | None:
         """The warm process for a start in the namespaces of ``flags``, if one is ready
         or on its way from the janitor."""
-        warm, self.warm = self.warm, None
-        if warm is None and self.warm_flags == flags:
-            warm = self.warm_from_janitor()
-        if warm is not None and warm.flags != flags:
-            discard(warm)
-            warm = None
+        if self.warm_flags != flags:
+            for stale in self.warms:
+                discard(stale)
+            self.warms = []
         self.warm_flags = flags
-        return warm
+        if self.warms:
+            return self.warms.pop(0)
+        return self.warm_from_janitor()
 
     def warm_from_janitor(self) -> Warm | None:
         """Wait for the warm process the janitor is making, if it is making one: it is
         ready sooner than one cloned from scratch."""
-        while self.janitor is not None and self.janitor.warm_asked and self.warm is None:
+        while self.janitor is not None and self.janitor.warm_asked and not self.warms:
             self.from_janitor()
-        warm, self.warm = self.warm, None
-        return warm
+        return self.warms.pop(0) if self.warms else None
 
     def create(self, plan: Plan, stdio: tuple[int, int, int]) -> _Running:
         warm = self.take_warm(plan.clone_flags)
@@ -561,9 +577,9 @@ class Spawner:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.forker_pids = []
-        if self.warm is not None:
-            discard(self.warm)
-            self.warm = None
+        for warm in self.warms:
+            discard(warm)
+        self.warms = []
         for path in self.trash:
             shutil.rmtree(path, ignore_errors=True)
         for trash in self.trash_dirs:
