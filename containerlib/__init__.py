@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from containerlib.errors import (
     ContainerError,
     ContainerlibError,
+    ContainerNotRunning,
     ContainerSetupError,
     ImageError,
     ImageNotFound,
@@ -22,6 +23,7 @@ from containerlib.errors import (
 if TYPE_CHECKING:
     from containerlib.container import Container, Result, RunningContainer
     from containerlib.images import Image
+    from containerlib.linux.cgroups import CgroupStats, Pressure
 
 # The facade is imported on first use, so that the spawner process, which imports
 # containerlib.runtime only, stays small: forking it is then cheaper.
@@ -30,6 +32,8 @@ _LAZY = {
     "Result": "containerlib.container",
     "RunningContainer": "containerlib.container",
     "Image": "containerlib.images",
+    "CgroupStats": "containerlib.linux.cgroups",
+    "Pressure": "containerlib.linux.cgroups",
 }
 
 
@@ -49,14 +53,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CgroupStats",
     "Container",
     "ContainerError",
+    "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",
     "Image",
     "ImageError",
     "ImageNotFound",
     "LayerError",
+    "Pressure",
     "Result",
     "RunningContainer",
     "SpawnerError",

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -25,17 +26,24 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Literal, Self
 
 import attrs
 
-from containerlib.errors import ContainerError, ContainerSetupError, SpecError
+from containerlib._limits import Limits
+from containerlib.errors import (
+    ContainerError,
+    ContainerNotRunning,
+    ContainerSetupError,
+    SpecError,
+)
 from containerlib.images import Image
+from containerlib.linux.cgroups import Cgroup, CgroupStats
 from containerlib.runtime.client import Exited, Process, spawner
 from containerlib.runtime.plan import Plan
-from containerlib.runtime.specconv import Roots, check_id, plan_from_spec
+from containerlib.runtime.specconv import Roots, cgroup_limits, check_id, plan_from_spec
 from containerlib.runtime.stdio import Pipes
 from containerlib.spec import oci
 from containerlib.spec.defaults import DEFAULT_CAPABILITIES, default_spec
@@ -65,6 +73,8 @@ class Result:
         duration: seconds from the request to the end of the container.
         memory_peak: the most memory the container's cgroup held, in bytes.
         id: the container's id.
+        stats: the cgroup's figures when the container ended: CPU time, memory, I/O,
+            processes, OOM kills and pressure (see :class:`CgroupStats`).
     """
 
     exit_code: int
@@ -75,6 +85,7 @@ class Result:
     duration: float = 0.0
     memory_peak: int | None = None
     id: str = ""
+    stats: CgroupStats = attrs.field(factory=CgroupStats)
 
 
 @attrs.frozen(kw_only=True)
@@ -155,8 +166,7 @@ class Container:
     """
 
     image: Image = attrs.field(converter=_as_image)
-    _mem: int | None = None
-    _pids: int | None = None
+    _limits: Limits = attrs.field(factory=Limits)
     _env: tuple[tuple[str, str], ...] = ()
     _workdir: str | None = None
     _user: tuple[int, int] | None = None
@@ -167,23 +177,64 @@ class Container:
 
     # -- fluent methods: each returns a changed copy, no I/O -----------------------------
 
-    def limit(self, *, mem: str | int | None = None, pids: int | None = None) -> Self:
-        """Limit memory (``"512M"``, ``"1g"``, bytes) and the number of processes.
+    def limit(
+        self,
+        *,
+        mem: str | int | None = None,
+        mem_reservation: str | int | None = None,
+        swap: str | int | None = None,
+        cpus: str | float | None = None,
+        cpu_shares: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
+        pids: int | None = None,
+        blkio_weight: int | None = None,
+        device_read_bps: Mapping[str, str | int] | None = None,
+        device_write_bps: Mapping[str, str | int] | None = None,
+        device_read_iops: Mapping[str, int] | None = None,
+        device_write_iops: Mapping[str, int] | None = None,
+        hugetlb: Mapping[str, str | int] | None = None,
+    ) -> Self:
+        """Limit the container's resources, as the ``docker run`` flags of the same names.
+
+        Args:
+            mem: memory (``"512m"``, ``"1g"``, bytes); at least 6 MiB. Without ``swap``
+                the container gets no swap: past ``mem`` it is OOM-killed.
+            mem_reservation: a soft limit, kept when the host runs short of memory.
+            swap: memory plus swap (``--memory-swap``), at least ``mem``; -1 for unlimited.
+            cpus: CPUs of time (``1.5``), as a CFS quota per 100 ms period.
+            cpu_shares: relative CPU weight, 2 to 262144 (1024 is the default).
+            cpuset_cpus, cpuset_mems: the CPUs and memory nodes it may use (``"0-1,3"``).
+            pids: the most processes (and threads) at once.
+            blkio_weight: relative block I/O weight, 10 to 1000.
+            device_read_bps, device_write_bps: bytes a second per block device
+                (``{"/dev/sda": "1mb"}``).
+            device_read_iops, device_write_iops: I/O operations a second per block device.
+            hugetlb: huge pages per page size (``{"2MB": "64m"}``).
+
+        Later calls change only what they give. Device paths are looked up when the
+        container starts.
 
         Raises:
-            SpecError: a value ``docker run`` would not accept.
+            SpecError: a value ``docker run`` would not accept, naming the argument.
         """
-        new_mem = self._mem
-        new_pids = self._pids
-        if mem is not None:
-            new_mem = parse_bytes(mem, "mem")
-            if new_mem < 6 * 1024 * 1024:
-                raise SpecError("mem", f"{mem!r} is below the minimum of 6 MiB")
-        if pids is not None:
-            if isinstance(pids, bool) or not isinstance(pids, int) or pids < 1:
-                raise SpecError("pids", f"must be a positive number of processes, not {pids!r}")
-            new_pids = pids
-        return attrs.evolve(self, mem=new_mem, pids=new_pids)
+        given = Limits.parse(
+            mem=mem,
+            mem_reservation=mem_reservation,
+            swap=swap,
+            cpus=cpus,
+            cpu_shares=cpu_shares,
+            cpuset_cpus=cpuset_cpus,
+            cpuset_mems=cpuset_mems,
+            pids=pids,
+            blkio_weight=blkio_weight,
+            device_read_bps=device_read_bps,
+            device_write_bps=device_write_bps,
+            device_read_iops=device_read_iops,
+            device_write_iops=device_write_iops,
+            hugetlb=hugetlb,
+        )
+        return attrs.evolve(self, limits=self._limits.merged(given))
 
     def env(self, **variables: str) -> Self:
         """Add environment variables; later calls override earlier ones."""
@@ -309,12 +360,7 @@ class Container:
             for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
             if t != "network" or self._network == "none"
         )
-        resources = base.linux.resources or oci.LinuxResources()
-        resources = attrs.evolve(
-            resources,
-            memory=oci.LinuxMemory(limit=self._mem, swap=self._mem) if self._mem else None,
-            pids=oci.LinuxPids(limit=self._pids) if self._pids else None,
-        )
+        resources = self._limits.resources(base.linux.resources)
         linux = attrs.evolve(base.linux, namespaces=namespaces, resources=resources)
         return attrs.evolve(
             base,
@@ -407,7 +453,7 @@ class Container:
             pipes.close()
             raise
         pipes.release_theirs()
-        return RunningContainer(cid, process, pipes, t0, list(args))
+        return RunningContainer(cid, process, pipes, t0, list(args), plan)
 
     def _run_in_this_process(
         self,
@@ -444,6 +490,7 @@ class Container:
             duration=time.monotonic() - t0,
             memory_peak=stats.memory_peak,
             id=cid,
+            stats=stats,
         )
 
     def run(
@@ -491,9 +538,17 @@ class RunningContainer:
     """
 
     def __init__(
-        self, cid: str | None, process: Process, pipes: Pipes, started: float, command: list[str]
+        self,
+        cid: str | None,
+        process: Process,
+        pipes: Pipes,
+        started: float,
+        command: list[str],
+        plan: Plan,
     ) -> None:
         self._id = cid
+        self._plan = plan
+        self._paused = False
         self.command = command
         self._process = process
         self._pipes = pipes
@@ -527,8 +582,111 @@ class RunningContainer:
             self._pump_thread.start()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the container's first process (PID 1 inside)."""
+        """Send ``sig`` to the container's first process (PID 1 inside); a paused
+        container is resumed after, so that the signal takes effect."""
         self._process.signal(sig)
+        if self._paused:
+            with contextlib.suppress(ContainerNotRunning):
+                self.resume()
+
+    def _cgroup(self, action: str) -> Cgroup:
+        path = self._plan.with_id(self.id).cgroup_path
+        if path is None:
+            raise ContainerSetupError(action, errno.ENOTSUP, self.id, "it has no cgroup")
+        if self._result is None:
+            try:
+                return self._process.cgroup(path)
+            except FileNotFoundError:
+                pass
+        raise ContainerNotRunning(self.id, action)
+
+    def stats(self) -> CgroupStats:
+        """The figures of the container's cgroup now: memory, CPU time, processes, I/O,
+        OOM kills, pressure. Once it has ended, those it ended with."""
+        with self._lock:
+            if self._result is not None:
+                return self._result.stats
+        try:
+            return self._cgroup("read the figures of").stats()
+        except (ContainerNotRunning, FileNotFoundError):
+            return self.wait().stats
+
+    def update(
+        self,
+        *,
+        mem: str | int | None = None,
+        mem_reservation: str | int | None = None,
+        swap: str | int | None = None,
+        cpus: str | float | None = None,
+        cpu_shares: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
+        pids: int | None = None,
+        blkio_weight: int | None = None,
+        device_read_bps: Mapping[str, str | int] | None = None,
+        device_write_bps: Mapping[str, str | int] | None = None,
+        device_read_iops: Mapping[str, int] | None = None,
+        device_write_iops: Mapping[str, int] | None = None,
+    ) -> None:
+        """Change the limits of the running container, as ``docker update`` does; the
+        arguments are those of :meth:`Container.limit`, and only those given change.
+
+        Raises:
+            SpecError: a bad value; nothing was changed.
+            ContainerNotRunning: the container has ended.
+            OSError: the kernel refused a value (a memory limit below what is in use,
+                say); the message names the file.
+        """
+        given = Limits.parse(
+            mem=mem,
+            mem_reservation=mem_reservation,
+            swap=swap,
+            cpus=cpus,
+            cpu_shares=cpu_shares,
+            cpuset_cpus=cpuset_cpus,
+            cpuset_mems=cpuset_mems,
+            pids=pids,
+            blkio_weight=blkio_weight,
+            device_read_bps=device_read_bps,
+            device_write_bps=device_write_bps,
+            device_read_iops=device_read_iops,
+            device_write_iops=device_write_iops,
+        )
+        if given.swap is not None and given.swap != -1 and given.mem is None:
+            raise SpecError("swap", "needs mem: it is memory plus swap")
+        given.check()
+        limits = cgroup_limits(given.resources())
+        cgroup = self._cgroup("update")
+        try:
+            cgroup.set_limits(limits)
+        except FileNotFoundError:
+            raise ContainerNotRunning(self.id, "update") from None
+
+    def pause(self) -> None:
+        """Stop every process of the container (the cgroup freezer) until :meth:`resume`.
+
+        Raises:
+            ContainerNotRunning: the container has ended.
+        """
+        cgroup = self._cgroup("pause")
+        try:
+            cgroup.freeze()
+        except FileNotFoundError:
+            raise ContainerNotRunning(self.id, "pause") from None
+        self._paused = True
+
+    def resume(self) -> None:
+        """Let the processes of a paused container run again.
+
+        Raises:
+            ContainerNotRunning: the container has ended.
+        """
+        cgroup = self._cgroup("resume")
+        try:
+            cgroup.thaw()
+        except FileNotFoundError:
+            raise ContainerNotRunning(self.id, "resume") from None
+        self._paused = False
 
     def wait(self, timeout: float | None = None) -> Result:
         """Wait for the container to end and return its :class:`Result`.
@@ -575,6 +733,7 @@ class RunningContainer:
                     duration=time.monotonic() - self._started,
                     memory_peak=exited.stats.memory_peak,
                     id=self.id,
+                    stats=exited.stats,
                 )
                 if exited.cleanup_error is not None:
                     raise exited.cleanup_error

@@ -11,6 +11,7 @@ resembles, so callers can catch either::
     ├── ContainerSetupError (OSError)   a kernel call failed while the container was made;
     │                                   ``step`` names it, ``errno`` keeps the cause
     ├── ContainerError (RuntimeError)   ``run(check=True)`` saw a non-zero exit; ``result``
+    ├── ContainerNotRunning (RuntimeError)  the container has ended: it cannot be changed
     └── SpawnerError (RuntimeError)     the helper process that forks containers went away
 
 Messages name the operation and the object, for example
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ContainerError",
+    "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",
     "ImageError",
@@ -127,3 +129,24 @@ class ContainerError(ContainerlibError, RuntimeError):
 
 class SpawnerError(ContainerlibError, RuntimeError):
     """The helper process that forks containers died or could not be started."""
+
+
+class ContainerNotRunning(ContainerlibError, RuntimeError):
+    """The container has ended, so it cannot be updated, paused or measured any more.
+
+    Attributes:
+        container_id: the container's id.
+    """
+
+    def __init__(self, container_id: str, action: str) -> None:
+        self.container_id = container_id
+        super().__init__(f"{action} container {container_id}: it is not running")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_not_running, (self.container_id, str(self)))
+
+
+def _rebuild_not_running(container_id: str, text: str) -> ContainerNotRunning:
+    e = ContainerNotRunning(container_id, "")
+    e.args = (text,)
+    return e

@@ -22,7 +22,7 @@ import attrs
 
 import containerlib
 from containerlib.errors import SpawnerError
-from containerlib.linux.cgroups import CgroupStats
+from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
 from containerlib.runtime.messages import recv_message, send_message
 from containerlib.runtime.plan import Plan
 
@@ -148,6 +148,14 @@ class Process:
             self._close_fds()
             return self.exited
 
+    def cgroup(self, path: str) -> Cgroup:
+        """The container's cgroup at ``path``, while it exists.
+
+        Raises:
+            FileNotFoundError: the cgroup is gone: the container has ended.
+        """
+        return _driver().open(path)
+
     def close(self) -> None:
         """Kill the container if it still runs, and let go of it."""
         if self.exited is None and not self.failed:
@@ -163,6 +171,16 @@ class Process:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self._close_fds()
+
+
+_DRIVER: list[CgroupDriver] = []
+
+
+def _driver() -> CgroupDriver:
+    """This host's cgroup driver, probed once per process."""
+    if not _DRIVER:
+        _DRIVER.append(probe())
+    return _DRIVER[0]
 
 
 class _Spawner:

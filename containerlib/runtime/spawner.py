@@ -293,8 +293,13 @@ class Spawner:
 
     def ready_ids(self) -> list[str]:
         """The ids of the cgroups made ahead of time (see :class:`Slot`), once the janitor
-        has answered what it was asked."""
-        while self.janitor is not None and self.janitor.warm_asked:
+        has answered what it was asked, and been asked now what it was to be asked later:
+        no cgroup is then on its way."""
+        while True:
+            if self.replenish_due is not None:
+                self.replenish()
+            if self.janitor is None or not self.janitor.warm_asked:
+                break
             self.from_janitor()
         return [w.slot.id for w in self.warms if w.slot is not None]
 

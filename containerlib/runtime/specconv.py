@@ -21,12 +21,12 @@ import attrs
 from containerlib.errors import SpecError
 from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import mask
-from containerlib.linux.cgroups import CgroupLimits
+from containerlib.linux.cgroups import CgroupLimits, DeviceValue
 from containerlib.runtime.plan import DeviceStep, MountStep, Plan
 from containerlib.spec import oci
 from containerlib.spec.validate import validate
 
-__all__ = ["ID_PATTERN", "Roots", "check_id", "mount_flags", "plan_from_spec"]
+__all__ = ["ID_PATTERN", "Roots", "cgroup_limits", "check_id", "mount_flags", "plan_from_spec"]
 
 #: What a container id may look like: it becomes a directory and a cgroup name.
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
@@ -240,17 +240,26 @@ def _unsupported(spec: oci.Spec) -> None:
         res = linux.resources
         if res is not None:
             checks += [
-                ("linux.resources.cpu", res.cpu),
-                ("linux.resources.blockIO", res.block_io),
-                ("linux.resources.hugepageLimits", res.hugepage_limits),
-                ("linux.resources.network", res.network),
                 ("linux.resources.rdma", res.rdma),
                 ("linux.resources.unified", res.unified),
             ]
+            if res.cpu is not None:
+                cpu = res.cpu
+                checks += [
+                    ("linux.resources.cpu.burst", cpu.burst),
+                    ("linux.resources.cpu.realtimeRuntime", cpu.realtime_runtime),
+                    ("linux.resources.cpu.realtimePeriod", cpu.realtime_period),
+                    ("linux.resources.cpu.idle", cpu.idle),
+                ]
+            if res.block_io is not None:
+                checks.append(("linux.resources.blockIO.leafWeight", res.block_io.leaf_weight))
+                for i, wd in enumerate(res.block_io.weight_device):
+                    checks.append(
+                        (f"linux.resources.blockIO.weightDevice[{i}].leafWeight", wd.leaf_weight)
+                    )
             if res.memory is not None:
                 mem = res.memory
                 checks += [
-                    ("linux.resources.memory.reservation", mem.reservation),
                     ("linux.resources.memory.kernel", mem.kernel),
                     ("linux.resources.memory.kernelTCP", mem.kernel_tcp),
                     ("linux.resources.memory.swappiness", mem.swappiness),
@@ -300,18 +309,58 @@ def _device_rules(res: oci.LinuxResources) -> tuple[tuple[bool, str], ...]:
 
 
 def _limits(spec: oci.Spec) -> CgroupLimits:
-    res = spec.linux.resources if spec.linux is not None else None
+    return cgroup_limits(spec.linux.resources if spec.linux is not None else None)
+
+
+def cgroup_limits(res: oci.LinuxResources | None) -> CgroupLimits:
+    """What the cgroup driver is asked for, from an OCI spec's ``linux.resources``.
+
+    Negative values mean "no limit" where the spec allows them (memory, swap, CPU quota,
+    pids: -1), as runc reads them.
+    """
     if res is None:
         return CgroupLimits()
-    mem = res.memory
+    mem = res.memory or oci.LinuxMemory()
+    cpu = res.cpu or oci.LinuxCPU()
+    bio = res.block_io or oci.LinuxBlockIO()
+    net = res.network or oci.LinuxNetwork()
+
+    def size(value: int | None) -> int | None:
+        return value if value is not None and value >= 0 else None
+
+    def rates(devices: tuple[oci.LinuxThrottleDevice, ...]) -> tuple[DeviceValue, ...]:
+        return tuple(DeviceValue(d.major, d.minor, d.rate) for d in devices)
+
     return CgroupLimits(
         devices=_device_rules(res),
-        memory=mem.limit if mem is not None and mem.limit is not None and mem.limit >= 0 else None,
-        memory_swap=mem.swap
-        if mem is not None and mem.swap is not None and mem.swap >= 0
-        else None,
-        pids=res.pids.limit if res.pids is not None and res.pids.limit > 0 else None,
+        memory=size(mem.limit),
+        memory_reservation=size(mem.reservation),
+        memory_swap=-1 if mem.swap == -1 else size(mem.swap),
+        cpu_quota=-1 if cpu.quota is not None and cpu.quota < 0 else cpu.quota,
+        cpu_period=cpu.period,
+        cpu_shares=cpu.shares,
+        cpuset_cpus=cpu.cpus,
+        cpuset_mems=cpu.mems,
+        pids=_pids_limit(res.pids),
+        blkio_weight=bio.weight,
+        blkio_weight_device=tuple(
+            DeviceValue(d.major, d.minor, d.weight) for d in bio.weight_device if d.weight
+        ),
+        read_bps=rates(bio.throttle_read_bps_device),
+        write_bps=rates(bio.throttle_write_bps_device),
+        read_iops=rates(bio.throttle_read_iops_device),
+        write_iops=rates(bio.throttle_write_iops_device),
+        hugetlb=tuple((h.page_size, h.limit) for h in res.hugepage_limits),
+        net_cls_classid=net.class_id,
+        net_prio_ifpriomap=tuple((p.name, p.priority) for p in net.priorities),
     )
+
+
+def _pids_limit(pids: oci.LinuxPids | None) -> int | None:
+    """0 leaves the limit alone and a negative value lifts it, as runc reads them."""
+    if pids is None or pids.limit == 0:
+        return None
+    return -1 if pids.limit < 0 else pids.limit
 
 
 def _rlimits(process: oci.Process) -> tuple[tuple[int, int, int], ...]:

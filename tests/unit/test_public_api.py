@@ -14,6 +14,7 @@ import containerlib
 from containerlib import (
     ContainerError,
     ContainerlibError,
+    ContainerNotRunning,
     ContainerSetupError,
     ImageError,
     ImageNotFound,
@@ -26,14 +27,17 @@ from containerlib import (
 ROOT = Path(__file__).resolve().parents[2]
 
 EXPORTED = [
+    "CgroupStats",
     "Container",
     "ContainerError",
+    "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",
     "Image",
     "ImageError",
     "ImageNotFound",
     "LayerError",
+    "Pressure",
     "Result",
     "RunningContainer",
     "SpawnerError",
@@ -44,6 +48,8 @@ FACADE = {
     "Result": "containerlib.container",
     "RunningContainer": "containerlib.container",
     "Image": "containerlib.images",
+    "CgroupStats": "containerlib.linux.cgroups._base",
+    "Pressure": "containerlib.linux.cgroups._base",
 }
 
 
@@ -108,6 +114,7 @@ EXCEPTIONS = [
     LayerError,
     ContainerSetupError,
     ContainerError,
+    ContainerNotRunning,
     SpawnerError,
 ]
 
@@ -131,6 +138,7 @@ def test_every_exported_exception_is_listed_here() -> None:
         (LayerError, (ImageError, ValueError)),
         (ContainerSetupError, (OSError,)),
         (ContainerError, (RuntimeError,)),
+        (ContainerNotRunning, (RuntimeError,)),
         (SpawnerError, (RuntimeError,)),
     ],
 )
@@ -196,6 +204,7 @@ def _instances() -> list[object]:
         pytest.param(LayerError("bad digest"), id="LayerError"),
         pytest.param(ContainerSetupError("mount", errno.EPERM, "c1"), id="ContainerSetupError"),
         pytest.param(ContainerError(result, ["false"]), id="ContainerError"),
+        pytest.param(ContainerNotRunning("3f2a", "pause"), id="ContainerNotRunning"),
         pytest.param(SpawnerError("gone"), id="SpawnerError"),
     ]
 

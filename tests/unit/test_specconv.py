@@ -12,7 +12,7 @@ import pytest
 
 from containerlib.errors import SpecError
 from containerlib.linux import syscalls as sc
-from containerlib.linux.cgroups import CgroupLimits
+from containerlib.linux.cgroups import CgroupLimits, DeviceValue
 from containerlib.runtime.plan import Plan
 from containerlib.runtime.specconv import Roots, check_id, mount_flags, plan_from_spec
 from containerlib.spec import oci
@@ -255,10 +255,55 @@ def test_memory_and_pids_limits() -> None:
     assert (limits.memory, limits.memory_swap, limits.pids) == (64 << 20, 128 << 20, 32)
 
 
-def test_unlimited_values_leave_the_host_default() -> None:
+def test_minus_one_lifts_a_limit_and_zero_pids_leaves_it() -> None:
     spec = _resources(memory=oci.LinuxMemory(limit=-1, swap=-1), pids=oci.LinuxPids(limit=-1))
     limits = _plan(spec).cgroup_limits
-    assert (limits.memory, limits.memory_swap, limits.pids) == (None, None, None)
+    # No memory limit; swap and pids lifted ("max"), which in a new cgroup is the default.
+    assert (limits.memory, limits.memory_swap, limits.pids) == (None, -1, -1)
+    assert _plan(_resources(pids=oci.LinuxPids(limit=0))).cgroup_limits.pids is None
+    quota = _resources(cpu=oci.LinuxCPU(quota=-1, period=100000))
+    assert _plan(quota).cgroup_limits.cpu_quota == -1
+
+
+def test_every_supported_resource_reaches_the_cgroup_driver() -> None:
+    spec = _resources(
+        memory=oci.LinuxMemory(limit=64 << 20, reservation=32 << 20, swap=128 << 20),
+        cpu=oci.LinuxCPU(shares=512, quota=50000, period=100000, cpus="0-1", mems="0"),
+        pids=oci.LinuxPids(limit=99),
+        block_io=oci.LinuxBlockIO(
+            weight=300,
+            weight_device=(oci.LinuxWeightDevice(major=8, minor=0, weight=500),),
+            throttle_read_bps_device=(oci.LinuxThrottleDevice(major=8, minor=0, rate=1 << 20),),
+            throttle_write_bps_device=(oci.LinuxThrottleDevice(major=8, minor=16, rate=2 << 20),),
+            throttle_read_iops_device=(oci.LinuxThrottleDevice(major=8, minor=0, rate=100),),
+            throttle_write_iops_device=(oci.LinuxThrottleDevice(major=8, minor=0, rate=200),),
+        ),
+        hugepage_limits=(oci.LinuxHugepageLimit(page_size="2MB", limit=4 << 20),),
+        network=oci.LinuxNetwork(
+            class_id=0x100001, priorities=(oci.LinuxInterfacePriority(name="eth0", priority=5),)
+        ),
+    )
+    limits = attrs.evolve(_plan(spec).cgroup_limits, devices=())
+    assert limits == CgroupLimits(
+        memory=64 << 20,
+        memory_reservation=32 << 20,
+        memory_swap=128 << 20,
+        cpu_quota=50000,
+        cpu_period=100000,
+        cpu_shares=512,
+        cpuset_cpus="0-1",
+        cpuset_mems="0",
+        pids=99,
+        blkio_weight=300,
+        blkio_weight_device=(DeviceValue(8, 0, 500),),
+        read_bps=(DeviceValue(8, 0, 1 << 20),),
+        write_bps=(DeviceValue(8, 16, 2 << 20),),
+        read_iops=(DeviceValue(8, 0, 100),),
+        write_iops=(DeviceValue(8, 0, 200),),
+        hugetlb=(("2MB", 4 << 20),),
+        net_cls_classid=0x100001,
+        net_prio_ifpriomap=(("eth0", 5),),
+    )
 
 
 def test_no_resources_no_limits() -> None:
@@ -420,10 +465,12 @@ UNSUPPORTED = {
         )
     ),
     "linux.personality": _linux(personality=oci.LinuxPersonality(domain="LINUX32")),
-    "linux.resources.cpu": _resources(cpu=oci.LinuxCPU(shares=512)),
-    "linux.resources.memory.reservation": _resources(
-        memory=oci.LinuxMemory(limit=64 << 20, reservation=32 << 20)
+    "linux.resources.cpu.realtimeRuntime": _resources(cpu=oci.LinuxCPU(realtime_runtime=950)),
+    "linux.resources.cpu.burst": _resources(cpu=oci.LinuxCPU(quota=50000, burst=1000)),
+    "linux.resources.blockIO.leafWeight": _resources(
+        block_io=oci.LinuxBlockIO(weight=300, leaf_weight=200)
     ),
+    "linux.resources.memory.kernel": _resources(memory=oci.LinuxMemory(kernel=64 << 20)),
     "linux.resources.memory.swappiness": _resources(memory=oci.LinuxMemory(swappiness=10)),
 }
 
