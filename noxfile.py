@@ -121,7 +121,8 @@ def notebooks(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Compare containerlib with runc, crun and bubblewrap (benchmarks/run.py), back to back
-    and one start at a time (benchmarks/sporadic.py). Needs root.
+    and one start at a time (benchmarks/sporadic.py), and the cost of cgroups
+    (benchmarks/cgroups.py). Needs root.
 
     Not in the default set. The peers come from Debian: apt-get install runc crun bubblewrap.
     """
@@ -129,3 +130,4 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/sporadic.py")
+    session.run("python", "benchmarks/cgroups.py")

@@ -352,10 +352,7 @@ class Spawner:
                     cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
             except OSError as e:
                 raise ContainerSetupError(
-                    step,
-                    e.errno or errno.EIO,
-                    cid,
-                    e.strerror if e.strerror and ":" in e.strerror else "",
+                    step, e.errno or errno.EIO, cid, _cgroup_detail(e)
                 ) from None
             if plan.cgroup_path is not None:
                 self.cgroup_paths.add(plan.cgroup_path)
@@ -598,6 +595,19 @@ class Spawner:
         for path in self.cgroup_paths:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
+
+
+def _cgroup_detail(e: OSError) -> str:
+    """What the driver said beyond the errno's own text, and what to do when this process
+    may not make cgroups at all."""
+    detail = e.strerror if e.strerror and e.strerror != os.strerror(e.errno or 0) else ""
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = (
+            "this process may not create cgroups there: run as root, or set "
+            "CONTAINERLIB_CGROUP_PARENT to a cgroup delegated to this user"
+        )
+        detail = f"{detail}; {hint}" if detail else hint
+    return detail
 
 
 def main(argv: list[str] | None = None) -> None:

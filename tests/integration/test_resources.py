@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from containerlib import Container, ContainerNotRunning, Image, SpecError
+from containerlib import Container, ContainerNotRunning, ContainerSetupError, Image, SpecError
 
 from .conftest import CGROUP_PARENT
 
@@ -155,3 +156,14 @@ def test_a_write_throttle_slows_direct_writes(image: Image) -> None:
     assert took > 2.0, (took, slow.stdout)
     assert slow.stats.io_write_bytes is not None
     assert slow.stats.io_write_bytes >= 3 << 20
+
+
+def test_a_limit_the_host_cannot_apply_is_named_and_leaves_nothing(image: Image) -> None:
+    if Path("/sys/fs/cgroup/hugetlb").exists():
+        pytest.skip("this host has the v1 hugetlb controller")
+    with pytest.raises(ContainerSetupError, match="hugetlb") as info:
+        Container(image).limit(hugetlb={"2MB": "4m"}).run(["true"])
+    assert info.value.errno == errno.ENOTSUP
+    # And the next container starts as usual (the state fixture checks nothing is left).
+    assert Container(image).run(["true"]).exit_code == 0
+
