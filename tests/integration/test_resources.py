@@ -166,4 +166,3 @@ def test_a_limit_the_host_cannot_apply_is_named_and_leaves_nothing(image: Image)
     assert info.value.errno == errno.ENOTSUP
     # And the next container starts as usual (the state fixture checks nothing is left).
     assert Container(image).run(["true"]).exit_code == 0
-
