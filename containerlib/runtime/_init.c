@@ -1293,40 +1293,101 @@ static int send_clone_answer(int fd, int64_t pid, int sock)
 	return n < 0 ? -1 : 0;
 }
 
-/* `clib-init --forker FD`: clone warm processes on request. Each request on FD is a u64
- * of CLONE_NEW* flags; the answer is an i64, the pid (or -errno), with the spawner's end
- * of the new process's socket. The forker is a small process, so a clone copies almost
- * no page tables (a Python process's clone costs over a millisecond here), and the new
- * process is this helper already: no execve. Started with CLONE_PARENT from the
- * spawner's janitor, it is the spawner's child, and so is every process it clones. */
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
+/* clone3's arguments, as far as CLONE_INTO_CGROUP (CLONE_ARGS_SIZE_VER2). */
+struct clone3_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
+
+#define FORKER_REQUEST_MAX 16384
+
+/* `clib-init --forker FD`: clone warm processes on request. A request on FD is a u64 of
+ * CLONE_NEW* flags, then NUL-terminated paths of files the new process writes "0" to, to
+ * move itself into its cgroup (v1 `tasks` files: a thread that moves itself takes no
+ * global lock), with, optionally, the descriptor of a cgroup2 directory to clone the
+ * process straight into (CLONE_INTO_CGROUP: no global lock either). A process that was
+ * given paths or a directory sends "R" on its socket once it is in. The answer is an
+ * i64, the pid (or -errno), with the spawner's end of the new process's socket.
+ *
+ * The forker is a small process, so a clone copies almost no page tables (a Python
+ * process's clone costs over a millisecond here), and the new process is this helper
+ * already: no execve. Started with CLONE_PARENT from the spawner's janitor, it is the
+ * spawner's child, and so is every process it clones. */
 static int forker_main(int fd)
 {
+	static char request[FORKER_REQUEST_MAX];
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L) < 0)
 		return SETUP_FAILED;
 	for (;;) {
-		uint64_t flags;
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} control;
+		struct iovec iov = {request, sizeof request - 1};
+		struct msghdr msg = {
+			.msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = control.buf,
+			.msg_controllen = sizeof control.buf,
+		};
 		ssize_t n;
 		do
-			n = recv(fd, &flags, sizeof flags, 0);
+			n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
 		while (n < 0 && errno == EINTR);
 		if (n == 0)
 			return 0;
-		if (n != (ssize_t)sizeof flags)
+		if (n < (ssize_t)sizeof(uint64_t))
 			return SETUP_FAILED;
+		request[n] = '\0';
+		int cgroup_fd = -1;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+				memcpy(&cgroup_fd, CMSG_DATA(c), sizeof(int));
+		uint64_t flags;
+		memcpy(&flags, request, sizeof flags);
+		const char *paths = request + sizeof flags;
+		size_t paths_len = (size_t)n - sizeof flags;
+		bool join = cgroup_fd >= 0 || paths_len > 0;
 		int pair[2];
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
-			if (send_clone_answer(fd, -(int64_t)errno, -1) < 0)
+			int err = errno;
+			if (cgroup_fd >= 0)
+				close(cgroup_fd);
+			if (send_clone_answer(fd, -(int64_t)err, -1) < 0)
 				return SETUP_FAILED;
 			continue;
 		}
-		long pid = syscall(SYS_clone, (unsigned long)flags | CLONE_PARENT | SIGCHLD, 0L, 0L,
-				   0L, 0L);
+		/* No exit signal with CLONE_PARENT (clone3 refuses one): the child gets the
+		 * forker's own, SIGCHLD, as the spawner's child. */
+		struct clone3_args args = {.flags = flags | CLONE_PARENT};
+		if (cgroup_fd >= 0) {
+			args.flags |= CLONE_INTO_CGROUP;
+			args.cgroup = (uint64_t)cgroup_fd;
+		}
+		long pid = syscall(SYS_clone3, &args, sizeof args);
 		if (pid == 0) {
 			close(pair[0]);
 			close(fd);
+			if (cgroup_fd >= 0)
+				close(cgroup_fd);
+			report_fd = pair[1];
+			for (size_t at = 0; at < paths_len; at += strlen(paths + at) + 1)
+				if (paths[at] && write_file(paths + at, "0", 1) < 0)
+					fail(errno, "join cgroup");
+			if (join && send(pair[1], "R", 1, MSG_NOSIGNAL) < 0)
+				_exit(SETUP_FAILED);
 			warm_main(pair[1], (unsigned long)flags);
 		}
 		int err = errno;
+		if (cgroup_fd >= 0)
+			close(cgroup_fd);
 		close(pair[1]);
 		int rc = send_clone_answer(fd, pid < 0 ? -(int64_t)err : (int64_t)pid,
 					   pid < 0 ? -1 : pair[0]);

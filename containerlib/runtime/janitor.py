@@ -22,7 +22,7 @@ from containerlib.linux import syscalls as sc
 from containerlib.linux.cgroups import CgroupDriver, probe
 from containerlib.runtime import rwdirs
 from containerlib.runtime.messages import recv_message, send_message
-from containerlib.runtime.warm import Forker, Warm, clone_warm, make_slot
+from containerlib.runtime.warm import Forker, Warm, WarmFailed, clone_warm, make_slot, new_slot
 
 __all__ = ["Janitor"]
 
@@ -79,7 +79,8 @@ class Janitor:
     def receive(self) -> tuple[Any, ...] | None:
         """One answer: ``("warm", Warm | None)``, ``("dead", pid)`` for a warm process
         that failed and is to be reaped, ``("forker", pid)`` for the forker the janitor
-        started (the spawner's child, to be reaped when it ends), or ``("pool",
+        started (the spawner's child, to be reaped when it ends), ``("noslots",)`` when
+        cgroups cannot be made ahead of time here, or ``("pool",
         containers, path | None)``; None when the janitor has ended."""
         msg = recv_message(self.sock)
         if msg is None:
@@ -94,7 +95,7 @@ class Janitor:
         if reply[0] == "dead":
             self.warm_asked = False
             return reply  # type: ignore[no-any-return]
-        if reply[0] == "forker":
+        if reply[0] in ("forker", "noslots"):
             return reply  # type: ignore[no-any-return]
         self.pool_asked.discard(reply[1])
         return reply  # type: ignore[no-any-return]
@@ -140,16 +141,35 @@ def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # p
                     send_message(sock, ("forker", forker.pid))
                 except OSError:
                     helper_forks = False
+            native = forker is not None and helper_forks
+            slot = None
+            if native and cgroup_parent is not None:
+                # The cgroup first: the forker clones the process into it.
+                try:
+                    if driver is None:
+                        driver = probe()
+                    slot = new_slot(cgroup_parent, driver)
+                except OSError:
+                    send_message(sock, ("noslots",))
+                    slot = None
             try:
-                if forker is not None and helper_forks:
-                    warm = forker.clone(flags)
+                if forker is not None and native:
+                    warm = forker.clone(flags, slot)
                 else:
                     warm = clone_warm(flags, helper, last_cap, sibling=True)
+            except WarmFailed as e:
+                if slot is not None:
+                    with contextlib.suppress(OSError):
+                        slot.cgroup.destroy()
+                send_message(sock, ("dead", e.pid))  # the spawner reaps it
+                continue
             except OSError:
+                if slot is not None:
+                    with contextlib.suppress(OSError):
+                        slot.cgroup.destroy()
                 send_message(sock, ("warm",))
                 continue
-            slot = None
-            if cgroup_parent is not None:
+            if not native and cgroup_parent is not None:
                 try:
                     if driver is None:
                         driver = probe()
@@ -158,6 +178,7 @@ def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # p
                     warm.sock.close()
                     send_message(sock, ("dead", warm.pid))  # the spawner reaps it
                     continue
+                warm.slot = slot
             try:
                 reply = ("warm", warm.pid, warm.flags, warm.native, slot)
                 send_message(sock, reply, [warm.sock.fileno()])

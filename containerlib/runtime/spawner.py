@@ -186,10 +186,12 @@ class Spawner:
         elif answer[0] == "forker":
             self.forker_pids.append(answer[1])
         elif answer[0] == "dead":
-            # Its cgroup could not be made: start without slots from now on.
+            # Its cgroup could not be made or joined: start without slots from now on.
             self.slots = False
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(answer[1], 0)
+        elif answer[0] == "noslots":
+            self.slots = False
         elif answer[2] is not None:
             self.pool.setdefault(answer[1], []).append(answer[2])
 
@@ -402,7 +404,7 @@ class Spawner:
         Args:
             joined: ``warm`` is in ``cgroup`` already.
         """
-        files = cgroup.procs_files() if cgroup is not None else []
+        files = cgroup.join_files() if cgroup is not None else []
         have_cgroup2 = any(
             os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files
         )

@@ -26,7 +26,7 @@ from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupLimits
 from containerlib.runtime._child import SETUP_FAILED, child_main
 from containerlib.runtime.plan import Plan
 
-__all__ = ["Forker", "Slot", "Warm", "clone_warm", "discard", "make_slot"]
+__all__ = ["Forker", "Slot", "Warm", "WarmFailed", "clone_warm", "discard", "make_slot", "new_slot"]
 
 _MAX_FD = os.sysconf("SC_OPEN_MAX")
 
@@ -64,6 +64,25 @@ class Warm:
     native: bool = False
     #: The cgroup it waits in, if one was made for it.
     slot: Slot | None = None
+
+
+class WarmFailed(OSError):
+    """A warm process failed before it was ready; it has exited, to be reaped."""
+
+    def __init__(self, pid: int, err: int, step: str) -> None:
+        super().__init__(err, f"{step or 'prepare a warm process'}: {os.strerror(err)}")
+        self.pid = pid
+
+
+def new_slot(cgroup_parent: str, driver: CgroupDriver) -> Slot:
+    """Make an empty cgroup under ``cgroup_parent``, named by a new container id, for a
+    warm process to be cloned into (:meth:`Forker.clone`).
+
+    Raises:
+        OSError: it could not be made; nothing is left of it.
+    """
+    cid = secrets.token_hex(16)
+    return Slot(cid, driver.create(f"{cgroup_parent}/{cid}", CgroupLimits()))
 
 
 def make_slot(pid: int, cgroup_parent: str, driver: CgroupDriver) -> Slot:
@@ -163,20 +182,45 @@ class Forker:
         self.pid = pid
         self.sock = ours
 
-    def clone(self, flags: int) -> Warm:
-        """A new warm process in the namespaces of ``flags``.
+    def clone(self, flags: int, slot: Slot | None = None) -> Warm:
+        """A new warm process in the namespaces of ``flags``; with ``slot``, cloned into
+        the slot's cgroup2 directory and moved into its v1 cgroups by itself, which takes
+        the kernel no global lock (see :meth:`Cgroup.join_files`).
 
         Raises:
             OSError: the clone failed (its errno), or the forker has ended.
+            WarmFailed: the process could not join its cgroup; it has exited and the
+                caller's parent (the spawner) must reap it.
         """
-        self.sock.send(flags.to_bytes(8, sys.byteorder))
-        data, fds, _flags, _addr = socket.recv_fds(self.sock, 8, 1)
+        payload = flags.to_bytes(8, sys.byteorder)
+        fds: list[int] = []
+        dir_fd = -1
+        if slot is not None:
+            into = slot.cgroup.clone_into()
+            join = [f for f in slot.cgroup.join_files() if os.path.dirname(f) != into]
+            payload += b"".join(os.fsencode(f) + b"\0" for f in join)
+            if into is not None:
+                dir_fd = os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                fds.append(dir_fd)
+        try:
+            socket.send_fds(self.sock, [payload], fds)
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
+        data, got, _flags, _addr = socket.recv_fds(self.sock, 8, 1)
         if len(data) != 8:
             raise OSError(errno.EPIPE, "the forker process has ended")
         pid = int.from_bytes(data, sys.byteorder, signed=True)
         if pid < 0:
             raise OSError(-pid, f"clone a warm process: {os.strerror(-pid)}")
-        return Warm(pid, socket.socket(fileno=fds[0]), flags, native=True)
+        warm = Warm(pid, socket.socket(fileno=got[0]), flags, native=True, slot=slot)
+        if slot is not None:
+            ready = warm.sock.recv(4096)
+            if ready != b"R":
+                warm.sock.close()
+                err, _, step = ready.partition(b"\0")
+                raise WarmFailed(pid, int(err or errno.EIO), step.decode(errors="replace"))
+        return warm
 
     def close(self) -> None:
         """Let the forker end (its parent, the spawner, reaps it)."""

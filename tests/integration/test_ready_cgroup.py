@@ -45,6 +45,13 @@ def test_the_next_container_gets_the_id_held_ready(image: Image) -> None:
         assert c.id == ready
         assert c.pid == waiting[0]
         assert memory_cgroup_of(c.pid) == f"{CGROUP_PARENT}/{ready}"
+        # In every hierarchy: cloned into the cgroup2 one, moved into the v1 ones.
+        lines = Path(f"/proc/{c.pid}/cgroup").read_text().splitlines()
+        ours = [line for line in lines if line.endswith(f"/{CGROUP_PARENT}/{ready}")]
+        controllers = {name for line in ours for name in line.split(":")[1].split(",")}
+        assert {"memory", "pids", "devices", "blkio"} <= controllers
+        if Path("/sys/fs/cgroup/unified/cgroup.procs").exists():
+            assert f"0::/{CGROUP_PARENT}/{ready}" in lines
         cgroup = MEMORY / CGROUP_PARENT / ready
         assert int((cgroup / "memory.limit_in_bytes").read_text()) == 48 << 20
         pids = Path("/sys/fs/cgroup/pids") / CGROUP_PARENT / ready / "pids.max"

@@ -137,6 +137,21 @@ class Cgroup(Protocol):
     def procs_files(self) -> list[str]:
         """The ``cgroup.procs`` files a process writes ``0`` to, to join the cgroup."""
 
+    def join_files(self) -> list[str]:
+        """The files a single-threaded process writes ``0`` to, to move itself in.
+
+        v1 ``tasks`` rather than ``cgroup.procs``: a thread that moves itself takes no
+        global lock there, while a write to ``cgroup.procs`` takes
+        ``cgroup_threadgroup_rwsem``, which after a quiet spell waits for an RCU grace
+        period (8 to 16 ms here) with ``cgroup_mutex`` held, stalling every cgroup
+        operation on the host. cgroup2 has only ``cgroup.procs`` for this (see
+        :meth:`clone_into`).
+        """
+
+    def clone_into(self) -> str | None:
+        """The cgroup2 directory a new process can be cloned straight into
+        (``clone3(CLONE_INTO_CGROUP)``, no global lock), or None on a legacy host."""
+
     def set_limits(self, limits: CgroupLimits) -> None:
         """Write ``limits`` into the cgroup's files; ``None`` leaves a limit as it is.
 

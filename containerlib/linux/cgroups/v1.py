@@ -288,6 +288,13 @@ class _HybridCgroup:
     def procs_files(self) -> list[str]:
         return [os.path.join(d, "cgroup.procs") for d in self._all_dirs()]
 
+    def join_files(self) -> list[str]:
+        v1 = [os.path.join(d, "tasks") for d in self.dirs.values()]
+        return v1 + ([os.path.join(self.unified_dir, "cgroup.procs")] if self.unified_dir else [])
+
+    def clone_into(self) -> str | None:
+        return self.unified_dir
+
     # -- limits -----------------------------------------------------------------------
 
     def set_limits(self, limits: CgroupLimits) -> None:

@@ -260,6 +260,12 @@ class _UnifiedCgroup:
     def procs_files(self) -> list[str]:
         return [os.path.join(self.dir, "cgroup.procs")]
 
+    def join_files(self) -> list[str]:
+        return self.procs_files()
+
+    def clone_into(self) -> str | None:
+        return self.dir
+
     def set_limits(self, limits: CgroupLimits) -> None:
         # Everything is checked and read before the first write.
         _refuse_v1_only(limits)
