@@ -59,12 +59,18 @@ class Janitor:
         """Readable when the janitor has an answer."""
         return self.sock.fileno()
 
-    def want_warm(self, flags: int, cgroup_parent: str | None = None) -> None:
+    def want_warm(
+        self,
+        flags: int,
+        cgroup_parent: str | None = None,
+        devices: tuple[tuple[bool, str], ...] = (),
+    ) -> None:
         """Ask for a warm process in the namespaces of ``flags``, unless one is coming;
-        with ``cgroup_parent``, in a cgroup made for it there (a :class:`Slot`)."""
+        with ``cgroup_parent``, in a cgroup made for it there (a :class:`Slot`), with the
+        device rules ``devices``."""
         if not self.warm_asked:
             self.warm_asked = True
-            send_message(self.sock, ("warm", (flags, cgroup_parent)))
+            send_message(self.sock, ("warm", (flags, cgroup_parent, devices)))
 
     def want_rw_dir(self, containers: str) -> None:
         """Ask for an empty writable layer for ``containers``, unless one is coming."""
@@ -134,7 +140,7 @@ def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # p
                 path = None
             send_message(sock, ("pool", arg, path))
         elif op == "warm":
-            flags, cgroup_parent = arg
+            flags, cgroup_parent, devices = arg
             if forker is None and helper is not None:
                 try:
                     forker = Forker(helper)
@@ -148,7 +154,7 @@ def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # p
                 try:
                     if driver is None:
                         driver = probe()
-                    slot = new_slot(cgroup_parent, driver)
+                    slot = new_slot(cgroup_parent, driver, devices)
                 except OSError:
                     send_message(sock, ("noslots",))
                     slot = None

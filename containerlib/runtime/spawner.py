@@ -45,7 +45,7 @@ from containerlib.runtime import nativeinit, rwdirs
 from containerlib.runtime.janitor import Janitor
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import Plan
-from containerlib.runtime.warm import Warm, clone_warm, discard, make_slot
+from containerlib.runtime.warm import Warm, clone_warm, discard, limits_for, make_slot
 
 __all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
 
@@ -108,6 +108,7 @@ class Spawner:
         # Where warm processes get a cgroup of their own ahead of time (see Slot), and
         # whether that works here.
         self.slot_parent: str | None = None
+        self.slot_devices: tuple[tuple[bool, str], ...] = ()
         self.slots = True
         # The janitor's forker (see warm.Forker), a child of this process.
         self.forker_pids: list[int] = []
@@ -210,7 +211,8 @@ class Spawner:
             return  # idle_work makes them
         try:
             if len(self.warms) < WARM_STOCK and self.warm_flags is not None:
-                self.janitor.want_warm(self.warm_flags, self.slot_parent if self.slots else None)
+                parent = self.slot_parent if self.slots else None
+                self.janitor.want_warm(self.warm_flags, parent, self.slot_devices)
             if self.pool_for is not None and not self.pool.get(self.pool_for):
                 self.janitor.want_rw_dir(self.pool_for)
         except OSError:
@@ -330,6 +332,7 @@ class Spawner:
         if plan.spawner_picks_id:
             if plan.cgroup_path is not None:
                 self.slot_parent = os.path.dirname(plan.cgroup_path)
+                self.slot_devices = plan.cgroup_limits.devices
             fits = slot is not None and slot.fits(plan)
             plan = plan.with_id(slot.id if slot is not None and fits else secrets.token_hex(16))
         own = slot if slot is not None and plan.cgroup_path == slot.cgroup.path else None
@@ -349,7 +352,7 @@ class Spawner:
                 if own is not None:
                     cgroup = own.cgroup
                     step = f"set the limits of cgroup {plan.cgroup_path}"
-                    cgroup.set_limits(plan.cgroup_limits)
+                    cgroup.set_limits(limits_for(own, plan.cgroup_limits))
                 elif plan.cgroup_path is not None:
                     cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
             except OSError as e:

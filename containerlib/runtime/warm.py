@@ -26,7 +26,17 @@ from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupLimits
 from containerlib.runtime._child import SETUP_FAILED, child_main
 from containerlib.runtime.plan import Plan
 
-__all__ = ["Forker", "Slot", "Warm", "WarmFailed", "clone_warm", "discard", "make_slot", "new_slot"]
+__all__ = [
+    "Forker",
+    "Slot",
+    "Warm",
+    "WarmFailed",
+    "clone_warm",
+    "discard",
+    "limits_for",
+    "make_slot",
+    "new_slot",
+]
 
 _MAX_FD = os.sysconf("SC_OPEN_MAX")
 
@@ -43,6 +53,9 @@ class Slot:
 
     id: str
     cgroup: Cgroup
+    #: The device rules written ahead of time (those of the last container, most likely
+    #: those of the next).
+    devices: tuple[tuple[bool, str], ...] = ()
 
     def fits(self, plan: Plan) -> bool:
         """The container of ``plan`` can have this slot (and so this id)."""
@@ -74,15 +87,18 @@ class WarmFailed(OSError):
         self.pid = pid
 
 
-def new_slot(cgroup_parent: str, driver: CgroupDriver) -> Slot:
-    """Make an empty cgroup under ``cgroup_parent``, named by a new container id, for a
-    warm process to be cloned into (:meth:`Forker.clone`).
+def new_slot(
+    cgroup_parent: str, driver: CgroupDriver, devices: tuple[tuple[bool, str], ...] = ()
+) -> Slot:
+    """Make a cgroup under ``cgroup_parent``, named by a new container id, with the
+    device rules ``devices``, for a warm process to be cloned into (:meth:`Forker.clone`).
 
     Raises:
         OSError: it could not be made; nothing is left of it.
     """
     cid = secrets.token_hex(16)
-    return Slot(cid, driver.create(f"{cgroup_parent}/{cid}", CgroupLimits()))
+    cgroup = driver.create(f"{cgroup_parent}/{cid}", CgroupLimits(devices=devices))
+    return Slot(cid, cgroup, devices)
 
 
 def make_slot(pid: int, cgroup_parent: str, driver: CgroupDriver) -> Slot:
@@ -264,3 +280,15 @@ def _exec_helper(helper: str, sock: socket.socket, flags: int) -> NoReturn:  # p
         with contextlib.suppress(BaseException):
             os.write(fd, b"%d\0exec the init helper '%s'" % (err, os.fsencode(helper)))
     os._exit(SETUP_FAILED)
+
+
+def limits_for(slot: Slot, limits: CgroupLimits) -> CgroupLimits:
+    """What is left to write to ``slot``'s cgroup for a container that asks ``limits``:
+    not the device rules, when those written ahead of time are the same. Rules always
+    start by denying everything, so others replace them; no rules at all means open
+    access, which must then be given back."""
+    if limits.devices == slot.devices:
+        return attrs.evolve(limits, devices=())
+    if not limits.devices:
+        return attrs.evolve(limits, devices=((True, "a"),))
+    return limits
