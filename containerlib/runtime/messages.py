@@ -11,6 +11,7 @@ import array
 import os
 import pickle
 import socket
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,15 +29,24 @@ def send_message(sock: socket.socket, obj: object, fds: Sequence[int] = ()) -> N
     sock.sendmsg([data], anc)
 
 
+_buffers = threading.local()
+_ANCILLARY = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
+
+
 def recv_message(sock: socket.socket) -> tuple[Any, list[int]] | None:
     """Receive one message sent by :func:`send_message`; None at end of file."""
+    # Into a buffer kept by each thread: a fresh megabyte for each message (which is a
+    # few kilobytes) costs an mmap and an mremap on the way of every container start.
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _buffers.buffer = bytearray(MAX_MESSAGE)
     fds = array.array("i")
-    data, anc, _flags, _addr = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize))
+    size, anc, _flags, _addr = sock.recvmsg_into([buffer], _ANCILLARY)
     for level, kind, payload in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-    if not data:
+    if not size:
         for fd in fds:
             os.close(fd)
         return None
-    return pickle.loads(data), list(fds)
+    return pickle.loads(memoryview(buffer)[:size]), list(fds)

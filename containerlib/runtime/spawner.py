@@ -464,15 +464,20 @@ class Spawner:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(run.pidfd, signal.SIGKILL)
 
-    def to_trash(self, rw_dir: str) -> None:
-        """Move a writable layer out of the way at the cost of one rename."""
+    def to_trash(self, rw_dir: str) -> str | None:
+        """Move a writable layer out of the way at the cost of one rename; returns where
+        it went, for :meth:`throw_away` (None: it had to be removed at once)."""
         try:
             target = rwdirs.trash_path(rw_dir)
             os.rename(rw_dir, target)
         except OSError:
             rwdirs.remove_rw(rw_dir)
-            return
+            return None
         self.trash_dirs.add(os.path.dirname(target))
+        return target
+
+    def throw_away(self, target: str) -> None:
+        """Have a writable layer in the trash removed: by the janitor, or when idle."""
         if self.janitor is not None:
             try:
                 self.janitor.throw_away(target)
@@ -493,9 +498,7 @@ class Spawner:
                 run.cgroup.destroy()
             except OSError as e:
                 failure = e
-        # The janitor works while the owner reads the result: the next start first.
-        self.replenish()
-        self.to_trash(run.plan.rw_dir)
+        trashed = self.to_trash(run.plan.rw_dir)
         del self.running[run.pidfd]
         os.close(run.pidfd)
         channel = run.channel
@@ -505,6 +508,10 @@ class Spawner:
             with contextlib.suppress(OSError):
                 send_message(channel, ("exited", status, stats, failure))
             channel.close()
+        # What no one waits for, once the owner has its answer: the next start first.
+        self.replenish()
+        if trashed is not None:
+            self.throw_away(trashed)
 
     def run_here(
         self,
