@@ -54,10 +54,6 @@ __all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
 #: a second start that comes right after the first must not wait for that.
 WARM_STOCK = 2
 
-#: How long after the last start thrown-away writable layers wait before the janitor
-#: removes them (seconds): removing them while containers start in a burst slows the starts.
-TRASH_DELAY = 0.02
-
 #: How long after a start the janitor waits before it prepares the next one, unless the
 #: container ends sooner (seconds). Cloning the next warm process while a short container
 #: starts and exits slows both down (two cores, and the kernel locks they share).
@@ -101,8 +97,6 @@ class Spawner:
         self.janitor: Janitor | None = None
         self.warm_flags: int | None = None
         self.trash: list[str] = []
-        # Thrown-away writable layers not yet handed to the janitor (see throw_away).
-        self.trash_later: list[str] = []
         self.trash_dirs: set[str] = set()
         # Writable layers made ahead of time, by the directory they are for.
         self.pool: dict[str, list[str]] = {}
@@ -137,17 +131,12 @@ class Spawner:
             events = self.selector.select(0)
             if not events:
                 timeout = 0.0 if self.idle_work() else None
-                for due in (self.replenish_due, self.trash_due()):
-                    if due is not None:
-                        left = max(0.0, due - time.monotonic())
-                        timeout = left if timeout is None else min(timeout, left)
+                if self.replenish_due is not None:
+                    left = max(0.0, self.replenish_due - time.monotonic())
+                    timeout = left if timeout is None else min(timeout, left)
                 events = self.selector.select(timeout)
-            now = time.monotonic()
-            if self.replenish_due is not None and now >= self.replenish_due:
+            if self.replenish_due is not None and time.monotonic() >= self.replenish_due:
                 self.replenish()
-            trash_due = self.trash_due()
-            if trash_due is not None and now >= trash_due:
-                self.empty_trash()
             for key, _ in events:
                 if key.data == "control":
                     msg = recv_message(self.control)
@@ -488,26 +477,14 @@ class Spawner:
         return target
 
     def throw_away(self, target: str) -> None:
-        """Have a writable layer in the trash removed, once no container has started for
-        a while (:data:`TRASH_DELAY`): by the janitor, or when idle."""
+        """Have a writable layer in the trash removed: by the janitor, or when idle."""
         if self.janitor is not None:
-            self.trash_later.append(target)
-        else:
-            self.trash.append(target)
-
-    def trash_due(self) -> float | None:
-        """When to hand the trash to the janitor: starts that come in a burst find it idle."""
-        return self.last_start + TRASH_DELAY if self.trash_later else None
-
-    def empty_trash(self) -> None:
-        for target in self.trash_later:
             try:
-                if self.janitor is None:
-                    raise OSError(errno.EPIPE, "no janitor")
                 self.janitor.throw_away(target)
+                return
             except OSError:
-                self.trash.append(target)
-        self.trash_later = []
+                pass
+        self.trash.append(target)
 
     def reap(self, run: _Running) -> None:
         _, status = os.waitpid(run.pid, 0)
@@ -605,7 +582,6 @@ class Spawner:
             self.kill(run)
         for run in list(self.running.values()):
             self.reap(run)
-        self.empty_trash()  # the janitor removes it while it finishes
         if self.janitor is not None:
             self.selector.unregister(self.janitor)
             for answer in self.janitor.close():
@@ -618,8 +594,6 @@ class Spawner:
         for warm in self.warms:
             discard(warm)
         self.warms = []
-        self.trash += self.trash_later
-        self.trash_later = []
         for path in self.trash:
             shutil.rmtree(path, ignore_errors=True)
         for trash in self.trash_dirs:
