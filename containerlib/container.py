@@ -218,22 +218,8 @@ class Container:
         Raises:
             SpecError: a value ``docker run`` would not accept, naming the argument.
         """
-        given = Limits.parse(
-            mem=mem,
-            mem_reservation=mem_reservation,
-            swap=swap,
-            cpus=cpus,
-            cpu_shares=cpu_shares,
-            cpuset_cpus=cpuset_cpus,
-            cpuset_mems=cpuset_mems,
-            pids=pids,
-            blkio_weight=blkio_weight,
-            device_read_bps=device_read_bps,
-            device_write_bps=device_write_bps,
-            device_read_iops=device_read_iops,
-            device_write_iops=device_write_iops,
-            hugetlb=hugetlb,
-        )
+        # Every argument but self, by name: the signature is the list of limits.
+        given = Limits.parse(**{k: v for k, v in locals().items() if k != "self"})
         return attrs.evolve(self, limits=self._limits.merged(given))
 
     def env(self, **variables: str) -> Self:
@@ -637,21 +623,8 @@ class RunningContainer:
             OSError: the kernel refused a value (a memory limit below what is in use,
                 say); the message names the file.
         """
-        given = Limits.parse(
-            mem=mem,
-            mem_reservation=mem_reservation,
-            swap=swap,
-            cpus=cpus,
-            cpu_shares=cpu_shares,
-            cpuset_cpus=cpuset_cpus,
-            cpuset_mems=cpuset_mems,
-            pids=pids,
-            blkio_weight=blkio_weight,
-            device_read_bps=device_read_bps,
-            device_write_bps=device_write_bps,
-            device_read_iops=device_read_iops,
-            device_write_iops=device_write_iops,
-        )
+        # Every argument but self, by name: the signature is the list of limits.
+        given = Limits.parse(**{k: v for k, v in locals().items() if k != "self"})
         if given.swap is not None and given.swap != -1 and given.mem is None:
             raise SpecError("swap", "needs mem: it is memory plus swap")
         given.check()
