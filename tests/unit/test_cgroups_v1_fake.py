@@ -973,3 +973,9 @@ def test_probe_reads_this_hosts_mountinfo() -> None:
     if " - cgroup" not in text:
         pytest.skip("no cgroup file system is mounted here")
     assert probe() == probe(text)
+
+
+def test_probe_reads_escaped_mount_points() -> None:
+    # mountinfo writes a space in a mount point as \040.
+    text = _UNIFIED.replace("/sys/fs/cgroup rw", "/run/my\\040cgroups rw")
+    assert probe(text) == UnifiedDriver(root="/run/my cgroups")

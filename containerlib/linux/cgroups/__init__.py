@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,7 +51,13 @@ def _cgroup_mounts(mountinfo: str) -> Iterator[tuple[str, str, list[str]]]:
             continue
         fstype, options = rfields[0], rfields[2].split(",")
         if fstype in ("cgroup", "cgroup2"):
-            yield fstype, fields[4], options
+            yield fstype, _unescape(fields[4]), options
+
+
+def _unescape(path: str) -> str:
+    """A mount point as mountinfo writes it: space, tab, newline and backslash as octal
+    escapes (``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
 
 
 def probe(mountinfo: str | None = None) -> CgroupDriver:
