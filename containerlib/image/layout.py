@@ -47,6 +47,7 @@ __all__ = [
     "BlobReader",
     "ResolvedImage",
     "blob_path",
+    "choose_platform",
     "host_platform",
     "open_blob",
     "open_layout",
@@ -286,7 +287,7 @@ def _variant(p: Platform) -> str | None:
     return p.variant or _DEFAULT_VARIANT.get(p.architecture)
 
 
-def _choose_platform(candidates: Sequence[Descriptor], wanted: Platform, where: str) -> Descriptor:
+def choose_platform(candidates: Sequence[Descriptor], wanted: Platform, where: str) -> Descriptor:
     matching = [
         d
         for d in candidates
@@ -324,7 +325,7 @@ def _select(layout: Path, index: Index, ref: str | None, wanted: Platform) -> De
         raise ImageNotFound(f"OCI layout {layout} holds {len(entries)} images, name one of {names}")
     if len(entries) == 1:
         return entries[0]
-    return _choose_platform(entries, wanted, f"OCI layout {layout}")
+    return choose_platform(entries, wanted, f"OCI layout {layout}")
 
 
 def _resolve_manifest(
@@ -337,7 +338,7 @@ def _resolve_manifest(
                 nested = Index.from_dict(data)
             except SpecError as e:
                 raise LayerError(f"index blob {descriptor.digest}: {e}") from None
-            descriptor = _choose_platform(nested.manifests, wanted, f"index {descriptor.digest}")
+            descriptor = choose_platform(nested.manifests, wanted, f"index {descriptor.digest}")
             continue
         if descriptor.media_type not in MANIFEST_MEDIA_TYPES:
             raise LayerError(
