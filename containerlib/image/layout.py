@@ -323,7 +323,7 @@ def _select(layout: Path, index: Index, ref: str | None, wanted: Platform) -> De
         raise ImageNotFound(f"OCI layout {layout} holds no images")
     elif len(names) > 1:
         raise ImageNotFound(f"OCI layout {layout} holds {len(entries)} images, name one of {names}")
-    if len(entries) == 1:
+    if len({d.digest for d in entries}) == 1:  # one image, maybe under several names
         return entries[0]
     return choose_platform(entries, wanted, f"OCI layout {layout}")
 

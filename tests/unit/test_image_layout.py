@@ -87,6 +87,19 @@ def test_ref_can_be_a_digest(tmp_path: Path) -> None:
     assert open_layout(tmp_path, f"busybox@{digest}").manifest_digest == digest
 
 
+def test_a_digest_that_several_names_share_opens(tmp_path: Path) -> None:
+    wanted = build_oci_layout(tmp_path, [[file("a")]], ref="1")
+    # A second tag of the same image; as a registry pull writes them, without platforms.
+    add_to_index(tmp_path, wanted.manifest, "latest")
+    index = json.loads((tmp_path / "index.json").read_text())
+    for entry in index["manifests"]:
+        entry.pop("platform", None)
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    digest = wanted.manifest.digest
+    assert open_layout(tmp_path, digest).manifest_digest == digest
+    assert open_layout(tmp_path, "latest").manifest_digest == digest
+
+
 def test_several_images_and_no_ref_lists_the_names(tmp_path: Path) -> None:
     build_oci_layout(tmp_path, [[file("a")]], ref="one")
     build_oci_layout(tmp_path, [[file("b")]], ref="two")
