@@ -9,7 +9,9 @@ nothing per image byte and never changes the image.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
@@ -114,8 +116,61 @@ class Image:
         )
 
     @classmethod
+    def from_registry(
+        cls,
+        reference: str,
+        *,
+        pull: Literal["missing", "always", "never"] = "missing",
+        insecure: Collection[str] = (),
+    ) -> Image:
+        """An image from a registry, such as ``"busybox"`` or ``"host:5000/team/app:1.2"``,
+        kept in the image store (``<data root>/images``, an OCI image layout) under its
+        full name (``docker.io/library/busybox:latest``).
+
+        Args:
+            reference: read as ``docker pull`` reads it.
+            pull: ``"missing"`` fetches it only when the store does not have it (as
+                ``docker run`` does); ``"always"`` fetches what the registry has now;
+                ``"never"`` uses the store only.
+            insecure: registries to speak plain http to, besides this machine's.
+
+        Raises:
+            SpecError: ``reference`` is not an image reference.
+            ImageNotFound: no such image (in the store, with ``pull="never"``).
+            ImageError: the registry could not be reached or sent something wrong.
+        """
+        from containerlib.image.reference import parse_reference
+        from containerlib.image.registry import pull as pull_image
+
+        ref = parse_reference(reference)
+        full = str(ref)
+        store = Path(Roots.from_env().data) / "images"
+        if pull != "always" and (store / "oci-layout").is_file():
+            try:
+                return cls.from_oci_layout(store, full)
+            except ImageNotFound:
+                if pull == "never":
+                    raise
+        elif pull == "never":
+            raise ImageNotFound(f"no image {full!r} in the image store {store}")
+        pull_image(ref, store, insecure=insecure, name=full)
+        return cls.from_oci_layout(store, full)
+
+    @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> Image:
-        """:meth:`from_oci_layout` if ``path`` holds an OCI layout, else :meth:`from_rootfs`."""
+        """:meth:`from_oci_layout` if ``path`` holds an OCI layout, :meth:`from_rootfs`
+        if it is a directory, else :meth:`from_registry` when ``path`` reads as an image
+        reference (``"busybox:1.36"``): an existing path always wins."""
         if (Path(path) / "oci-layout").is_file():
             return cls.from_oci_layout(path)
+        if not os.path.exists(path) and isinstance(path, str) and not path.startswith("/"):
+            from containerlib.errors import SpecError
+            from containerlib.image.reference import parse_reference
+
+            try:
+                parse_reference(path)
+            except SpecError:
+                pass
+            else:
+                return cls.from_registry(path)
         return cls.from_rootfs(path)

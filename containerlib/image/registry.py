@@ -125,6 +125,7 @@ class RegistryClient:
         credentials: for Basic auth, and for the bearer token's realm.
         timeout: seconds for each connect and read.
         transport: an httpx transport to use instead of the network.
+        name: the name the image gets in ``index.json``; the reference's tag by default.
 
     Example:
         >>> with RegistryClient("localhost:5000") as client:  # doctest: +SKIP
@@ -508,6 +509,7 @@ def pull(
     platform: Platform | None = None,
     progress: Progress | None = None,
     transport: httpx.BaseTransport | None = None,
+    name: str | None = None,
 ) -> Descriptor:
     """Download an image from its registry into the OCI image layout ``layout``.
 
@@ -578,5 +580,5 @@ def pull(
             for layer in manifest.layers:
                 client.fetch_blob(ref.repository, layer, root, what, progress=progress)
             _store_manifest(root, descriptor, data)
-            _add_to_index(root, descriptor, ref.tag)
+            _add_to_index(root, descriptor, name if name is not None else ref.tag)
     return descriptor

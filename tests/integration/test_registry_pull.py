@@ -305,3 +305,24 @@ def test_retries_when_the_registry_is_busy(tmp_path: Path) -> None:
         server.unavailable = 4
         with pytest.raises(ImageError, match=r"/v2/: 503|no v2 registry: 503"):
             pull(f"{server.url[7:]}/test/app:1", tmp_path / "other")
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("state")
+def test_a_container_named_by_reference_pulls_once_into_the_store(
+    registry: str, roots: dict[str, str]
+) -> None:
+    reference = f"{registry}/test/busybox:1"
+    # Not a path here: a reference, pulled into the store under its full name.
+    assert Container(reference).run(["echo", "hi"]).stdout == b"hi\n"
+    store = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "images"
+    index = json.loads((store / "index.json").read_bytes())
+    names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+    assert names == [reference]
+    # The second time it comes from the store: no blob is written again.
+    before = blob_files(store)
+    assert Container(reference).run(["echo", "again"]).stdout == b"again\n"
+    assert blob_files(store) == before
+    assert Image.from_registry(reference, pull="never").layers
+    with pytest.raises(ImageNotFound, match="test/busybox:2"):
+        Image.from_registry(f"{registry}/test/busybox:2", pull="never")
