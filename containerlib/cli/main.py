@@ -1,4 +1,5 @@
-"""The ``containerlib`` command: run a container, write a default spec, make a rootfs.
+"""The ``containerlib`` command: run a container, write a default spec, pull an image, make a
+rootfs.
 
 A thin shell over the library: each subcommand parses its arguments, calls the API and
 turns its exceptions into a one-line message and an exit code (125 for containerlib's own
@@ -36,12 +37,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--read-only", action="store_true", help="read-only root file system")
     run.add_argument("--network", choices=("none", "host"), default="none")
     run.add_argument("--timeout", type=float, help="kill the container after this many seconds")
-    run.add_argument("image", metavar="ROOTFS_OR_LAYOUT", help="a rootfs directory or OCI layout")
+    run.add_argument(
+        "image",
+        metavar="IMAGE",
+        help="a rootfs directory, an OCI layout, or an image reference (pulled if missing)",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
 
     spec = sub.add_parser("spec", help="write a default config.json, as runc spec does")
     spec.add_argument("--rootless", action="store_true", help="for a non-root user")
     spec.add_argument("--bundle", "-b", default=".", help="directory to write config.json in")
+
+    pull = sub.add_parser("pull", help="fetch an image from its registry into the image store")
+    pull.add_argument("reference", help="busybox, host:5000/team/app:1.2, ...@sha256:...")
+    pull.add_argument(
+        "--insecure", action="append", default=[], metavar="HOST[:PORT]",
+        help="a registry to speak plain http to (this machine's always are)",
+    )  # fmt: skip
 
     rootfs = sub.add_parser("rootfs", help="make a root file system")
     rootfs.add_argument("kind", choices=("busybox",))
@@ -96,6 +108,15 @@ def _spec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pull(args: argparse.Namespace) -> int:
+    from containerlib import Image
+    from containerlib.image.reference import parse_reference
+
+    Image.from_registry(args.reference, pull="always", insecure=args.insecure)
+    print(parse_reference(args.reference))
+    return 0
+
+
 def _rootfs(args: argparse.Namespace) -> int:
     from containerlib.image.builtin import busybox_rootfs
 
@@ -106,7 +127,7 @@ def _rootfs(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (and exits with it as a script)."""
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "spec": _spec, "rootfs": _rootfs}[args.command]
+    handler = {"run": _run, "spec": _spec, "pull": _pull, "rootfs": _rootfs}[args.command]
     try:
         code = handler(args)
     except (ContainerlibError, OSError) as e:

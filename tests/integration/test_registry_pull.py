@@ -8,6 +8,8 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -326,3 +328,23 @@ def test_a_container_named_by_reference_pulls_once_into_the_store(
     assert Image.from_registry(reference, pull="never").layers
     with pytest.raises(ImageNotFound, match="test/busybox:2"):
         Image.from_registry(f"{registry}/test/busybox:2", pull="never")
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("state")
+def test_cli_pull_then_run(registry: str) -> None:
+    cli = [sys.executable, "-m", "containerlib.cli"]
+    reference = f"{registry}/test/busybox:docker"
+    pulled = subprocess.run([*cli, "pull", reference], capture_output=True, check=False)
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.decode().strip() == reference
+    ran = subprocess.run(
+        [*cli, "run", reference, "--", "echo", "hi"], capture_output=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == b"hi\n"
+    missing = subprocess.run(
+        [*cli, "pull", f"{registry}/test/none:1"], capture_output=True, check=False
+    )
+    assert missing.returncode == 125
+    assert b"test/none:1" in missing.stderr

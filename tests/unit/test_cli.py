@@ -103,3 +103,12 @@ def test_rootfs_into_a_non_empty_directory_is_refused(
     assert main(["rootfs", "busybox", str(tmp_path)]) == EXIT_ERROR
     assert "not empty" in capsys.readouterr().err
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_pull_of_a_bad_reference_is_an_error_before_any_network(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["pull", "Team/App"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("containerlib: pull: image: ")
+    assert "'Team/App'" in err
