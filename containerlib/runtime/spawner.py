@@ -339,6 +339,7 @@ class Spawner:
         cid = plan.container_id
         cgroup = None
         made_rw = False
+        to_join: list[str] = []
         try:
             try:
                 self.make_rw_dir(plan.rw_dir)
@@ -352,7 +353,11 @@ class Spawner:
                 if own is not None:
                     cgroup = own.cgroup
                     step = f"set the limits of cgroup {plan.cgroup_path}"
-                    cgroup.set_limits(limits_for(own, plan.cgroup_limits))
+                    # A limit in a hierarchy the process is not in yet (cpu, cpuset):
+                    # the process joins it itself, without the kernel's global lock.
+                    joined = set(cgroup.join_files())
+                    cgroup.set_limits(limits_for(own, plan.cgroup_limits), move=False)
+                    to_join = [f for f in cgroup.join_files() if f not in joined]
                 elif plan.cgroup_path is not None:
                     cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
             except OSError as e:
@@ -362,7 +367,7 @@ class Spawner:
             if plan.cgroup_path is not None:
                 self.cgroup_paths.add(plan.cgroup_path)
             taken, warm = warm, None
-            pid = self.start(plan, stdio, cgroup, taken, joined=own is not None)
+            pid = self.start(plan, stdio, cgroup, taken, only=to_join if own else None)
         except BaseException:
             if warm is not None:
                 discard(warm)
@@ -400,19 +405,19 @@ class Spawner:
         cgroup: Cgroup | None,
         warm: Warm | None,
         *,
-        joined: bool = False,
+        only: list[str] | None = None,
     ) -> int:
         """Hand ``plan`` to ``warm`` (or a fresh process) and wait until it has exec'd.
 
         Args:
-            joined: ``warm`` is in ``cgroup`` already.
+            only: ``warm`` is in ``cgroup`` already but for these join files.
         """
         files = cgroup.join_files() if cgroup is not None else []
         have_cgroup2 = any(
             os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files
         )
-        if joined:
-            files = []
+        if only is not None:
+            files = only
         try:
             encoded = (
                 nativeinit.encode(plan, files, have_cgroup2, self.last_cap)

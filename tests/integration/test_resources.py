@@ -31,6 +31,8 @@ def cpu_seconds(c: object) -> float:
 
 def test_half_a_cpu_gets_about_half_a_core(image: Image) -> None:
     with Container(image).limit(cpus=0.5).start(BUSY) as c:
+        # In the cpu hierarchy, which a container without a CPU limit is not in.
+        assert str(c.pid) in v1_file("cpu", c.id, "cgroup.procs").split()
         time.sleep(0.3)
         used, t = cpu_seconds(c), time.monotonic()
         time.sleep(3)

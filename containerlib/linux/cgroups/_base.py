@@ -152,8 +152,13 @@ class Cgroup(Protocol):
         """The cgroup2 directory a new process can be cloned straight into
         (``clone3(CLONE_INTO_CGROUP)``, no global lock), or None on a legacy host."""
 
-    def set_limits(self, limits: CgroupLimits) -> None:
+    def set_limits(self, limits: CgroupLimits, *, move: bool = True) -> None:
         """Write ``limits`` into the cgroup's files; ``None`` leaves a limit as it is.
+
+        A limit of a v1 controller the cgroup is not in yet (cpu, cpuset...) makes the
+        cgroup there; with ``move``, every process of the cgroup is moved in, else the
+        caller has them join (a process moving itself through :meth:`join_files` takes no
+        global lock).
 
         Raises:
             OSError: the kernel refused a value, or the controller is missing (ENOTSUP);

@@ -297,8 +297,8 @@ class _HybridCgroup:
 
     # -- limits -----------------------------------------------------------------------
 
-    def set_limits(self, limits: CgroupLimits) -> None:
-        self._update(limits, live=True)
+    def set_limits(self, limits: CgroupLimits, *, move: bool = True) -> None:
+        self._update(limits, live=move)
 
     def _update(self, limits: CgroupLimits, *, live: bool) -> None:
         needed = _needed(limits)

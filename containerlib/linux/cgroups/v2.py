@@ -266,7 +266,8 @@ class _UnifiedCgroup:
     def clone_into(self) -> str | None:
         return self.dir
 
-    def set_limits(self, limits: CgroupLimits) -> None:
+    def set_limits(self, limits: CgroupLimits, *, move: bool = True) -> None:
+        # One hierarchy: the processes are in it already, whatever ``move`` says.
         # Everything is checked and read before the first write.
         _refuse_v1_only(limits)
         needed = _needed(limits)
