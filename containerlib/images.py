@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from containerlib.errors import ImageNotFound
 from containerlib.runtime.specconv import Roots
+
+if TYPE_CHECKING:
+    from containerlib.image.store import StoredImage
 
 __all__ = ["Image"]
 
@@ -155,6 +158,28 @@ class Image:
             raise ImageNotFound(f"no image {full!r} in the image store {store}")
         pull_image(ref, store, insecure=insecure, name=full)
         return cls.from_oci_layout(store, full)
+
+    @staticmethod
+    def list() -> list[StoredImage]:
+        """The images in the image store (see :meth:`from_registry`), by name, with their
+        manifest digests and sizes."""
+        from containerlib.image.store import list_images
+
+        return list_images(Path(Roots.from_env().data) / "images")
+
+    @staticmethod
+    def remove(reference: str) -> None:
+        """Remove an image from the image store, and the blobs no other image uses; a
+        container running from it is not disturbed.
+
+        Raises:
+            SpecError: ``reference`` is not an image reference.
+            ImageNotFound: the store has no such image.
+        """
+        from containerlib.image.reference import parse_reference
+        from containerlib.image.store import remove_image
+
+        remove_image(Path(Roots.from_env().data) / "images", str(parse_reference(reference)))
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> Image:

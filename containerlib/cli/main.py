@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
         help="a registry to speak plain http to (this machine's always are)",
     )  # fmt: skip
 
+    sub.add_parser("images", help="list the images in the image store")
+    rmi = sub.add_parser("rmi", help="remove images from the image store")
+    rmi.add_argument("references", nargs="+", metavar="REFERENCE")
+
     rootfs = sub.add_parser("rootfs", help="make a root file system")
     rootfs.add_argument("kind", choices=("busybox",))
     rootfs.add_argument("dest", help="directory to create")
@@ -117,6 +121,24 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _images(args: argparse.Namespace) -> int:
+    from containerlib import Image
+
+    print(f"{'NAME':<50} {'DIGEST':<19} {'SIZE':>10}")
+    for image in Image.list():
+        print(f"{image.name:<50} {image.digest[:19]:<19} {image.size / 1e6:>8.1f}MB")
+    return 0
+
+
+def _rmi(args: argparse.Namespace) -> int:
+    from containerlib import Image
+
+    for reference in args.references:
+        Image.remove(reference)
+        print(f"removed {reference}")
+    return 0
+
+
 def _rootfs(args: argparse.Namespace) -> int:
     from containerlib.image.builtin import busybox_rootfs
 
@@ -127,7 +149,8 @@ def _rootfs(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (and exits with it as a script)."""
     args = _parser().parse_args(argv)
-    handler = {"run": _run, "spec": _spec, "pull": _pull, "rootfs": _rootfs}[args.command]
+    handlers = {"run": _run, "spec": _spec, "pull": _pull, "images": _images, "rmi": _rmi}
+    handler = {**handlers, "rootfs": _rootfs}[args.command]
     try:
         code = handler(args)
     except (ContainerlibError, OSError) as e:

@@ -67,6 +67,7 @@ __all__ = [
     "Credentials",
     "Progress",
     "RegistryClient",
+    "locked_layout",
     "parse_challenge",
     "pull",
     "registry_base_url",
@@ -453,7 +454,7 @@ def _store_manifest(layout: Path, descriptor: Descriptor, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def _locked_layout(layout: Path) -> Iterator[None]:
+def locked_layout(layout: Path) -> Iterator[None]:
     """Make ``layout`` an OCI layout if it is not one, and hold its lock (flock on the
     directory) so that concurrent pulls do not lose each other's ``index.json`` entries."""
     (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
@@ -573,7 +574,7 @@ def pull(
         manifest: Manifest = _parse_json(
             data, f"{what}: manifest {descriptor.digest}", Manifest.from_dict
         )
-        with _locked_layout(root):
+        with locked_layout(root):
             client.fetch_blob(
                 ref.repository, manifest.config, root, what, error=ImageError, progress=progress
             )

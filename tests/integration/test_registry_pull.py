@@ -348,3 +348,32 @@ def test_cli_pull_then_run(registry: str) -> None:
     )
     assert missing.returncode == 125
     assert b"test/none:1" in missing.stderr
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("state")
+def test_remove_an_image_keeps_the_blobs_another_one_uses(
+    registry: str, roots: dict[str, str]
+) -> None:
+    oci, docker = f"{registry}/test/busybox:1", f"{registry}/test/busybox:docker"
+    for reference in (oci, docker):
+        Image.from_registry(reference)  # pulled unless an earlier test did
+    listed = {image.name: image for image in Image.list()}
+    assert {oci, docker} <= listed.keys()
+    assert listed[oci].size > 1_000_000  # busybox's layer
+    store = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "images"
+    shared = set(blob_files(store))
+    Image.remove(docker)
+    assert docker not in [image.name for image in Image.list()]
+    left = set(blob_files(store))
+    assert left < shared  # the Docker manifest went, the layers the other image uses stay
+    check_blobs(store)
+    assert Container(oci).run(["echo", "still"]).stdout == b"still\n"
+    with pytest.raises(ImageNotFound, match="busybox:docker"):
+        Image.remove(docker)
+    # The CLI lists and removes the same way.
+    cli = [sys.executable, "-m", "containerlib.cli"]
+    listing = subprocess.run([*cli, "images"], capture_output=True, check=True).stdout.decode()
+    assert oci in listing
+    subprocess.run([*cli, "rmi", oci], capture_output=True, check=True)
+    assert oci not in [image.name for image in Image.list()]
