@@ -10,8 +10,10 @@ capset(2) and openat2(2).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
+import time
 from typing import Final
 
 __all__ = [
@@ -230,16 +232,21 @@ def openat2(dirfd: int, path: bytes, flags: int, resolve: int, mode: int = 0) ->
     ``/``, so nothing inside a container's rootfs can lead the lookup out of it.
     """
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    return _check(
-        _syscall(
+    # EAGAIN: a rename or a mount anywhere on the host (the mount lock is global) raced a
+    # ".." lookup; the kernel asks the caller to try again. At once, then with pauses.
+    for tries in range(512):
+        fd = _syscall(
             ctypes.c_long(_nr("openat2")),
             ctypes.c_int(dirfd),
             ctypes.c_char_p(path),
             ctypes.byref(how),
             ctypes.c_size_t(ctypes.sizeof(how)),
-        ),
-        "openat2",
-    )
+        )
+        if fd >= 0 or ctypes.get_errno() != errno.EAGAIN:
+            break
+        if tries >= 16:
+            time.sleep(0.0001)
+    return _check(fd, "openat2")
 
 
 def rename_noreplace(src: str, dst: str) -> None:

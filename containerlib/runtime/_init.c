@@ -79,6 +79,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
 
@@ -435,11 +436,17 @@ static int openat2_in(int dirfd, const char *path, int flags, uint64_t resolve)
 {
 	struct open_how how = {.flags = (uint64_t)(unsigned)(flags | O_CLOEXEC), .resolve = resolve};
 	int fd;
-	/* openat2 answers EAGAIN when a rename or mount raced a ".." lookup: try again. */
-	for (int tries = 0; tries < 16; tries++) {
+	/* openat2 answers EAGAIN when a rename or a mount anywhere on the host (the mount
+	 * lock is global: another container's teardown will do) raced a ".." lookup. Try
+	 * again at once, then with short pauses: up to about 50 ms in all. */
+	for (int tries = 0; tries < 512; tries++) {
 		fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 		if (fd >= 0 || errno != EAGAIN)
 			break;
+		if (tries >= 16) {
+			struct timespec pause = {0, 100000};
+			nanosleep(&pause, NULL);
+		}
 	}
 	return fd;
 }
