@@ -413,9 +413,9 @@ class Spawner:
             only: ``warm`` is in ``cgroup`` already but for these join files.
         """
         files = cgroup.join_files() if cgroup is not None else []
-        have_cgroup2 = any(
-            os.path.exists(os.path.join(os.path.dirname(f), "cgroup.kill")) for f in files
-        )
+        # Only a cgroup2 directory has cgroup.kill: one stat, not one per hierarchy.
+        into = cgroup.clone_into() if cgroup is not None else None
+        have_cgroup2 = into is not None and os.path.exists(os.path.join(into, "cgroup.kill"))
         if only is not None:
             files = only
         try:
