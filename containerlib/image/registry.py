@@ -70,7 +70,9 @@ __all__ = [
     "locked_layout",
     "parse_challenge",
     "pull",
+    "read_index",
     "registry_base_url",
+    "write_index",
 ]
 
 #: Called as blobs are downloaded: the blob's descriptor and the bytes received so far.
@@ -465,23 +467,35 @@ def locked_layout(layout: Path) -> Iterator[None]:
         if not marker.exists():
             _write_file_atomically(marker, b'{"imageLayoutVersion":"1.0.0"}')
         if not (layout / "index.json").exists():
-            _write_index(layout, Index())
+            write_index(layout, Index())
         yield
     finally:
         os.close(fd)
 
 
-def _write_index(layout: Path, index: Index) -> None:
+def read_index(layout: Path) -> Index:
+    """The layout's ``index.json`` (empty if there is none yet).
+
+    Raises:
+        ImageError: it is not a valid index.
+    """
+    path = layout / "index.json"
+    try:
+        return Index.from_dict(json.loads(path.read_bytes()))
+    except FileNotFoundError:
+        return Index()
+    except (ValueError, SpecError) as e:
+        raise ImageError(f"read {path}: {e}") from None
+
+
+def write_index(layout: Path, index: Index) -> None:
+    """Replace the layout's ``index.json`` at once (written aside, then renamed)."""
     data = json.dumps(index.to_dict(), separators=(",", ":"), sort_keys=True).encode()
     _write_file_atomically(layout / "index.json", data)
 
 
 def _add_to_index(layout: Path, descriptor: Descriptor, name: str | None) -> None:
-    path = layout / "index.json"
-    try:
-        index = Index.from_dict(json.loads(path.read_bytes()))
-    except (ValueError, SpecError) as e:
-        raise ImageError(f"update {path}: {e}") from None
+    index = read_index(layout)
     if name is not None:
         descriptor = attrs.evolve(
             descriptor, annotations={**descriptor.annotations, ANNOTATION_REF_NAME: name}
@@ -491,7 +505,7 @@ def _add_to_index(layout: Path, descriptor: Descriptor, name: str | None) -> Non
         return  # pulled by digest: the layout finds it by digest already
     else:
         kept = list(index.manifests)
-    _write_index(layout, attrs.evolve(index, manifests=[*kept, descriptor]))
+    write_index(layout, attrs.evolve(index, manifests=[*kept, descriptor]))
 
 
 def _parse_json(data: bytes, what: str, parse: Callable[[Mapping[str, Any]], Any]) -> Any:

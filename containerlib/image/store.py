@@ -18,7 +18,7 @@ import attrs
 
 from containerlib.errors import ImageError, ImageNotFound, LayerError, SpecError
 from containerlib.image.layout import blob_path, read_blob
-from containerlib.image.registry import locked_layout
+from containerlib.image.registry import locked_layout, read_index, write_index
 from containerlib.spec.image import (
     INDEX_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
@@ -43,16 +43,6 @@ class StoredImage:
     name: str
     digest: str
     size: int
-
-
-def _index(store: Path) -> Index:
-    path = store / "index.json"
-    try:
-        return Index.from_dict(json.loads(path.read_bytes()))
-    except FileNotFoundError:
-        return Index()
-    except (ValueError, SpecError) as e:
-        raise ImageError(f"read {path}: {e}") from None
 
 
 def _blobs_of(store: Path, descriptor: Descriptor) -> dict[str, int]:
@@ -82,7 +72,7 @@ def list_images(store: str | os.PathLike[str]) -> list[StoredImage]:
     """The named images in the store, by name."""
     root = Path(store)
     out = []
-    for d in _index(root).manifests:
+    for d in read_index(root).manifests:
         if d.ref_name is not None:
             size = sum(_blobs_of(root, d).values())
             out.append(StoredImage(name=d.ref_name, digest=d.digest, size=size))
@@ -102,7 +92,7 @@ def remove_image(store: str | os.PathLike[str], name: str) -> list[str]:
     if not (root / "oci-layout").is_file():
         raise ImageNotFound(f"no image {name!r}: the image store {root} is empty")
     with locked_layout(root):
-        index = _index(root)
+        index = read_index(root)
         kept = [d for d in index.manifests if d.ref_name != name]
         if len(kept) == len(index.manifests):
             names = sorted(d.ref_name for d in index.manifests if d.ref_name)
@@ -110,12 +100,7 @@ def remove_image(store: str | os.PathLike[str], name: str) -> list[str]:
         used: set[str] = set()
         for d in kept:
             used |= _blobs_of(root, d).keys()
-        data = json.dumps(
-            attrs.evolve(index, manifests=kept).to_dict(), separators=(",", ":"), sort_keys=True
-        ).encode()
-        tmp = root / ".index.json.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, root / "index.json")
+        write_index(root, attrs.evolve(index, manifests=kept))
         removed = []
         for path in sorted((root / "blobs" / "sha256").iterdir()):
             digest = f"sha256:{path.name}"
