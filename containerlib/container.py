@@ -426,10 +426,18 @@ class Container:
         return tuple(reversed(self.image.layers))
 
     def _start(
-        self, cmd: Sequence[str] | None, input: bytes | None, id: str | None, *, wait: bool = True
+        self,
+        cmd: Sequence[str] | None,
+        input: bytes | None,
+        id: str | None,
+        *,
+        wait: bool = True,
+        keep_upper: str | None = None,
     ) -> RunningContainer:
         cid = check_id(id) if id is not None else None
         args, plan = self._plan(cmd, cid)
+        if keep_upper is not None:
+            plan = attrs.evolve(plan, keep_upper=keep_upper)
         _need_root(cid or "")
         t0 = time.monotonic()
         pipes = Pipes(input)
@@ -512,6 +520,16 @@ class Container:
         if check and result.exit_code != 0:
             raise ContainerError(result, running.command)
         return result
+
+    def _run_keeping_upper(
+        self, cmd: Sequence[str], upper: str, timeout: float | None = None
+    ) -> tuple[Result, list[str]]:
+        """Run ``cmd``; what it changed in the root file system (the overlay's upper
+        directory) is moved to ``upper`` once it has exited. For image build steps."""
+        running = self._start(cmd, None, None, wait=False, keep_upper=upper)
+        with running:
+            result = running._finish(timeout, pump_here=True)
+        return result, running.command
 
 
 class RunningContainer:

@@ -9,16 +9,20 @@ nothing per image byte and never changes the image.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+import shutil
+import tempfile
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from containerlib.errors import ImageNotFound
+from containerlib.errors import ContainerError, ImageError, ImageNotFound, SpecError
+from containerlib.image.build import ImageSource
 from containerlib.runtime.specconv import Roots
 
 if TYPE_CHECKING:
+    from containerlib.image.layout import ResolvedImage
     from containerlib.image.store import StoredImage
 
 __all__ = ["Image"]
@@ -26,6 +30,38 @@ __all__ = ["Image"]
 
 def _strs(value: tuple[str, ...] | None) -> tuple[str, ...]:
     return tuple(value) if value else ()
+
+
+def _data_root() -> Path:
+    return Path(Roots.from_env().data)
+
+
+def _store() -> Path:
+    """The image store: one OCI layout, made (with its lock) when first needed."""
+    from containerlib.image.registry import locked_layout
+
+    store = _data_root() / "images"
+    if not (store / "index.json").is_file():
+        with locked_layout(store):
+            pass
+    return store
+
+
+def _env_list(env: Mapping[str, str], what: str) -> list[str]:
+    out = []
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or not isinstance(value, str) or "\0" in value:
+            raise SpecError(f"{what}.{key}", f"not a valid variable: {key!r}={value!r}")
+        out.append(f"{key}={value}")
+    return out
+
+
+def _str_list(value: str | Sequence[str], what: str) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or "\0" in item:
+            raise SpecError(f"{what}[{i}]", f"must be a string without NUL, not {item!r}")
+    return items
 
 
 @attrs.frozen(kw_only=True)
@@ -49,6 +85,7 @@ class Image:
     env: tuple[str, ...] = ()
     workdir: str | None = None
     user: str | None = None
+    source: ImageSource | None = attrs.field(default=None, repr=False)
 
     @classmethod
     def from_rootfs(cls, path: str | os.PathLike[str]) -> Image:
@@ -98,24 +135,272 @@ class Image:
             ImageNotFound: no layout at ``path``, or no image called ``ref`` in it.
             LayerError: a blob is corrupt, truncated or would write outside its layer.
         """
-        from containerlib.image.cache import LayerCache
         from containerlib.image.layout import open_layout
 
         p = Path(path)
         if not (p / "oci-layout").is_file():
             raise ImageNotFound(f"no OCI image layout at {os.fspath(path)!r} (no oci-layout file)")
-        resolved = open_layout(p, ref)
-        root = Path(cache) if cache is not None else Path(Roots.from_env().data)
+        resolved = open_layout(p.absolute(), ref)
+        name = f"{os.fspath(path)}:{ref}" if ref else os.fspath(path)
+        return cls._from_resolved(resolved, name, cache)
+
+    @classmethod
+    def _from_resolved(
+        cls, resolved: ResolvedImage, name: str, cache: str | os.PathLike[str] | None = None
+    ) -> Image:
+        from containerlib.image.cache import LayerCache
+
+        root = Path(cache) if cache is not None else _data_root()
         dirs = LayerCache(root).ensure(resolved)
         cfg = resolved.config.config
         return cls(
             layers=tuple(str(d) for d in dirs),
-            name=f"{os.fspath(path)}:{ref}" if ref else os.fspath(path),
+            name=name,
             entrypoint=_strs(cfg.entrypoint) if cfg else (),
             cmd=_strs(cfg.cmd) if cfg else (),
             env=_strs(cfg.env) if cfg else (),
             workdir=(cfg.working_dir or None) if cfg else None,
             user=(cfg.user or None) if cfg else None,
+            source=ImageSource(layout=resolved.layout, manifest=resolved.descriptor),
+        )
+
+    @classmethod
+    def _from_source(cls, source: ImageSource, name: str) -> Image:
+        from containerlib.image.layout import open_manifest
+
+        return cls._from_resolved(open_manifest(source.layout, source.manifest), name)
+
+    @property
+    def digest(self) -> str | None:
+        """The digest of the image's manifest (None for a plain directory)."""
+        return self.source.manifest.digest if self.source is not None else None
+
+    # -- building: each step returns a new image, stored in the image store -------------
+
+    @classmethod
+    def scratch(cls) -> Image:
+        """An empty image, as ``FROM scratch``: add files to it with :meth:`add`.
+
+        Example:
+            >>> img = Image.scratch().add(b"hello\\n", "/hello.txt")  # doctest: +SKIP
+        """
+        from containerlib.image.build import commit
+
+        return cls._from_source(commit(_store(), None, created_by="scratch"), "scratch")
+
+    def _materialized(self) -> Image:
+        """This image with its blobs in a layout: a plain directory (:meth:`from_rootfs`)
+        is written as a layer first, keeping its owners."""
+        if self.source is not None:
+            return self
+        from containerlib.image.build import commit
+        from containerlib.image.layer_writer import LayerWriter
+
+        store = _store()
+        with LayerWriter(store) as writer:
+            for layer in self.layers:
+                writer.add_path(layer, "/", owner=None)
+            written = writer.finish()
+        source = commit(
+            store,
+            None,
+            created_by=f"from_rootfs {self.name}",
+            layer=written,
+            edit=lambda c: _set_run_config(c, self),
+        )
+        return Image._from_source(source, self.name)
+
+    def _step(self, created_by: str, **kwargs: Any) -> Image:
+        from containerlib.image.build import commit
+
+        base = self._materialized()
+        assert base.source is not None
+        source = commit(_store(), base.source, created_by=created_by, **kwargs)
+        return Image._from_source(source, self.name)
+
+    def add(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        dest: str,
+        *,
+        owner: tuple[int, int] | None = (0, 0),
+        mode: int | None = None,
+    ) -> Image:
+        """This image plus a layer holding ``source`` at ``dest``, as ``COPY``.
+
+        Args:
+            source: a host file or directory (a directory's contents go under ``dest``),
+                or the bytes of a file.
+            dest: an absolute path in the image; ending in ``/``, a host file keeps its
+                name under it.
+            owner: ``(uid, gid)`` of what is added (root, as ``COPY``); None keeps the
+                host's owners.
+            mode: the permission bits of the file, or of the top directory.
+
+        Raises:
+            FileNotFoundError: ``source`` does not exist.
+            SpecError: ``dest`` is not an absolute path.
+        """
+        from containerlib.image.layer_writer import LayerWriter
+
+        if not isinstance(dest, str) or not dest.startswith("/"):
+            raise SpecError("dest", f"must be an absolute path in the image, not {dest!r}")
+        with LayerWriter(_store()) as writer:
+            if isinstance(source, bytes):
+                writer.add_bytes(dest, source, mode=0o644 if mode is None else mode)
+                what = f"{len(source)} bytes"
+            else:
+                path = os.fspath(source)
+                target = dest
+                if dest.endswith("/") and not os.path.isdir(path):
+                    target = dest + os.path.basename(path)
+                writer.add_path(path, target, owner=owner, mode=mode)
+                what = path
+            written = writer.finish()
+        return self._step(f"add {what} {dest}", layer=written)
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Image:
+        """This image plus a layer holding what ``cmd`` changed, as ``RUN``.
+
+        The command runs in a container of this image (its environment, working
+        directory and user; not its entrypoint), without a network. A string runs with
+        ``/bin/sh -c``.
+
+        Raises:
+            ContainerError: the command failed (its exit code and output are in the
+                error's ``result``); no image is made.
+            ImageError: the changes could not be stored.
+        """
+        from containerlib.container import Container
+        from containerlib.image.layer_writer import LayerWriter
+
+        args = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else _str_list(cmd, "cmd")
+        base = self._materialized()
+        container = Container(attrs.evolve(base, entrypoint=()))
+        if env:
+            container = container.env(**env)
+        tmp = _data_root() / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        work = tempfile.mkdtemp(dir=tmp, prefix="build-")
+        try:
+            upper = os.path.join(work, "upper")
+            result, command = container._run_keeping_upper(args, upper, timeout)
+            if result.exit_code != 0:
+                raise ContainerError(result, command)
+            if not os.path.isdir(upper):
+                raise ImageError(f"run {args!r}: the container's changes were not kept")
+            with LayerWriter(_store()) as writer:
+                writer.add_upper(upper)
+                written = writer.finish()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        shown = cmd if isinstance(cmd, str) else " ".join(args)
+        return base._step(f"run {shown}", layer=written)
+
+    def config(
+        self,
+        *,
+        entrypoint: str | Sequence[str] | None = None,
+        cmd: str | Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        expose: Sequence[int | str] = (),
+        stop_signal: str | None = None,
+    ) -> Image:
+        """This image with its configuration changed, as ``ENTRYPOINT``, ``CMD``, ``ENV``,
+        ``WORKDIR``, ``USER``, ``LABEL``, ``EXPOSE`` and ``STOPSIGNAL``: what is not given
+        stays. As in a Dockerfile, setting ``entrypoint`` without ``cmd`` clears the
+        inherited ``cmd``. A string ``entrypoint`` or ``cmd`` runs with ``/bin/sh -c``.
+
+        Raises:
+            SpecError: a value that cannot be in an image config, naming it.
+        """
+        changes: dict[str, Any] = {}
+        if entrypoint is not None:
+            changes["Entrypoint"] = (
+                ["/bin/sh", "-c", entrypoint]
+                if isinstance(entrypoint, str)
+                else _str_list(entrypoint, "entrypoint")
+            )
+            if cmd is None:
+                changes["Cmd"] = None
+        if cmd is not None:
+            changes["Cmd"] = (
+                ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else _str_list(cmd, "cmd")
+            )
+        if workdir is not None:
+            if not workdir.startswith("/"):
+                raise SpecError("workdir", f"must be an absolute path, not {workdir!r}")
+            changes["WorkingDir"] = workdir
+        if user is not None:
+            if not user or "\0" in user:
+                raise SpecError("user", f"not a user: {user!r}")
+            changes["User"] = user
+        if stop_signal is not None:
+            changes["StopSignal"] = stop_signal
+        new_env = _env_list(env, "env") if env else []
+        new_labels = dict(labels or {})
+        ports = [_port(p) for p in expose]
+
+        def edit(c: dict[str, Any]) -> None:
+            for key, value in changes.items():
+                if value is None:
+                    c.pop(key, None)
+                else:
+                    c[key] = value
+            if new_env:
+                merged = {e.partition("=")[0]: e for e in c.get("Env") or []}
+                merged.update({e.partition("=")[0]: e for e in new_env})
+                c["Env"] = list(merged.values())
+            if new_labels:
+                c["Labels"] = {**(c.get("Labels") or {}), **new_labels}
+            if ports:
+                c["ExposedPorts"] = {**(c.get("ExposedPorts") or {}), **{p: {} for p in ports}}
+
+        shown = ", ".join(f"{k}={v!r}" for k, v in changes.items() if v is not None)
+        return self._step(f"config {shown or '(env, labels, ports)'}", edit=edit)
+
+    def tag(self, reference: str) -> Image:
+        """Name this image ``reference`` in the image store (replacing an image of that
+        name), so that ``Image.from_registry(reference, pull="never")``, :meth:`list` and
+        :meth:`push` find it.
+
+        Raises:
+            SpecError: ``reference`` is not an image reference.
+        """
+        from containerlib.image.reference import parse_reference
+        from containerlib.image.registry import locked_layout, read_index, write_index
+        from containerlib.spec.image import ANNOTATION_REF_NAME
+
+        full = str(parse_reference(reference))
+        base = self._materialized()
+        assert base.source is not None
+        store = _store()
+        if base.source.layout != store:
+            from containerlib.image.build import _copy_blobs, read_config
+
+            manifest, _ = read_config(base.source)
+            _copy_blobs(
+                base.source.layout, store, [base.source.manifest, manifest.config, *manifest.layers]
+            )
+        with locked_layout(store):
+            index = read_index(store)
+            entry = attrs.evolve(
+                base.source.manifest,
+                annotations={**base.source.manifest.annotations, ANNOTATION_REF_NAME: full},
+            )
+            kept = [d for d in index.manifests if d.ref_name != full]
+            write_index(store, attrs.evolve(index, manifests=[*kept, entry]))
+        return attrs.evolve(
+            base, name=full, source=ImageSource(layout=store, manifest=base.source.manifest)
         )
 
     @classmethod
@@ -199,3 +484,31 @@ class Image:
             else:
                 return cls.from_registry(path)
         return cls.from_rootfs(path)
+
+
+def _port(port: int | str) -> str:
+    text = str(port)
+    number, _, protocol = text.partition("/")
+    if (
+        not number.isdigit()
+        or not 0 < int(number) < 65536
+        or protocol not in ("", "tcp", "udp", "sctp")
+    ):
+        raise SpecError("expose", f"{port!r} is not a port (80, '80/tcp', '53/udp')")
+    return f"{int(number)}/{protocol or 'tcp'}"
+
+
+def _set_run_config(config: dict[str, Any], image: Image) -> None:
+    """The run defaults of ``image`` (a plain directory's, set by the caller) in an
+    image config's ``config`` object."""
+    for key, value in (
+        ("Entrypoint", list(image.entrypoint)),
+        ("Cmd", list(image.cmd)),
+        ("Env", list(image.env)),
+    ):
+        if value:
+            config[key] = value
+    if image.workdir:
+        config["WorkingDir"] = image.workdir
+    if image.user:
+        config["User"] = image.user

@@ -51,6 +51,7 @@ __all__ = [
     "host_platform",
     "open_blob",
     "open_layout",
+    "open_manifest",
     "read_blob",
 ]
 
@@ -95,6 +96,7 @@ class ResolvedImage:
 
     Attributes:
         layout: the layout directory.
+        descriptor: the chosen manifest's descriptor.
         manifest_digest: the digest of the chosen manifest.
         manifest: the manifest.
         config: the image config the manifest points at.
@@ -103,6 +105,7 @@ class ResolvedImage:
     """
 
     layout: Path
+    descriptor: Descriptor
     manifest_digest: str
     manifest: Manifest
     config: ImageConfig
@@ -387,7 +390,22 @@ def open_layout(
     layout = Path(path)
     wanted = platform or host_platform()
     index = _read_index_json(layout)
-    descriptor, manifest = _resolve_manifest(layout, _select(layout, index, ref, wanted), wanted)
+    return open_manifest(layout, _select(layout, index, ref, wanted), wanted)
+
+
+def open_manifest(
+    layout: Path | str, descriptor: Descriptor, platform: Platform | None = None
+) -> ResolvedImage:
+    """Read the image that ``descriptor`` (a manifest, or an index resolved for
+    ``platform``) names in ``layout``, whether ``index.json`` lists it or not.
+
+    Raises:
+        ImageNotFound: an index has no manifest for the platform.
+        LayerError: as :func:`open_layout`.
+    """
+    layout = Path(layout)
+    wanted = platform or host_platform()
+    descriptor, manifest = _resolve_manifest(layout, descriptor, wanted)
     if manifest.config.media_type not in CONFIG_MEDIA_TYPES:
         raise LayerError(
             f"manifest {descriptor.digest}: config media type "
@@ -411,6 +429,7 @@ def open_layout(
         )
     return ResolvedImage(
         layout=layout,
+        descriptor=descriptor,
         manifest_digest=descriptor.digest,
         manifest=manifest,
         config=config,

@@ -64,13 +64,16 @@ class Plan:
     and, when ``hostname_is_id`` is set, in the hostname and ``HOSTNAME``; :meth:`with_id`
     gives the same plan for another id. With ``spawner_picks_id``, the id in the plan is a
     placeholder and the spawner gives the container an id of its own choosing: that of a
-    cgroup it has made, and a process placed in it, ahead of time.
+    cgroup it has made, and a process placed in it, ahead of time. With ``keep_upper``, the
+    overlay's upper directory (what the container changed) is moved there when the
+    container has exited, before its owner hears of it: an image build step commits it.
     """
 
     container_id: str
     spawner_picks_id: bool = False
     hostname_is_id: bool = False
     rw_dir: str
+    keep_upper: str | None = None
     lowerdirs: tuple[str, ...]
     readonly_root: bool = False
     rootfs_propagation: int = 0

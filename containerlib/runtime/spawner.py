@@ -503,6 +503,11 @@ class Spawner:
                 run.cgroup.destroy()
             except OSError as e:
                 failure = e
+        if run.plan.keep_upper is not None:
+            try:
+                os.rename(run.plan.rw_dir + "/upper", run.plan.keep_upper)
+            except OSError as e:
+                failure = failure or e
         trashed = self.to_trash(run.plan.rw_dir)
         del self.running[run.pidfd]
         os.close(run.pidfd)
