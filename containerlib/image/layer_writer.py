@@ -179,8 +179,11 @@ class LayerWriter:
     def abort(self) -> None:
         """Drop the layer: the partial blob is removed."""
         self._done = True
-        with contextlib.suppress(Exception):
-            self._file.close()
+        # Close the streams in order (their last bytes go to a file about to be removed),
+        # so that none complains when collected.
+        for stream in (self._tar, self._gzip, self._file):
+            with contextlib.suppress(Exception):
+                stream.close()
         with contextlib.suppress(FileNotFoundError):
             self._temp.unlink()
 
