@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from containerlib.image.builtin import busybox_rootfs
+from containerlib.runtime.client import spawner
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -122,9 +123,15 @@ def test_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    # And what containerlib keeps (images, layers, writable layers) goes there too.
+    monkeypatch.setenv("CONTAINERLIB_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("CONTAINERLIB_RUN_ROOT", str(tmp_path / "run"))
     namespace: dict[str, object] = {"__name__": "__docs__"}
-    for n, block in enumerate(code, 1):
-        try:
-            exec(compile(block, f"{page.name} example {n}", "exec"), namespace)
-        except Exception as e:
-            raise AssertionError(f"{_page_id(page)}, example {n} failed:\n{block}") from e
+    try:
+        for n, block in enumerate(code, 1):
+            try:
+                exec(compile(block, f"{page.name} example {n}", "exec"), namespace)
+            except Exception as e:
+                raise AssertionError(f"{_page_id(page)}, example {n} failed:\n{block}") from e
+    finally:
+        spawner.stop()
