@@ -20,7 +20,14 @@
  *
  * Protocol. The process first does what every container needs (parent-death signal, `lo`
  * up, `/` private), then waits for one message: the plan below, with the container's
- * stdin, stdout and stderr as SCM_RIGHTS. An empty message (end of file) means the spawner
+ * stdin, stdout and stderr as SCM_RIGHTS. It may first get a *premount* message instead:
+ * a plan (magic "CLPM", no descriptors) that the next container most likely has, for
+ * which the process mounts the overlay rootfs and the mounts before the first cgroup
+ * mount ahead of time. The plan that follows says with `premounted` whether it matches
+ * that guess; if it does not, or the premount failed, the prepared mounts are detached
+ * and the setup is done in full. A failed premount is no error: the process answers "P"
+ * when it has made the premount, "F" when it failed and was undone, and waits.
+ * An empty message (end of file) means the spawner
  * does not need this process: it exits 0. A failure before the exec is written back as
  * "<errno>\0<step>" (the step names the operation and the path, as `mount tmpfs on
  * '/dev'`) and the process exits 125. The socket is close-on-exec, so the end of file the
@@ -28,7 +35,7 @@
  * gets Docker's exit codes: 127 (not found) or 126 (not executable), with a message on
  * its stderr.
  *
- * Plan format, version 1 (nativeinit.encode writes it; keep the two in step). Integers
+ * Plan format, version 2 (nativeinit.encode writes it; keep the two in step). Integers
  * are little-endian u32 or u64 (i32 for oom_score_adj); nothing is aligned.
  *   str      u32 n >= 1, then n bytes whose last is the only NUL (so the C side uses the
  *            bytes in place, without a copy)
@@ -37,7 +44,7 @@
  *   opt T    bool present, then a T that is 0 when absent
  *   list T   u32 count, then count T
  * In this order:
- *   u32 magic 0x50494c43 ("CLIP"), u32 version 1,
+ *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 2,
  *   str rootfs, str rw_dir, list str lowerdirs (1..500), bool readonly_root,
  *   u64 rootfs_propagation, bool new_cgroupns,
  *   list mount (str target, ostr source, ostr fstype, u64 flags, ostr data,
@@ -51,7 +58,7 @@
  *   u64 cap_permitted, u64 cap_inheritable, list u32 cap_ambient,
  *   opt i32 oom_score_adj, str cwd, list str args (>= 1), list str env (as execve(2)
  *   gets it: NAME=VALUE, one entry a name), list str procs_files, bool have_cgroup2,
- *   u32 last_cap (<= 63), u32 magic again.
+ *   u32 last_cap (<= 63), bool premounted, u32 magic again.
  * A plan is at most 1 MiB, and every list has a bound (the MAX_* below). Anything else,
  * including bytes after the final magic, is refused with EBADMSG.
  */
@@ -63,6 +70,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -110,7 +118,8 @@ struct open_how {
 #endif
 
 #define PLAN_MAGIC 0x50494c43u
-#define PLAN_VERSION 1u
+#define PREMOUNT_MAGIC 0x4d504c43u
+#define PLAN_VERSION 2u
 #define MAX_PLAN (1u << 20)
 #define MAX_LOWERDIRS 500 /* overlayfs stacks at most 500 layers */
 #define MAX_MOUNTS 1024
@@ -196,6 +205,7 @@ struct plan {
 	uint32_t n_procs_files;
 	bool have_cgroup2;
 	uint32_t last_cap;
+	bool premounted;
 };
 
 /* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
@@ -207,9 +217,14 @@ static unsigned char plan_buf[MAX_PLAN];
 /* The spawner's socket; -1 in --dump mode, where reports go to stderr. */
 static int report_fd = -1;
 
+/* While a premount is made, a failure undoes it instead of ending the process. */
+static jmp_buf *premount_failed;
+
 /* Report "errno NUL step" to the spawner and exit; the spawner raises it as an error. */
 static _Noreturn __attribute__((format(printf, 2, 3))) void fail(int err, const char *fmt, ...)
 {
+	if (premount_failed)
+		longjmp(*premount_failed, 1);
 	char msg[REPORT_MAX];
 	size_t head = (size_t)snprintf(msg, sizeof msg, "%d", err) + 1; /* keeps the NUL */
 	va_list ap;
@@ -396,10 +411,10 @@ static void read_process(struct reader *r, struct plan *p)
 }
 
 /* Decode the plan in buf (which must stay alive: the strings point into it). */
-static void parse_plan(const unsigned char *buf, size_t len, struct plan *p)
+static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uint32_t magic)
 {
 	struct reader r = {buf, buf + len};
-	if (read_u32(&r, "magic") != PLAN_MAGIC)
+	if (read_u32(&r, "magic") != magic)
 		bad_plan("not a plan (bad magic)");
 	uint32_t version = read_u32(&r, "version");
 	if (version != PLAN_VERSION)
@@ -424,7 +439,8 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p)
 	p->last_cap = read_u32(&r, "last_cap");
 	if (p->last_cap > 63)
 		bad_plan("last_cap: %u is past 63", p->last_cap);
-	if (read_u32(&r, "final magic") != PLAN_MAGIC)
+	p->premounted = read_bool(&r, "premounted");
+	if (read_u32(&r, "final magic") != magic)
 		bad_plan("bad final magic");
 	if (r.p != r.end)
 		bad_plan("%zu bytes after the end", (size_t)(r.end - r.p));
@@ -518,7 +534,17 @@ static void warm_up(int sock, unsigned long clone_flags)
 		fail(errno, "make '/' private");
 }
 
-/* Wait for the plan and the three stdio descriptors; returns the plan's length. */
+static bool is_premount(size_t len)
+{
+	uint32_t magic;
+	if (len < sizeof magic)
+		return false;
+	memcpy(&magic, plan_buf, sizeof magic);
+	return le32toh(magic) == PREMOUNT_MAGIC;
+}
+
+/* Wait for the plan and the three stdio descriptors (none with a premount message);
+ * returns the message's length. */
 static size_t receive_plan(int sock, int stdio[3])
 {
 	union {
@@ -550,7 +576,7 @@ static size_t receive_plan(int sock, int stdio[3])
 		for (size_t i = 0; i < nfds && count < 3; i++)
 			memcpy(&stdio[count++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
 	}
-	if (count != 3)
+	if (count != 3 && !(count == 0 && is_premount((size_t)n)))
 		fail(EBADMSG, "set up stdio");
 	return (size_t)n;
 }
@@ -931,15 +957,77 @@ static void set_credentials(void)
 
 /* -- the whole setup, in the order of _child._setup ----------------------------------- */
 
+/* -- mounting ahead of time --------------------------------------------------------- */
+
+static int pre_rootfd = -1;  /* the rootfs mounted ahead of time */
+static uint32_t pre_mounts;  /* how many of the plan's mounts were made on it */
+static bool pre_ok;          /* all of that worked */
+
+/* Detach what a premount left; the upper directory is the spawner's to throw away. */
+static void drop_premount(const char *rootfs)
+{
+	char target[64];
+	if (pre_rootfd >= 0) {
+		fd_path(target, sizeof target, pre_rootfd);
+		rootfs = target;
+	}
+	if (rootfs && umount2(rootfs, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		fail(errno, "unmount the rootfs prepared ahead of time");
+	if (pre_rootfd >= 0)
+		close(pre_rootfd);
+	pre_rootfd = -1;
+	pre_ok = false;
+}
+
+/* Mount the rootfs and the mounts before the first cgroup mount (which must wait for the
+ * cgroup namespace) of the plan in plan_buf, the likely next container's. */
+static void premount(size_t len)
+{
+	jmp_buf failed;
+	umask(0);
+	if (setjmp(failed)) {
+		/* Still in premount mode: a failure to undo it is ignored too. The rootfs is
+		 * unset if the plan was bad, and then nothing was mounted. */
+		if (setjmp(failed) == 0)
+			drop_premount(pre_rootfd >= 0 ? NULL : plan.rootfs);
+		premount_failed = NULL;
+		pre_rootfd = -1;
+		pre_ok = false;
+		return;
+	}
+	premount_failed = &failed;
+	plan.rootfs = NULL;
+	parse_plan(plan_buf, len, &plan, PREMOUNT_MAGIC);
+	mount_rootfs();
+	pre_rootfd = open(plan.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (pre_rootfd < 0)
+		fail(errno, "open the rootfs '%s'", plan.rootfs);
+	uint32_t i = 0;
+	for (; i < plan.n_mounts && !plan.mounts[i].cgroup; i++)
+		mount_one(pre_rootfd, &plan.mounts[i]);
+	pre_mounts = i;
+	pre_ok = true;
+	premount_failed = NULL;
+}
+
 static void setup(void)
 {
 	umask(0);
 	join_cgroup();
-	mount_rootfs();
-	int rootfd = open(plan.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
-		fail(errno, "open the rootfs '%s'", plan.rootfs);
-	for (uint32_t i = 0; i < plan.n_mounts; i++)
+	int rootfd;
+	uint32_t first = 0;
+	if (pre_ok && plan.premounted) {
+		rootfd = pre_rootfd;
+		first = pre_mounts;
+	} else {
+		if (pre_rootfd >= 0)
+			drop_premount(NULL);
+		mount_rootfs();
+		rootfd = open(plan.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (rootfd < 0)
+			fail(errno, "open the rootfs '%s'", plan.rootfs);
+	}
+	for (uint32_t i = first; i < plan.n_mounts; i++)
 		mount_one(rootfd, &plan.mounts[i]);
 	if (plan.n_devices || plan.n_dev_symlinks)
 		make_dev(rootfd);
@@ -1219,6 +1307,7 @@ static void dump_plan(const struct plan *p)
 	json_strs("procs_files", p->procs_files, p->n_procs_files);
 	json_bool("have_cgroup2", p->have_cgroup2);
 	json_u64("last_cap", p->last_cap);
+	json_bool("premounted", p->premounted);
 	puts("}");
 }
 
@@ -1242,7 +1331,7 @@ static int dump_main(void)
 	}
 	if (len == 0)
 		return 0; /* as the end of file on the socket: nothing to do */
-	parse_plan(plan_buf, len, &plan);
+	parse_plan(plan_buf, len, &plan, is_premount(len) ? PREMOUNT_MAGIC : PLAN_MAGIC);
 	dump_plan(&plan);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
@@ -1268,7 +1357,14 @@ static _Noreturn void warm_main(int sock, unsigned long flags)
 	warm_up(sock, flags);
 	int stdio[3];
 	size_t len = receive_plan(sock, stdio);
-	parse_plan(plan_buf, len, &plan);
+	if (is_premount(len)) {
+		premount(len);
+		/* The spawner waits for this before it moves the writable layer into place. */
+		if (send(sock, pre_ok ? "P" : "F", 1, MSG_NOSIGNAL) < 0)
+			fail(errno, "answer the premount");
+		len = receive_plan(sock, stdio);
+	}
+	parse_plan(plan_buf, len, &plan, PLAN_MAGIC);
 	set_up_stdio(stdio);
 	setup();
 	reset_signals();

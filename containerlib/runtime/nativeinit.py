@@ -10,7 +10,7 @@ module compiles it on first use, once per machine and source version, and encode
 the binary form it reads. Without a C compiler (or with ``CONTAINERLIB_NATIVE_INIT=0``) the
 spawner keeps using :mod:`containerlib.runtime._child`.
 
-The plan format, version 1 (the comment at the top of ``_init.c`` is the reference; keep
+The plan format, version 2 (the comment at the top of ``_init.c`` is the reference; keep
 the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
 
 - ``str``: u32 n >= 1, then n bytes whose last is the only NUL; ``ostr``: the same, or
@@ -23,7 +23,9 @@ the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
   gid; additional_gids; umask; rlimits (resource, soft, hard); no_new_privileges;
   cap_bounding; cap_effective; cap_permitted; cap_inheritable; cap_ambient;
   oom_score_adj; cwd; args; env (as execve gets it, one entry a name); procs_files;
-  have_cgroup2; last_cap; the magic again.
+  have_cgroup2; last_cap; premounted; the magic again. A premount message (the plan the
+  next container most likely has, for the helper to mount ahead of time) is the same with
+  the magic ``b"CLPM"``.
 
 Example:
     >>> from containerlib.runtime.plan import Plan
@@ -31,7 +33,7 @@ Example:
     ...             lowerdirs=("/img",), clone_flags=0, args=(b"true",))
     >>> data = encode(plan, [], False, 40)
     >>> data[:8]
-    b'CLIP\\x01\\x00\\x00\\x00'
+    b'CLIP\\x02\\x00\\x00\\x00'
 """
 
 from __future__ import annotations
@@ -47,13 +49,14 @@ from containerlib.runtime.plan import Plan
 __all__ = ["CFLAGS", "MAX_PLAN", "VERSION", "build", "build_error", "encode", "helper_path"]
 
 #: The version of the plan format written by :func:`encode` and read by ``_init.c``.
-VERSION: Final = 1
+VERSION: Final = 2
 #: The largest plan ``_init.c`` reads.
 MAX_PLAN: Final = 1 << 20
 #: The flags the helper is compiled with (part of its file name's hash).
 CFLAGS: Final = ("-O2", "-Wall", "-Wextra", "-Werror")
 
 _MAGIC: Final = b"CLIP"
+_PREMOUNT_MAGIC: Final = b"CLPM"
 _SOURCE: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_init.c")
 _U32: Final = struct.Struct("<I")
 _U64: Final = struct.Struct("<Q")
@@ -133,15 +136,29 @@ def _environment(env: Iterable[bytes]) -> list[bytes]:
     return [key + b"=" + value for key, value in merged.items()]
 
 
-def encode(plan: Plan, procs_files: Sequence[str], have_cgroup2: bool, last_cap: int) -> bytes:
+def encode(
+    plan: Plan,
+    procs_files: Sequence[str],
+    have_cgroup2: bool,
+    last_cap: int,
+    *,
+    premounted: bool = False,
+    premount: bool = False,
+) -> bytes:
     """The plan, the container's cgroup.procs files, whether it has a cgroup2 directory
     and the kernel's last capability, in the binary form ``_init.c`` reads.
+
+    Args:
+        premounted: the process mounted the rootfs and mounts of this plan ahead of time.
+        premount: encode a premount message: the plan to mount ahead of time.
 
     Raises:
         ValueError: a value does not fit the format (a NUL in a string, a number out of
             range); the message names the field.
     """
     w = _Writer()
+    if premount:
+        w.parts[0] = _PREMOUNT_MAGIC
     w.string(os.fsencode(plan.rootfs), "rootfs")
     w.string(os.fsencode(plan.rw_dir), "rw_dir")
     w.strings([os.fsencode(p) for p in plan.lowerdirs], "lowerdirs")
@@ -197,7 +214,8 @@ def encode(plan: Plan, procs_files: Sequence[str], have_cgroup2: bool, last_cap:
     w.strings([os.fsencode(f) for f in procs_files], "procs_files")
     w.boolean(have_cgroup2, "have_cgroup2")
     w.u32(last_cap, "last_cap")
-    w.parts.append(_MAGIC)
+    w.boolean(premounted, "premounted")
+    w.parts.append(_PREMOUNT_MAGIC if premount else _MAGIC)
     return b"".join(w.parts)
 
 

@@ -45,7 +45,16 @@ from containerlib.runtime import nativeinit, rwdirs
 from containerlib.runtime.janitor import Janitor
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import Plan
-from containerlib.runtime.warm import Warm, clone_warm, discard, limits_for, make_slot
+from containerlib.runtime.warm import (
+    Premount,
+    Warm,
+    clone_warm,
+    discard,
+    limits_for,
+    make_slot,
+    premount_key,
+    premount_stamps,
+)
 
 __all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
 
@@ -110,6 +119,13 @@ class Spawner:
         self.slot_parent: str | None = None
         self.slot_devices: tuple[tuple[bool, str], ...] = ()
         self.slots = True
+        # The plan the next container most likely has, for warm processes to premount;
+        # and whether this spawner is shutting down (then nothing more is prepared).
+        self.premount_plan: Plan | None = None
+        self.premount_enabled = (
+            self.native_init is not None and os.environ.get("CONTAINERLIB_PREMOUNT") != "0"
+        )
+        self.closing = False
         # The janitor's forker (see warm.Forker), a child of this process.
         self.forker_pids: list[int] = []
 
@@ -181,6 +197,7 @@ class Spawner:
                 return
             if len(self.warms) < WARM_STOCK and warm.flags == self.warm_flags:
                 self.warms.append(warm)
+                self.premount(warm)
                 self.replenish_soon()
             else:
                 discard(warm)
@@ -195,6 +212,69 @@ class Spawner:
             self.slots = False
         elif answer[2] is not None:
             self.pool.setdefault(answer[1], []).append(answer[2])
+            waiting = [w for w in self.warms if w.premount is None]
+            for warm in waiting:
+                self.premount(warm)
+            if waiting:
+                self.replenish_soon()
+
+    def premount(self, warm: Warm) -> None:
+        """Have ``warm`` mount, ahead of time, what the next container most likely
+        mounts: the last container's rootfs and mounts, on a writable layer from the pool
+        (see :class:`~containerlib.runtime.warm.Premount`). Nothing happens when no
+        layer is ready; a premount that fails in the process is undone there."""
+        template = self.premount_plan
+        if (
+            self.closing
+            or template is None
+            or warm.premount is not None
+            or not warm.native
+            or warm.slot is None
+            or warm.flags != template.clone_flags
+        ):
+            return
+        ready = self.pool.get(os.path.dirname(template.rw_dir))
+        if not ready:
+            return
+        rw_dir = ready.pop()
+        plan = attrs.evolve(template.with_id(warm.slot.id), rw_dir=rw_dir)
+        stamps = premount_stamps(plan)
+        try:
+            if stamps is None:
+                raise ValueError("a layer is gone")
+            data = nativeinit.encode(plan, [], False, self.last_cap, premount=True)
+            warm.sock.send(data)
+        except (OSError, ValueError):
+            ready.append(rw_dir)
+            return
+        warm.premount = Premount(rw_dir, premount_key(plan), stamps)
+
+    def take_premount(self, warm: Warm | None, plan: Plan) -> bool:
+        """Give the container of ``plan`` the writable layer ``warm`` premounted, if the
+        premount fits ``plan``; else throw it away. True if the container has it."""
+        pre = warm.premount if warm is not None else None
+        if warm is None or pre is None:
+            return False
+        # Its answer first: until then the process may be mounting on the layer's path.
+        try:
+            made = warm.sock.recv(16) == b"P"
+        except OSError:
+            made = False
+        if made and premount_key(plan) == pre.key and premount_stamps(plan) == pre.stamps:
+            try:
+                sc.rename_noreplace(pre.rw_dir, plan.rw_dir)
+            except FileExistsError:
+                raise
+            except OSError:
+                pass
+            else:
+                warm.premount = None
+                return True
+        trashed = self.to_trash(pre.rw_dir)
+        warm.premount = None
+        if trashed is not None:
+            self.throw_away(trashed)
+        return False
 
     def replenish_soon(self) -> None:
         """Replenish now, or once the container started last is past its start."""
@@ -213,10 +293,20 @@ class Spawner:
             if len(self.warms) < WARM_STOCK and self.warm_flags is not None:
                 parent = self.slot_parent if self.slots else None
                 self.janitor.want_warm(self.warm_flags, parent, self.slot_devices)
-            if self.pool_for is not None and not self.pool.get(self.pool_for):
+            if (
+                self.pool_for is not None
+                and len(self.pool.get(self.pool_for, ())) < self.pool_need()
+            ):
                 self.janitor.want_rw_dir(self.pool_for)
         except OSError:
             pass
+
+    def pool_need(self) -> int:
+        """How many writable layers the pool should hold: one for the next start, and one
+        for each warm process to premount."""
+        if self.premount_plan is None:
+            return 1
+        return 1 + sum(1 for w in self.warms if w.native and w.premount is None)
 
     def idle_work(self) -> bool:
         """Without a janitor: do one piece of the work for later; True if more is left."""
@@ -297,12 +387,13 @@ class Spawner:
 
     def ready_ids(self) -> list[str]:
         """The ids of the cgroups made ahead of time (see :class:`Slot`), once the janitor
-        has answered what it was asked, and been asked now what it was to be asked later:
-        no cgroup is then on its way."""
+        has answered what it was asked (warm processes and writable layers, which then
+        are premounted), and been asked now what it was to be asked later: no cgroup is
+        then on its way."""
         while True:
             if self.replenish_due is not None:
                 self.replenish()
-            if self.janitor is None or not self.janitor.warm_asked:
+            if self.janitor is None or not (self.janitor.warm_asked or self.janitor.pool_asked):
                 break
             self.from_janitor()
         return [w.slot.id for w in self.warms if w.slot is not None]
@@ -329,6 +420,9 @@ class Spawner:
     def create(self, plan: Plan, stdio: tuple[int, int, int]) -> _Running:
         warm = self.take_warm(plan.clone_flags)
         slot = warm.slot if warm is not None else None
+        if plan.spawner_picks_id and self.premount_enabled and self.slots:
+            # The next containers most likely look like this one.
+            self.premount_plan = plan
         if plan.spawner_picks_id:
             if plan.cgroup_path is not None:
                 self.slot_parent = os.path.dirname(plan.cgroup_path)
@@ -339,11 +433,14 @@ class Spawner:
         cid = plan.container_id
         cgroup = None
         made_rw = False
+        premounted = False
         to_join: list[str] = []
         try:
             try:
-                self.make_rw_dir(plan.rw_dir)
-                made_rw = True
+                premounted = made_rw = self.take_premount(warm, plan)
+                if not made_rw:
+                    self.make_rw_dir(plan.rw_dir)
+                    made_rw = True
             except FileExistsError:
                 raise ContainerSetupError(
                     f"create {plan.rw_dir}", errno.EEXIST, cid, "a container with this id exists"
@@ -367,7 +464,9 @@ class Spawner:
             if plan.cgroup_path is not None:
                 self.cgroup_paths.add(plan.cgroup_path)
             taken, warm = warm, None
-            pid = self.start(plan, stdio, cgroup, taken, only=to_join if own else None)
+            pid = self.start(
+                plan, stdio, cgroup, taken, only=to_join if own else None, premounted=premounted
+            )
         except BaseException:
             if warm is not None:
                 discard(warm)
@@ -406,11 +505,13 @@ class Spawner:
         warm: Warm | None,
         *,
         only: list[str] | None = None,
+        premounted: bool = False,
     ) -> int:
         """Hand ``plan`` to ``warm`` (or a fresh process) and wait until it has exec'd.
 
         Args:
             only: ``warm`` is in ``cgroup`` already but for these join files.
+            premounted: ``warm`` premounted the rootfs and mounts of ``plan``.
         """
         files = cgroup.join_files() if cgroup is not None else []
         # Only a cgroup2 directory has cgroup.kill: one stat, not one per hierarchy.
@@ -420,7 +521,7 @@ class Spawner:
             files = only
         try:
             encoded = (
-                nativeinit.encode(plan, files, have_cgroup2, self.last_cap)
+                nativeinit.encode(plan, files, have_cgroup2, self.last_cap, premounted=premounted)
                 if self.native_init is not None
                 else None
             )
@@ -588,6 +689,7 @@ class Spawner:
 
     def shutdown(self) -> None:
         """Kill what still runs, then remove everything this spawner left."""
+        self.closing = True
         for run in list(self.running.values()):
             self.kill(run)
         for run in list(self.running.values()):

@@ -23,11 +23,13 @@ import attrs
 
 from containerlib.linux import syscalls as sc
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupLimits
+from containerlib.runtime import rwdirs
 from containerlib.runtime._child import SETUP_FAILED, child_main
-from containerlib.runtime.plan import Plan
+from containerlib.runtime.plan import MountStep, Plan
 
 __all__ = [
     "Forker",
+    "Premount",
     "Slot",
     "Warm",
     "WarmFailed",
@@ -36,6 +38,8 @@ __all__ = [
     "limits_for",
     "make_slot",
     "new_slot",
+    "premount_key",
+    "premount_stamps",
 ]
 
 _MAX_FD = os.sysconf("SC_OPEN_MAX")
@@ -66,6 +70,49 @@ class Slot:
         )
 
 
+@attrs.frozen
+class Premount:
+    """What a warm process mounted ahead of time: the rootfs and the first mounts of the
+    plan the next container most likely has (the last one's), on a writable layer of the
+    pool. A container whose plan has the same :func:`premount_key` and whose layers and
+    bind sources are still the same directories (:func:`premount_stamps`) takes them
+    as they are, which saves the overlay and most mounts at its start."""
+
+    rw_dir: str
+    key: tuple[object, ...]
+    stamps: tuple[tuple[int, int], ...]
+
+
+def _premounted_steps(plan: Plan) -> tuple[MountStep, ...]:
+    steps = []
+    for m in plan.mounts:
+        if m.cgroup:  # waits for the container's cgroup namespace
+            break
+        steps.append(m)
+    return tuple(steps)
+
+
+def premount_key(plan: Plan) -> tuple[object, ...]:
+    """What a premount for ``plan`` mounts: equal keys, equal mounts."""
+    return (plan.clone_flags, plan.lowerdirs, _premounted_steps(plan))
+
+
+def premount_stamps(plan: Plan) -> tuple[tuple[int, int], ...] | None:
+    """Device and inode of each layer and bind-mount source a premount for ``plan``
+    uses: a directory replaced at the same path since the premount is a different one.
+    None if one cannot be looked at."""
+    paths: list[str | bytes] = list(plan.lowerdirs)
+    paths += [m.source for m in _premounted_steps(plan) if m.fstype is None and m.source]
+    stamps = []
+    try:
+        for path in paths:
+            st = os.stat(path)
+            stamps.append((st.st_dev, st.st_ino))
+    except OSError:
+        return None
+    return tuple(stamps)
+
+
 @attrs.define
 class Warm:
     """A process cloned ahead of time into new namespaces, waiting for a plan."""
@@ -77,6 +124,9 @@ class Warm:
     native: bool = False
     #: The cgroup it waits in, if one was made for it.
     slot: Slot | None = None
+    #: What it mounted ahead of time, if anything; its writable layer is the warm
+    #: process's until a container takes it.
+    premount: Premount | None = None
 
 
 class WarmFailed(OSError):
@@ -251,6 +301,10 @@ def discard(warm: Warm) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(warm.pid, 0)
     warm.sock.close()
+    if warm.premount is not None:
+        # Its mount namespace, where the layer was mounted, ended with it.
+        rwdirs.remove_rw(warm.premount.rw_dir)
+        warm.premount = None
     if warm.slot is not None:
         with contextlib.suppress(OSError):
             warm.slot.cgroup.destroy()

@@ -51,7 +51,13 @@ def _s(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-def expected(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: int) -> Any:
+def expected(
+    plan: Plan,
+    procs_files: list[str],
+    have_cgroup2: bool,
+    last_cap: int,
+    premounted: bool = False,
+) -> Any:
     """What --dump must print for ``plan``, written from the Plan's fields."""
     env: dict[bytes, bytes] = {}
     for item in plan.env:
@@ -116,6 +122,7 @@ def expected(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: i
         "procs_files": procs_files,
         "have_cgroup2": have_cgroup2,
         "last_cap": last_cap,
+        "premounted": premounted,
     }
 
 
@@ -203,6 +210,14 @@ def test_the_helper_reads_what_encode_writes(
 ) -> None:
     data = nativeinit.encode(plan, files, cg2, last_cap)
     assert decode(helper, data) == expected(plan, files, cg2, last_cap)
+
+
+@pytest.mark.parametrize("premount", [False, True], ids=["plan", "premount message"])
+def test_the_premounted_flag_and_the_premount_message(helper: str, premount: bool) -> None:
+    data = nativeinit.encode(FULL, [], True, 40, premounted=True, premount=premount)
+    assert data[:4] == (b"CLPM" if premount else b"CLIP")
+    assert data[-4:] == data[:4]
+    assert decode(helper, data) == expected(FULL, [], True, 40, premounted=True)
 
 
 def test_env_is_sent_as_execve_gets_it_from_the_python_child() -> None:
@@ -350,7 +365,7 @@ def _patch(data: bytes, offset: int, value: int) -> bytes:
 def test_bad_header_fields_are_refused(helper: str) -> None:
     data = nativeinit.encode(MINIMAL, [], False, 40)
     assert "bad magic" in refused(helper, b"XLIP" + data[4:])
-    assert "version 2, this helper reads version 1" in refused(helper, _patch(data, 4, 2))
+    assert "version 3, this helper reads version 2" in refused(helper, _patch(data, 4, 3))
     assert "bad final magic" in refused(helper, data[:-4] + b"CLIX")
 
 
@@ -368,10 +383,12 @@ def test_bad_values_are_refused(helper: str) -> None:
     assert "rootfs: missing" in refused(helper, _patch(data, at, 0))
     huge = _patch(data, at, 2**32 - 1)
     assert "rootfs: truncated" in refused(helper, huge)
-    # last_cap is the field before the final magic.
-    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 8, 64))
-    # have_cgroup2, a boolean, comes before it.
-    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 12, 2))
+    # premounted, a boolean, is the field before the final magic.
+    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 8, 2))
+    # last_cap comes before it.
+    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 12, 64))
+    # have_cgroup2, a boolean, before that.
+    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 16, 2))
 
 
 def test_args_must_not_be_empty(helper: str) -> None:
