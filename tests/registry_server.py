@@ -1,6 +1,7 @@
-"""Real registries for tests: Debian's ``docker-registry`` in a subprocess, and a small
-registry written here on ``http.server`` that can misbehave on purpose (bad digests,
-truncated bodies, redirects to another host, bearer tokens).
+"""Real registries for tests: Debian's ``docker-registry`` in a subprocess (optionally
+behind htpasswd Basic auth), and a small registry written here on ``http.server`` that can
+misbehave on purpose (bad digests, truncated or broken-off bodies, redirects to another
+host, bearer tokens, errors on any request) and takes uploads.
 
 Both are context managers that stop what they started, even when a test fails.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,12 +21,14 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import httpx
 
 __all__ = [
     "DOCKER_REGISTRY",
+    "HTPASSWD",
     "FakeRegistry",
     "Request",
     "docker_registry",
@@ -35,6 +39,9 @@ __all__ = [
 
 #: The registry binary of Debian's ``docker-registry`` package, or None.
 DOCKER_REGISTRY = shutil.which("docker-registry") or shutil.which("registry")
+#: Apache's ``htpasswd`` (Debian's apache2-utils), which makes the bcrypt entries
+#: docker-registry's htpasswd auth needs, or None.
+HTPASSWD = shutil.which("htpasswd")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -59,18 +66,33 @@ def _wait_for(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
 
 
 @contextmanager
-def docker_registry(root: Path) -> Iterator[str]:
+def docker_registry(root: Path, *, users: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``docker-registry serve`` on 127.0.0.1 with its storage in ``root``; yields its
-    ``host:port``. The process is killed at the end, however the block ends."""
+    ``host:port``. The process is killed at the end, however the block ends.
+
+    With ``users`` (name to password) the registry asks for HTTP Basic auth, checked
+    against an htpasswd file made with :data:`HTPASSWD`.
+    """
     assert DOCKER_REGISTRY is not None
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = root / "config.yml"
+    auth = ""
+    if users is not None:
+        assert HTPASSWD is not None, "htpasswd is missing: apt-get install apache2-utils"
+        lines = [
+            subprocess.run(
+                [HTPASSWD, "-Bbn", user, password], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            for user, password in users.items()
+        ]
+        (root / "htpasswd").write_text("\n".join(lines) + "\n")
+        auth = f"auth:\n  htpasswd:\n    realm: test-registry\n    path: {root / 'htpasswd'}\n"
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'storage'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
     )
     with (root / "registry.log").open("wb") as log:
         process = subprocess.Popen(
@@ -98,11 +120,12 @@ def skopeo_copy(source: str, destination: str, *extra: str) -> None:
 
 @attrs.frozen
 class Request:
-    """One request a :class:`FakeRegistry` received."""
+    """One request a :class:`FakeRegistry` received, with its body."""
 
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @attrs.define
@@ -118,7 +141,21 @@ class FakeRegistry:
         token: if set, every /v2/ request needs ``Authorization: Bearer <token>``; the
             token is handed out at ``/token``.
         basic: if set, every /v2/ request needs this ``Authorization: Basic ...`` value.
-        unavailable: how many more requests get a 503 before the server answers.
+        unavailable: how many more GET requests get a 503 before the server answers.
+        faults: by method (``"PUT"``), statuses to answer the next requests of that
+            method with (but the token request), one each, in order, before answering
+            for real.
+        cut_once: by digest, after how many bytes the next GET of the blob breaks off
+            (the connection closed mid-body); used once each.
+        ranges: whether blob GETs honour ``Range`` (206); if not they answer 200, whole.
+        mountable: whether a blob upload with ``?mount=`` of a known blob mounts it (201).
+        chunk_min: if set, sent as ``OCI-Chunk-Min-Length`` when an upload starts.
+        absolute_locations: upload ``Location`` headers are absolute URLs, not paths.
+        gate: if set, every blob GET waits at this barrier (10 s at most) before it is
+            answered, and gets a 500 if the barrier breaks: a pull that does not fetch
+            that many blobs at once fails.
+        uploads: open upload sessions, by id, with the bytes received.
+        pushed: the manifests received, by repository and tag or digest: media type, bytes.
         requests: every request received.
     """
 
@@ -130,7 +167,17 @@ class FakeRegistry:
     token: str | None = None
     basic: str | None = None
     unavailable: int = 0
+    faults: dict[str, list[int]] = attrs.Factory(dict)
+    cut_once: dict[str, int] = attrs.Factory(dict)
+    ranges: bool = True
+    mountable: bool = True
+    chunk_min: int | None = None
+    absolute_locations: bool = False
+    gate: threading.Barrier | None = None
+    uploads: dict[str, bytearray] = attrs.Factory(dict)
+    pushed: dict[tuple[str, str], tuple[str, bytes]] = attrs.Factory(dict)
     requests: list[Request] = attrs.Factory(list)
+    lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
 
     def add_blob(self, data: bytes) -> str:
         """Serve ``data`` under its digest; return the digest."""
@@ -146,9 +193,21 @@ class FakeRegistry:
         return digest
 
 
+_UPLOADS = re.compile(r"/v2/(?P<repo>.+)/blobs/uploads/(?P<id>[^/]*)")
+_BLOBS = re.compile(r"/v2/(?P<repo>.+)/blobs/(?P<digest>[^/]+)")
+_MANIFESTS = re.compile(r"/v2/(?P<repo>.+)/manifests/(?P<ref>[^/]+)")
+_RANGE = re.compile(r"bytes=(\d+)-")
+_CONTENT_RANGE = re.compile(r"(\d+)-(\d+)")
+
+
+def _error(code: str, message: str) -> bytes:
+    return json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+
+
 def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        request_body = b""
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -159,21 +218,47 @@ def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
             for key, value in headers.items():
                 self.send_header(key.replace("_", "-"), value)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
-        def do_GET(self) -> None:
-            state.requests.append(Request("GET", self.path, dict(self.headers.items())))
-            path = self.path.partition("?")[0]
-            if path == "/token":
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                data = bytearray()
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0], 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return bytes(data)
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _admit(self) -> bool:
+            """Record the request; answer it here (False) if it is to fail or lacks
+            authorization."""
+            body = self._body() if self.command in ("POST", "PUT", "PATCH") else b""
+            state.requests.append(
+                Request(self.command, self.path, dict(self.headers.items()), body)
+            )
+            self.request_body = body
+            if self.path.partition("?")[0] == "/token":
                 self._send(200, json.dumps({"token": state.token}).encode())
-                return
-            if state.unavailable > 0:
-                state.unavailable -= 1
+                return False
+            with state.lock:
+                pending = state.faults.get(self.command)
+                fault = pending.pop(0) if pending else None
+                busy = self.command == "GET" and state.unavailable > 0
+                if busy:
+                    state.unavailable -= 1
+            if fault is not None:
+                self._send(fault, _error("UNKNOWN", f"injected {fault}"), Retry_After="0")
+                return False
+            if busy:
                 self._send(503, b"busy", Retry_After="0")
-                return
+                return False
             if state.basic is not None and self.headers.get("Authorization") != state.basic:
                 self._send(401, b"", WWW_Authenticate='Basic realm="fake"')
-                return
+                return False
             if state.token is not None and self.headers.get("Authorization") != (
                 f"Bearer {state.token}"
             ):
@@ -182,7 +267,13 @@ def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                     'scope="repository:test/app:pull"'
                 )
                 self._send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', WWW_Authenticate=challenge)
+                return False
+            return True
+
+        def do_GET(self) -> None:
+            if not self._admit():
                 return
+            path = self.path.partition("?")[0]
             parts = path.split("/")
             if path == "/v2/":
                 self._send(200, b"{}")
@@ -198,7 +289,26 @@ def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404)
 
+        def do_HEAD(self) -> None:
+            if not self._admit():
+                return
+            found = _BLOBS.fullmatch(self.path.partition("?")[0])
+            data = state.blobs.get(found["digest"]) if found else None
+            if data is None:
+                self._send(404)
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Docker-Content-Digest", found["digest"] if found else "")
+                self.end_headers()
+
         def _blob(self, digest: str) -> None:
+            if state.gate is not None:
+                try:
+                    state.gate.wait(timeout=10)
+                except threading.BrokenBarrierError:
+                    self._send(500, _error("UNKNOWN", "the gate broke"))
+                    return
             if state.redirect_blobs_to is not None:
                 self._send(307, Location=f"{state.redirect_blobs_to}/blobs/{digest}")
                 return
@@ -213,7 +323,102 @@ def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()
             else:
-                self._send(200, data, Content_Type="application/octet-stream")
+                start = 0
+                wanted = _RANGE.fullmatch(self.headers.get("Range", ""))
+                if state.ranges and wanted is not None and int(wanted[1]) < len(data):
+                    start = int(wanted[1])
+                with state.lock:
+                    cut = state.cut_once.pop(digest, None)
+                part = data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(part)))
+                self.send_header("Content-Type", "application/octet-stream")
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if cut is not None:
+                    self.close_connection = True
+                    part = part[:cut]
+                self.wfile.write(part)
+                self.wfile.flush()
+
+        def _location(self, repository: str, session: str) -> str:
+            path = f"/v2/{repository}/blobs/uploads/{session}?_state=s{session}"
+            return state.url + path if state.absolute_locations else path
+
+        def _open_session(self, repository: str) -> None:
+            with state.lock:
+                session = f"u{len(state.uploads)}"
+                state.uploads[session] = bytearray()
+            headers = {"Location": self._location(repository, session)}
+            if state.chunk_min is not None:
+                headers["OCI-Chunk-Min-Length"] = str(state.chunk_min)
+            self._send(202, b"", **headers)
+
+        def do_POST(self) -> None:
+            if not self._admit():
+                return
+            url = urlsplit(self.path)
+            found = _UPLOADS.fullmatch(url.path)
+            if found is None or found["id"]:
+                self._send(404)
+                return
+            query = parse_qs(url.query)
+            mount = query.get("mount", [""])[0]
+            if state.mountable and mount in state.blobs and query.get("from"):
+                self._send(201, Location=f"/v2/{found['repo']}/blobs/{mount}")
+            else:
+                self._open_session(found["repo"])
+
+        def _session(self) -> tuple[re.Match[str], bytearray, dict[str, list[str]]] | None:
+            url = urlsplit(self.path)
+            found = _UPLOADS.fullmatch(url.path)
+            query = parse_qs(url.query)
+            session = state.uploads.get(found["id"]) if found else None
+            if found is None or session is None or query.get("_state") != [f"s{found['id']}"]:
+                self._send(404, _error("BLOB_UPLOAD_UNKNOWN", "blob upload unknown"))
+                return None
+            return found, session, query
+
+        def do_PATCH(self) -> None:
+            if not self._admit():
+                return
+            opened = self._session()
+            if opened is None:
+                return
+            found, session, _ = opened
+            span = _CONTENT_RANGE.fullmatch(self.headers.get("Content-Range", ""))
+            if span is not None and int(span[1]) != len(session):
+                self._send(416, _error("BLOB_UPLOAD_INVALID", "range out of order"))
+                return
+            session += self.request_body
+            location = self._location(found["repo"], found["id"])
+            self._send(202, b"", Location=location, Range=f"0-{len(session) - 1}")
+
+        def do_PUT(self) -> None:
+            if not self._admit():
+                return
+            path = urlsplit(self.path).path
+            manifest = _MANIFESTS.fullmatch(path)
+            if manifest is not None:
+                digest = "sha256:" + hashlib.sha256(self.request_body).hexdigest()
+                media_type = self.headers.get("Content-Type", "")
+                state.pushed[(manifest["repo"], manifest["ref"])] = (media_type, self.request_body)
+                state.manifests[digest] = (media_type, self.request_body)
+                self._send(201, Docker_Content_Digest=digest)
+                return
+            opened = self._session()
+            if opened is None:
+                return
+            found, session, query = opened
+            data = bytes(session + self.request_body)
+            digest = query.get("digest", [""])[0]
+            if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                self._send(400, _error("DIGEST_INVALID", "provided digest did not match"))
+                return
+            state.blobs[digest] = data
+            del state.uploads[found["id"]]
+            self._send(201, Location=f"/v2/{found['repo']}/blobs/{digest}")
 
     return Handler
 

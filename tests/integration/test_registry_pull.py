@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -377,3 +378,133 @@ def test_remove_an_image_keeps_the_blobs_another_one_uses(
     assert oci in listing
     subprocess.run([*cli, "rmi", oci], capture_output=True, check=True)
     assert oci not in [image.name for image in Image.list()]
+
+
+# -- parallel and resumed downloads, stored credentials -------------------------------------
+
+
+@pytest.fixture
+def no_stored_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No credential file of this machine takes part; returns the docker config dir."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "no-auth.json"))
+    return tmp_path / "docker-config"
+
+
+def _serve_layers(server: FakeRegistry, layers: list[bytes]) -> list[Descriptor]:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {}}).encode()
+    descriptors = [
+        Descriptor(
+            media_type=MEDIA_TYPE_OCI_LAYER_GZIP, digest=server.add_blob(data), size=len(data)
+        )
+        for data in layers
+    ]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+        "config": {
+            "mediaType": MEDIA_TYPE_OCI_CONFIG,
+            "digest": server.add_blob(config),
+            "size": len(config),
+        },
+        "layers": [d.to_dict() for d in descriptors],
+    }
+    server.add_manifest("1", manifest, MEDIA_TYPE_OCI_MANIFEST)
+    return descriptors
+
+
+def _blob_gets(server: FakeRegistry, layer: Descriptor) -> list[dict[str, str]]:
+    return [r.headers for r in server.requests if r.method == "GET" and layer.digest in r.path]
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_a_download_that_breaks_off_resumes(tmp_path: Path, ranges: bool) -> None:
+    with fake_registry() as server:
+        (layer,) = _serve_layers(server, [os.urandom(200_000)])
+        server.cut_once[layer.digest] = 70_000
+        server.ranges = ranges
+        seen: list[int] = []
+        pull(
+            f"{server.url[7:]}/test/app:1",
+            tmp_path / "layout",
+            progress=lambda d, n: seen.append(n) if d == layer else None,
+        )
+        first, second = _blob_gets(server, layer)
+    assert "Range" not in first
+    assert second["Range"] == "bytes=70000-"
+    assert seen[-1] == layer.size
+    after_break = seen[seen.index(70_000) + 1 :]
+    if ranges:  # the rest was appended to what had come
+        assert min(after_break) > 70_000
+    else:  # the registry sent all of it again: counted from 0 again
+        assert min(after_break) < 70_000
+    check_blobs(tmp_path / "layout")
+    assert (tmp_path / "layout" / "blobs" / "sha256" / layer.hex).read_bytes() == server.blobs[
+        layer.digest
+    ]
+    assert not [n for n in _leftovers(tmp_path / "layout") if n.startswith(".")]
+
+
+def test_a_resumed_blob_is_verified_whole(tmp_path: Path) -> None:
+    # The first part is the right one, the rest (sent after the break) is not.
+    with fake_registry() as server:
+        (layer,) = _serve_layers(server, [os.urandom(200_000)])
+        good = server.blobs[layer.digest]
+        server.cut_once[layer.digest] = 70_000
+        server.blobs[layer.digest] = good[:70_000] + bytes(len(good) - 70_000)
+        with pytest.raises(LayerError, match=f"{layer.digest} does not match its digest"):
+            pull(f"{server.url[7:]}/test/app:1", tmp_path / "layout")
+        assert _blob_gets(server, layer)[1]["Range"] == "bytes=70000-"
+    assert layer.hex not in _leftovers(tmp_path / "layout")
+    assert not [n for n in _leftovers(tmp_path / "layout") if n.startswith(".")]
+
+
+def test_layers_download_in_parallel(tmp_path: Path) -> None:
+    with fake_registry() as server:
+        _serve_layers(server, [b"one" * 1000, b"two" * 1000])
+        # The config and both layers must be asked for at once to pass the gate.
+        server.gate = threading.Barrier(3)
+        threads: set[str] = set()
+        pull(
+            f"{server.url[7:]}/test/app:1",
+            tmp_path / "layout",
+            progress=lambda d, n: threads.add(threading.current_thread().name),
+        )
+    check_blobs(tmp_path / "layout")
+    assert len(_leftovers(tmp_path / "layout")) == 4  # the manifest too
+    assert threads
+    assert all(name.startswith("containerlib-pull") for name in threads)
+
+
+def test_one_failed_layer_stops_the_pull_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    with fake_registry() as server:
+        layers = _serve_layers(server, [os.urandom(300_000) for _ in range(5)])
+        bad = layers[2]
+        server.blobs[bad.digest] = bytes(bad.size)
+        with pytest.raises(LayerError, match=f"{bad.digest} does not match"):
+            pull(f"{server.url[7:]}/test/app:1", tmp_path / "layout")
+    left = _leftovers(tmp_path / "layout")
+    assert bad.hex not in left
+    assert not [n for n in left if n.startswith(".")]
+    check_blobs(tmp_path / "layout")  # whatever else was stored is whole
+    assert json.loads((tmp_path / "layout" / "index.json").read_bytes())["manifests"] == []
+
+
+def test_credentials_from_the_docker_config(tmp_path: Path, no_stored_credentials: Path) -> None:
+    with fake_registry() as server:
+        _serve_image(server)
+        server.basic = "Basic " + base64.b64encode(b"me:pw").decode()
+        no_stored_credentials.mkdir()
+        auth = base64.b64encode(b"me:pw").decode()
+        (no_stored_credentials / "config.json").write_text(
+            json.dumps({"auths": {server.url[7:]: {"auth": auth}}})
+        )
+        pull(f"{server.url[7:]}/test/app:1", tmp_path / "layout")
+        # Looked up only because the registry asked; a registry that does not ask never
+        # makes a malformed file matter.
+        (no_stored_credentials / "config.json").write_text("{broken")
+        with pytest.raises(ImageError, match=r"config\.json: not valid JSON"):
+            pull(f"{server.url[7:]}/test/app:1", tmp_path / "other")
+        server.basic = None
+        pull(f"{server.url[7:]}/test/app:1", tmp_path / "third")
+    check_blobs(tmp_path / "layout")
