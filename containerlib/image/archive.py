@@ -40,7 +40,7 @@ from containerlib.image.archive_io import (
     parse_json,
 )
 from containerlib.image.archive_load import load_archive
-from containerlib.image.layers import _decompressed
+from containerlib.image.layers import decompressed
 from containerlib.image.layout import open_blob, read_blob
 from containerlib.image.layout_write import temporary
 from containerlib.image.reference import Reference, parse_reference
@@ -103,7 +103,7 @@ def _write_layer_tar(
     """Write a layer uncompressed as member ``name``, checking it against ``diff_id``."""
     with open_blob(layout, layer) as reader:
         tar = HashingReader(
-            _decompressed(reader, layer.media_type),
+            decompressed(reader, layer.media_type),
             diff_id.partition(":")[0],
             f"layer {layer.digest} in {layout}",
         )

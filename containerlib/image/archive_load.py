@@ -39,7 +39,7 @@ from containerlib.image.archive_io import (
     json_of,
     parse_json,
 )
-from containerlib.image.layers import SupportsRead, _decompressed
+from containerlib.image.layers import SupportsRead, decompressed
 from containerlib.image.layout import MAX_JSON_BLOB_SIZE, blob_path, choose_platform, host_platform
 from containerlib.image.layout_write import (
     locked_layout,
@@ -290,7 +290,7 @@ class _Importer:
             blobs = self.store / "blobs" / "sha256"
             with self.archive.open(path, what) as stream, temporary(blobs / "layer") as (fd, t):
                 raw = HashingReader(stream, "sha256", what, lambda b: write_all(fd, b))
-                tar = HashingReader(_decompressed(raw, MEDIA_TYPE_OCI_LAYER), "sha256", what)
+                tar = HashingReader(decompressed(raw, MEDIA_TYPE_OCI_LAYER), "sha256", what)
                 tar.drain()
                 raw.drain()  # anything after the end of a compressed stream
                 if raw.head.startswith(_GZIP_MAGIC):

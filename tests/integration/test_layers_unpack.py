@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from containerlib.errors import LayerError
-from containerlib.image.layers import unpack_layer
+from containerlib.image.cache import LayerCache
+from containerlib.image.layers import UnpackLimits, unpack_layer
+from containerlib.image.layout import open_layout
 from containerlib.spec.image import MEDIA_TYPE_OCI_LAYER, MEDIA_TYPE_OCI_LAYER_GZIP
 from tests.image_builders import (
     Entry,
     blockdev,
+    build_oci_layout,
     chardev,
     directory,
     fifo,
@@ -216,3 +219,62 @@ def test_owners_can_be_left_alone(tmp_path: Path) -> None:
 def test_whiteout_used_as_a_directory_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(LayerError, match=r"whiteout '\.wh\.d' used as a directory"):
         _unpack(tmp_path / "t", [file("a/.wh.d/x")])
+
+
+def test_hard_link_takes_no_owner_or_mode(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    link = hardlink("again", "notes")
+    link.info.uid, link.info.gid, link.info.mode = 1337, 2020, 0o4777
+    _unpack(t, [file("notes", b"x", mode=0o640, uid=10, gid=20), symlink("s", "notes"), link])
+    notes = (t / "notes").stat()
+    assert (notes.st_uid, notes.st_gid, stat.S_IMODE(notes.st_mode)) == (10, 20, 0o640)
+    assert (t / "again").stat().st_ino == notes.st_ino
+
+
+def test_whiteout_keeps_the_parent_metadata(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    _unpack(
+        t,
+        [
+            directory("some/path", mode=0o750, mtime=MTIME),
+            whiteout("some/path/file"),
+            whiteout("some/path/.hiddendir"),
+            opaque("some/path"),
+        ],
+    )
+    parent = (t / "some/path").stat()
+    assert (stat.S_IMODE(parent.st_mode), parent.st_mtime) == (0o750, MTIME)
+    assert stat.S_ISCHR((t / "some/path/.hiddendir").lstat().st_mode)
+
+
+def _cache_refuses(tmp_path: Path, entries: list[Entry], limits: UnpackLimits, match: str) -> None:
+    """Unpack a one-layer image through a cache; it fails and leaves nothing behind."""
+    layout = build_oci_layout(tmp_path / "layout", [make_layer(entries)])
+    cache = LayerCache(tmp_path / "cache", limits=limits)
+    image = open_layout(layout.path, "latest")
+    with pytest.raises(LayerError, match=match):
+        cache.unpack(image, 0)
+    assert os.listdir(tmp_path / "cache" / "tmp") == [], "the half-unpacked layer is removed"
+    assert os.listdir(tmp_path / "cache" / "layers" / "sha256") == []
+
+
+def test_gzip_bomb_in_the_cache_leaves_nothing(tmp_path: Path) -> None:
+    entries = [file("zeros", b"\0" * (64 << 20))]
+    limits = UnpackLimits(max_bytes=1 << 20)
+    _cache_refuses(tmp_path, entries, limits, "'zeros': its 67108864 bytes would make")
+
+
+def test_deepest_tree_allowed_can_be_removed(tmp_path: Path) -> None:
+    # A tree as deep as the limit allows, then a member over another limit: the cache
+    # must still be able to remove the tree (shutil.rmtree recurses once per level).
+    deep = "d/" * (UnpackLimits().max_path_depth - 1) + "f"
+    entries = [file(deep, b"deep"), file("second")]
+    limits = UnpackLimits(max_files=1)
+    _cache_refuses(tmp_path, entries, limits, "more than the limit of 1 members")
+
+
+def test_tree_deeper_than_the_limit_is_refused(tmp_path: Path) -> None:
+    # 2000 levels would unpack, but shutil.rmtree could not remove them again.
+    limits = UnpackLimits(max_path_bytes=1 << 20)
+    message = "path has 2001 components, more than the limit of 256"
+    _cache_refuses(tmp_path, [file("d/" * 2000 + "f")], limits, message)
