@@ -121,13 +121,16 @@ def notebooks(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Compare containerlib with runc, crun and bubblewrap (benchmarks/run.py), back to back
-    and one start at a time (benchmarks/sporadic.py), and the cost of cgroups
-    (benchmarks/cgroups.py). Needs root.
+    and one start at a time (benchmarks/sporadic.py), the cost of cgroups
+    (benchmarks/cgroups.py), and pulling and unpacking a 200 MB image beside skopeo + umoci
+    and GNU tar (benchmarks/images.py). Needs root.
 
-    Not in the default set. The peers come from Debian: apt-get install runc crun bubblewrap.
+    Not in the default set. The peers come from Debian: apt-get install runc crun
+    bubblewrap podman skopeo umoci docker-registry.
     """
     _need_root(session)
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/sporadic.py")
     session.run("python", "benchmarks/cgroups.py")
+    session.run("python", "benchmarks/images.py")

@@ -241,7 +241,10 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
              "/bin/true"]  # fmt: skip
     unshare = ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net",
                "chroot", root, "/bin/true"]  # fmt: skip
-    podman = ["podman", "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
+    # Debian's podman runs crun first, and crun 1.8 refuses this hybrid host: runc, as the
+    # runc case, with cgroupfs (no systemd here).
+    podman = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "run", "--rm",
+              "--network", "none", "--ulimit", "nofile=1024:1024",
               "--ulimit", "nproc=4096:4096", "--rootfs", root, "/bin/true"]  # fmt: skip
 
     return [

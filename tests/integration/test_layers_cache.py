@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 
 from containerlib.errors import LayerError
 from containerlib.image import cache as cache_module
-from containerlib.image.cache import LayerCache
+from containerlib.image.cache import LayerCache, LayerHold
 from containerlib.image.layout import ResolvedImage, open_layout
 from tests.image_builders import (
     BuiltImage,
@@ -23,6 +25,7 @@ from tests.image_builders import (
     busybox_layout,
     directory,
     file,
+    hardlink,
     make_layer,
     symlink,
 )
@@ -122,7 +125,7 @@ _CHILD = """
 import json, sys, time
 from pathlib import Path
 from containerlib.image import cache as cache_module
-from containerlib.image.cache import LayerCache
+from containerlib.image.cache import LayerCache, LayerHold
 from containerlib.image.layout import open_layout
 
 layout, root, log, go = map(Path, sys.argv[1:5])
@@ -224,3 +227,327 @@ def test_bad_diff_ids_are_refused(tmp_path: Path) -> None:
         cache.path("sha256:../../x")
     with pytest.raises(LayerError, match="only sha256"):
         cache.path("sha512:" + "0" * 128)
+
+
+# -- holding, pruning, sizes ---------------------------------------------------------------
+
+_HOLD = """
+import sys
+from containerlib.image.cache import LayerCache, LayerHold
+with LayerCache(sys.argv[1]).hold(sys.argv[2:]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def holders() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes holding layers (see :func:`_hold_elsewhere`), ended after the test."""
+    children: list[subprocess.Popen[str]] = []
+    yield children
+    for child in children:
+        child.communicate(timeout=60)
+
+
+def _hold_elsewhere(children: list[subprocess.Popen[str]], root: Path, *layers: str) -> None:
+    """Hold ``layers`` of the cache at ``root`` from another process, as a running
+    container's owner would; returns once they are held."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(root), *layers],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    children.append(child)
+    assert child.stdout is not None
+    assert child.stdout.readline() == "held\n"
+
+
+def _hex(diff_id: str) -> str:
+    return diff_id.partition(":")[2]
+
+
+def test_a_held_layer_survives_prune(
+    tmp_path: Path, two_layers: BuiltImage, holders: list[subprocess.Popen[str]]
+) -> None:
+    image = open_layout(two_layers.path, "latest")
+    cache = LayerCache(tmp_path / "c")
+    base, top = cache.ensure(image)
+    _hold_elsewhere(holders, cache.root, str(top))  # by directory, as Image.layers has them
+
+    assert cache.prune(keep=()) == [image.diff_ids[0]]
+    assert cache.layers() == [image.diff_ids[1]]
+    assert (top / "etc/motd").read_bytes() == b"hello from the top\n"
+    assert not base.exists()
+    assert _left_in(cache.root) == [f"layers/sha256/{_hex(image.diff_ids[1])}"]
+    assert sorted(p.name for p in (cache.root / "locks").iterdir()) == [
+        f"{_hex(image.diff_ids[1])}.lock"
+    ]
+
+    holders.pop().communicate(timeout=60)
+    assert cache.prune(keep=()) == [image.diff_ids[1]]
+    assert _left_in(cache.root) == []
+    assert list((cache.root / "locks").iterdir()) == []
+    with pytest.raises(LayerError, match=f"hold layer {image.diff_ids[1]}: it is not unpacked"):
+        cache.hold([image.diff_ids[1]])
+
+
+def test_prune_keeps_what_it_is_told_to(tmp_path: Path, two_layers: BuiltImage) -> None:
+    image = open_layout(two_layers.path, "latest")
+    cache = LayerCache(tmp_path / "c")
+    cache.ensure(image)
+    assert cache.prune(keep=[image.diff_ids[1]]) == [image.diff_ids[0]]
+    assert cache.layers() == [image.diff_ids[1]]
+    assert cache.prune(keep=image.diff_ids) == []
+
+
+def test_a_hold_in_this_process_survives_prune_until_closed(
+    tmp_path: Path, two_layers: BuiltImage
+) -> None:
+    image = open_layout(two_layers.path, "latest")
+    cache = LayerCache(tmp_path / "c")
+    with cache.ensure_held(image) as held:
+        assert held.paths == cache.ensure(image)
+        assert held.diff_ids == image.diff_ids
+        assert cache.prune(keep=()) == []
+        assert (held.paths[1] / "etc/motd").is_file()
+    assert held.closed
+    held.close()  # twice is fine
+    assert sorted(cache.prune(keep=())) == sorted(image.diff_ids)
+    # ensure_held unpacks again what a prune removed.
+    with cache.ensure_held(image) as again:
+        assert (again.paths[1] / "etc/motd").read_bytes() == b"hello from the top\n"
+
+
+def test_hold_refuses_what_is_not_a_layer_of_the_cache(tmp_path: Path) -> None:
+    cache = LayerCache(tmp_path / "c")
+    with pytest.raises(LayerError, match="not a layer of the cache"):
+        cache.hold([tmp_path / "rootfs"])
+    with pytest.raises(LayerError, match="malformed digest"):
+        cache.hold(["sha256:nothex"])
+    with pytest.raises(LayerError, match="not unpacked"):
+        cache.hold(["sha256:" + "a" * 64])
+    assert not (tmp_path / "c" / "locks").exists(), "no lock file made for nothing"
+
+
+_SLOW_UNPACK = """
+import sys, time
+from pathlib import Path
+from containerlib.image import cache as cache_module
+from containerlib.image.cache import LayerCache, LayerHold
+from containerlib.image.layout import open_layout
+
+layout, root, started, go = sys.argv[1:5]
+real = cache_module.unpack_layer
+
+def waiting(*args, **kwargs):
+    Path(started).touch()
+    while not Path(go).exists():
+        time.sleep(0.01)
+    return real(*args, **kwargs)
+
+cache_module.unpack_layer = waiting
+print(LayerCache(root).ensure(open_layout(Path(layout), "latest"))[-1])
+"""
+
+
+def _wait_for(path: Path, child: subprocess.Popen[str]) -> None:
+    while not path.exists():
+        assert child.poll() is None, "the child died before it started to unpack"
+        time.sleep(0.01)
+
+
+def test_prune_during_an_unpack_of_the_same_layer_leaves_a_complete_layer(
+    tmp_path: Path,
+) -> None:
+    built = build_oci_layout(tmp_path / "l", [[directory("d"), file("d/f", b"whole\n")]])
+    (diff_id,) = built.diff_ids
+    cache = LayerCache(tmp_path / "c")
+    started, go = tmp_path / "started", tmp_path / "go"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_UNPACK, str(built.path), str(cache.root), str(started),
+         str(go)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        _wait_for(started, child)
+        # The unpacker holds the layer's lock: its half-made directory is not a crashed
+        # unpacker's, however old, and the lock file stays.
+        for entry in (cache.root / "tmp").iterdir():
+            os.utime(entry, (0, 0))
+        assert cache.prune(keep=(), grace=0) == []
+        assert [p.name.partition(".")[0] for p in (cache.root / "tmp").iterdir()] == [_hex(diff_id)]
+        assert (cache.root / "locks" / f"{_hex(diff_id)}.lock").exists()
+        go.touch()
+        out, _ = child.communicate(timeout=120)
+    finally:
+        go.touch()
+        child.communicate(timeout=120)
+    assert child.returncode == 0
+    assert Path(out.strip()) == cache.path(diff_id)
+    assert (cache.path(diff_id) / "d/f").read_bytes() == b"whole\n"
+    assert json.loads((cache.path(diff_id).parent / "layer.json").read_text())["diff_id"] == (
+        diff_id
+    )
+    assert cache.prune(keep=()) == [diff_id]
+    assert _left_in(cache.root) == []
+
+
+def _blocked_on(lock_file: Path) -> bool:
+    """Whether some flock waits for ``lock_file`` (a ``->`` line of /proc/locks)."""
+    inode = lock_file.stat().st_ino
+    return any(
+        "->" in line and line.split()[6].endswith(f":{inode}")
+        for line in Path("/proc/locks").read_text().splitlines()
+        if len(line.split()) > 6
+    )
+
+
+def test_a_hold_waits_for_an_unpack_in_another_process(tmp_path: Path) -> None:
+    built = build_oci_layout(tmp_path / "l", [[file("f", b"complete\n")]])
+    (diff_id,) = built.diff_ids
+    cache = LayerCache(tmp_path / "c")
+    started, go = tmp_path / "started", tmp_path / "go"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_UNPACK, str(built.path), str(cache.root), str(started),
+         str(go)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    holds: list[LayerHold] = []
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            holds.append(cache.hold([diff_id]))
+        except BaseException as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    waiter = threading.Thread(target=hold, daemon=True)
+    try:
+        _wait_for(started, child)
+        waiter.start()
+        while not _blocked_on(cache.root / "locks" / f"{_hex(diff_id)}.lock"):
+            assert waiter.is_alive(), errors
+            time.sleep(0.01)
+        assert not holds, "held while the layer was half made"
+    finally:
+        go.touch()
+        child.communicate(timeout=120)
+        waiter.join(60)
+    assert not errors
+    with holds[0] as held:
+        assert (held.paths[0] / "f").read_bytes() == b"complete\n"
+        assert cache.prune(keep=()) == []
+    assert cache.prune(keep=()) == [diff_id]
+
+
+def test_an_unpack_waiting_on_a_lock_file_that_is_unlinked_locks_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pruner removes the lock file of a layer that is gone while an unpacker waits on
+    it; the unpacker must not unpack under a lock no one else can see."""
+    built = build_oci_layout(tmp_path / "l", [[file("f", b"1")]])
+    hex_part = _hex(built.diff_ids[0])
+    cache = LayerCache(tmp_path / "c")
+    lock_file = cache.root / "locks" / f"{hex_part}.lock"
+    lock_file.parent.mkdir(parents=True)
+    started, go = threading.Event(), threading.Event()
+    real = cache_module.unpack_layer
+
+    def waiting(*args: Any, **kwargs: Any) -> str:
+        started.set()
+        assert go.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "unpack_layer", waiting)
+    results: list[object] = []
+    pruner = os.open(lock_file, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(pruner, fcntl.LOCK_EX)
+        worker = threading.Thread(
+            target=lambda: results.append(cache.ensure(_image(built.path))), daemon=True
+        )
+        worker.start()
+        while not _blocked_on(lock_file):
+            assert worker.is_alive()
+            time.sleep(0.01)
+        lock_file.unlink()  # as prune does, holding the lock
+    finally:
+        os.close(pruner)
+    try:
+        assert started.wait(60)
+        other = os.open(lock_file, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    finally:
+        go.set()
+        worker.join(60)
+    assert results == [(cache.path(built.diff_ids[0]),)]
+    assert (cache.path(built.diff_ids[0]) / "f").read_bytes() == b"1"
+
+
+def test_prune_removes_leftovers(tmp_path: Path, holders: list[subprocess.Popen[str]]) -> None:
+    cache = LayerCache(tmp_path / "c")
+    built = build_oci_layout(tmp_path / "l", [[file("a", b"1")]])
+    cache.ensure(_image(built.path))
+    tmp, locks = cache.root / "tmp", cache.root / "locks"
+    crashed = tmp / f"{'1' * 64}.x7"  # a dead unpacker's: its lock is free
+    (crashed / "fs").mkdir(parents=True)
+    (locks / f"{'1' * 64}.lock").touch()
+    crashed_unlocked = tmp / f"{'2' * 64}.y8"  # and one whose lock file is gone too
+    (crashed_unlocked / "fs").mkdir(parents=True)
+    old, new = tmp / "old-junk", tmp / "new-junk"
+    old.mkdir()
+    (old / "x").write_bytes(b"x" * 10_000)
+    os.utime(old, (0, 0))
+    new.write_bytes(b"y")
+    stale_lock = locks / f"{'3' * 64}.lock"  # of a layer that is no more
+    stale_lock.touch()
+    busy_lock = locks / f"{'4' * 64}.lock"  # an unpack holds it: the layer is coming
+    busy = os.open(busy_lock, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(busy, fcntl.LOCK_EX)
+        assert cache.prune(keep=built.diff_ids) == []
+        assert busy_lock.exists()
+    finally:
+        os.close(busy)
+    assert sorted(p.name for p in tmp.iterdir()) == ["new-junk"]
+    assert sorted(p.name for p in locks.iterdir()) == sorted(
+        [f"{_hex(built.diff_ids[0])}.lock", busy_lock.name]
+    )
+    assert cache.layers() == list(built.diff_ids)
+
+
+def _du(path: Path) -> int:
+    out = subprocess.run(
+        ["du", "-s", "--block-size=1", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return int(out.split()[0])
+
+
+def test_sizes_are_what_du_says(tmp_path: Path, two_layers: BuiltImage) -> None:
+    linked = build_oci_layout(
+        tmp_path / "linked",
+        [[file("big", os.urandom(1 << 20)), hardlink("same", "big"), hardlink("again", "big")]],
+    )
+    cache = LayerCache(tmp_path / "c")
+    assert cache.size() == 0
+    cache.ensure(open_layout(two_layers.path, "latest"))
+    cache.ensure(_image(linked.path))
+    (diff_id,) = linked.diff_ids
+    size = cache.layer_size(diff_id)
+    assert size == _du(cache.path(diff_id).parent)
+    assert (1 << 20) <= size < 2 << 20, "three names, one file"
+    assert cache.layer_size(two_layers.diff_ids[0]) > 1_000_000  # busybox
+    assert cache.size() == _du(cache.root / "layers")
+    assert cache.size() > sum(cache.layer_size(d) for d in cache.layers())  # plus dirs
+    with pytest.raises(LayerError, match="not unpacked"):
+        cache.layer_size("sha256:" + "5" * 64)
