@@ -26,9 +26,10 @@ import secrets
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 import attrs
 
@@ -48,6 +49,9 @@ from containerlib.runtime.stdio import Pipes
 from containerlib.spec import oci
 from containerlib.spec.defaults import DEFAULT_CAPABILITIES, default_spec
 from containerlib.spec.units import parse_bytes
+
+if TYPE_CHECKING:
+    from containerlib.image.cache import LayerHold
 
 __all__ = ["Container", "Result", "RunningContainer"]
 
@@ -440,14 +444,18 @@ class Container:
             plan = attrs.evolve(plan, keep_upper=keep_upper)
         _need_root(cid or "")
         t0 = time.monotonic()
+        # The layers stay held while the container runs: no prune removes them.
+        hold = self.image._hold_layers()
         pipes = Pipes(input)
         try:
             process = spawner.start(plan, pipes.theirs, wait=wait)
         except BaseException:
             pipes.close()
+            if hold is not None:
+                hold.close()
             raise
         pipes.release_theirs()
-        return RunningContainer(cid, process, pipes, t0, list(args), plan)
+        return RunningContainer(cid, process, pipes, t0, list(args), plan, hold)
 
     def _run_in_this_process(
         self,
@@ -549,9 +557,14 @@ class RunningContainer:
         started: float,
         command: list[str],
         plan: Plan,
+        hold: LayerHold | None = None,
     ) -> None:
         self._id = cid
         self._plan = plan
+        self._hold = hold
+        if hold is not None:
+            # Released when the container has ended, or with this object at the latest.
+            weakref.finalize(self, hold.close)
         self._paused = False
         self.command = command
         self._process = process
@@ -726,6 +739,8 @@ class RunningContainer:
                     id=self.id,
                     stats=exited.stats,
                 )
+                if self._hold is not None:
+                    self._hold.close()
                 if exited.cleanup_error is not None:
                     raise exited.cleanup_error
             return self._result
@@ -754,6 +769,8 @@ class RunningContainer:
     ) -> None:
         if self._process.failed:
             self._pipes.close()
+            if self._hold is not None:
+                self._hold.close()
         elif self._result is None:
             self.kill(signal.SIGKILL)
             self.wait()

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from containerlib.errors import ContainerError, ImageError, ImageNotFound, SpecError
+from containerlib.errors import ContainerError, ImageError, ImageNotFound, LayerError, SpecError
 from containerlib.image.build import ImageSource
 from containerlib.runtime.specconv import Roots
 
 if TYPE_CHECKING:
+    from containerlib.image.cache import LayerHold
     from containerlib.image.layout import ResolvedImage
-    from containerlib.image.store import StoredImage
+    from containerlib.image.registry import Progress
+    from containerlib.image.store import PruneReport, StoredImage
 
 __all__ = ["Image"]
 
@@ -169,6 +171,22 @@ class Image:
         from containerlib.image.layout import open_manifest
 
         return cls._from_resolved(open_manifest(source.layout, source.manifest), name)
+
+    def _hold_layers(self) -> LayerHold | None:
+        """Hold this image's cached layers (see :meth:`LayerCache.hold`) for a container's
+        life; a layer pruned since the image was made is unpacked again. None for an
+        image whose layers are not in a cache (a plain directory)."""
+        if self.source is None or not self.layers:
+            return None
+        from containerlib.image.cache import LayerCache
+        from containerlib.image.layout import open_manifest
+
+        # <root>/layers/sha256/<hex>/fs
+        cache = LayerCache(Path(self.layers[0]).parents[3])
+        try:
+            return cache.hold(self.layers)
+        except LayerError:
+            return cache.ensure_held(open_manifest(self.source.layout, self.source.manifest))
 
     @property
     def digest(self) -> str | None:
@@ -410,6 +428,7 @@ class Image:
         *,
         pull: Literal["missing", "always", "never"] = "missing",
         insecure: Collection[str] = (),
+        progress: Progress | None = None,
     ) -> Image:
         """An image from a registry, such as ``"busybox"`` or ``"host:5000/team/app:1.2"``,
         kept in the image store (``<data root>/images``, an OCI image layout) under its
@@ -421,6 +440,7 @@ class Image:
                 ``docker run`` does); ``"always"`` fetches what the registry has now;
                 ``"never"`` uses the store only.
             insecure: registries to speak plain http to, besides this machine's.
+            progress: called with each blob's descriptor and its bytes received so far.
 
         Raises:
             SpecError: ``reference`` is not an image reference.
@@ -435,14 +455,105 @@ class Image:
         store = Path(Roots.from_env().data) / "images"
         if pull != "always" and (store / "oci-layout").is_file():
             try:
-                return cls.from_oci_layout(store, full)
+                return attrs.evolve(cls.from_oci_layout(store, full), name=full)
             except ImageNotFound:
                 if pull == "never":
                     raise
         elif pull == "never":
             raise ImageNotFound(f"no image {full!r} in the image store {store}")
-        pull_image(ref, store, insecure=insecure, name=full)
-        return cls.from_oci_layout(store, full)
+        pull_image(ref, store, insecure=insecure, name=full, progress=progress)
+        return attrs.evolve(cls.from_oci_layout(store, full), name=full)
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: Literal["docker", "oci"] = "docker",
+    ) -> None:
+        """Write this image to the archive ``path``: ``"docker"`` as ``docker save`` does
+        (``docker load`` and ``podman load`` read it), ``"oci"`` as an OCI image layout in
+        a tar. The archive names the image by :attr:`name` when that is a reference.
+
+        Raises:
+            ImageError: a blob is missing or corrupt; no archive is left at ``path``.
+        """
+        from containerlib.image.archive import save_archive
+
+        base = self._materialized()
+        assert base.source is not None
+        save_archive(
+            base.source.layout, base.source.manifest, path, format=format, names=_names_of(self)
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> list[Image]:
+        """Import the images of an archive (``docker save``, OCI archive; plain or
+        gzip-compressed) into the image store, named as the archive names them.
+
+        Returns:
+            The images, in the archive's order.
+
+        Raises:
+            ImageError: the archive is malformed or hostile; the store gains nothing.
+            LayerError: a blob fails its digest.
+        """
+        from containerlib.image.archive import load_archive
+
+        store = _store()
+        images = []
+        for descriptor in load_archive(path, store):
+            name = descriptor.ref_name or descriptor.digest
+            plain = attrs.evolve(descriptor, annotations={})
+            images.append(cls._from_source(ImageSource(layout=store, manifest=plain), name))
+        return images
+
+    def push(
+        self,
+        reference: str | None = None,
+        *,
+        insecure: Collection[str] = (),
+        progress: Progress | None = None,
+    ) -> str:
+        """Upload this image to a registry, as ``reference`` (its :attr:`name` by
+        default). Credentials come from ``~/.docker/config.json`` (or podman's auth file)
+        when the registry asks for them.
+
+        Args:
+            reference: where to push, ``"host:5000/team/app:1.2"``.
+            insecure: registries to speak plain http to, besides this machine's.
+            progress: called with each blob's descriptor and its bytes sent so far.
+
+        Returns:
+            The digest of the pushed manifest.
+
+        Raises:
+            SpecError: no reference, or not a valid one.
+            ImageError: the registry refused the image or could not be reached.
+        """
+        from containerlib.image.registry import push
+
+        target = reference if reference is not None else self.name
+        from containerlib.image.reference import parse_reference
+
+        ref = parse_reference(target, field="reference")
+        base = self._materialized()
+        assert base.source is not None
+        pushed = push(
+            base.source.layout, base.source.manifest, ref, insecure=insecure, progress=progress
+        )
+        return pushed.digest
+
+    @staticmethod
+    def prune() -> PruneReport:
+        """Remove what no named image and no running container uses: unnamed images
+        in the store (older than an hour), their blobs, and unpacked layers.
+
+        Returns:
+            What was removed and the bytes freed.
+        """
+        from containerlib.image.store import prune
+
+        return prune(_data_root())
 
     @staticmethod
     def list() -> list[StoredImage]:
@@ -484,6 +595,18 @@ class Image:
             else:
                 return cls.from_registry(path)
         return cls.from_rootfs(path)
+
+
+def _names_of(image: Image) -> list[str]:
+    """The image's name as a full reference, if it is one."""
+    from containerlib.image.reference import parse_reference
+
+    try:
+        full = str(parse_reference(image.name))
+    except SpecError:
+        return []
+    # Only a name that already is a full reference (tagged or pulled), not "scratch".
+    return [full] if full == image.name else []
 
 
 def _port(port: int | str) -> str:

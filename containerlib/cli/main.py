@@ -1,4 +1,4 @@
-"""The ``containerlib`` command: run a container, write a default spec, pull an image, make a
+"""The ``containerlib`` command: run a container, write a default spec, manage images, make a
 rootfs.
 
 A thin shell over the library: each subcommand parses its arguments, calls the API and
@@ -55,9 +55,30 @@ def _parser() -> argparse.ArgumentParser:
         help="a registry to speak plain http to (this machine's always are)",
     )  # fmt: skip
 
+    push = sub.add_parser("push", help="upload an image of the image store to its registry")
+    push.add_argument("reference", help="the image's name in the store")
+    push.add_argument("destination", nargs="?", help="where to push, if not to its name")
+    push.add_argument(
+        "--insecure", action="append", default=[], metavar="HOST[:PORT]",
+        help="a registry to speak plain http to (this machine's always are)",
+    )  # fmt: skip
+
     sub.add_parser("images", help="list the images in the image store")
     rmi = sub.add_parser("rmi", help="remove images from the image store")
     rmi.add_argument("references", nargs="+", metavar="REFERENCE")
+    sub.add_parser(
+        "prune", help="remove unnamed images, unused blobs and unpacked layers no image uses"
+    )
+
+    save = sub.add_parser("save", help="write an image of the image store to an archive")
+    save.add_argument("reference", help="the image's name in the store")
+    save.add_argument("--output", "-o", required=True, help="the archive to write")
+    save.add_argument(
+        "--format", choices=("docker", "oci"), default="docker",
+        help="docker: as docker save (default); oci: an OCI layout in a tar",
+    )  # fmt: skip
+    load = sub.add_parser("load", help="import the images of an archive into the image store")
+    load.add_argument("--input", "-i", required=True, help="a docker save or OCI archive")
 
     rootfs = sub.add_parser("rootfs", help="make a root file system")
     rootfs.add_argument("kind", choices=("busybox",))
@@ -114,10 +135,48 @@ def _spec(args: argparse.Namespace) -> int:
 
 def _pull(args: argparse.Namespace) -> int:
     from containerlib import Image
+    from containerlib.cli.progress import ProgressBars
     from containerlib.image.reference import parse_reference
 
-    Image.from_registry(args.reference, pull="always", insecure=args.insecure)
+    bars = ProgressBars("pull")
+    Image.from_registry(args.reference, pull="always", insecure=args.insecure, progress=bars)
     print(parse_reference(args.reference))
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from containerlib import Image
+    from containerlib.cli.progress import ProgressBars
+    from containerlib.image.reference import parse_reference
+
+    image = Image.from_registry(args.reference, pull="never")
+    destination = str(parse_reference(args.destination or args.reference))
+    bars = ProgressBars("push")
+    digest = image.push(destination, insecure=args.insecure, progress=bars)
+    print(f"{destination}@{digest}")
+    return 0
+
+
+def _save(args: argparse.Namespace) -> int:
+    from containerlib import Image
+
+    Image.from_registry(args.reference, pull="never").save(args.output, format=args.format)
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from containerlib import Image
+
+    for image in Image.load(args.input):
+        print(f"loaded {image.name}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from containerlib import Image
+
+    report = Image.prune()
+    print(report)
     return 0
 
 
@@ -149,8 +208,18 @@ def _rootfs(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (and exits with it as a script)."""
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "spec": _spec, "pull": _pull, "images": _images, "rmi": _rmi}
-    handler = {**handlers, "rootfs": _rootfs}[args.command]
+    handler = {
+        "run": _run,
+        "spec": _spec,
+        "pull": _pull,
+        "push": _push,
+        "images": _images,
+        "rmi": _rmi,
+        "prune": _prune,
+        "save": _save,
+        "load": _load,
+        "rootfs": _rootfs,
+    }[args.command]
     try:
         code = handler(args)
     except (ContainerlibError, OSError) as e:

@@ -320,8 +320,12 @@ def test_a_container_named_by_reference_pulls_once_into_the_store(
     assert Container(reference).run(["echo", "hi"]).stdout == b"hi\n"
     store = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "images"
     index = json.loads((store / "index.json").read_bytes())
-    names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
-    assert names == [reference]
+    # (Other tests of the session may have left images in the store.)
+    names = [
+        m.get("annotations", {}).get("org.opencontainers.image.ref.name")
+        for m in index["manifests"]
+    ]
+    assert names.count(reference) == 1
     # The second time it comes from the store: no blob is written again.
     before = blob_files(store)
     assert Container(reference).run(["echo", "again"]).stdout == b"again\n"
