@@ -100,9 +100,14 @@ def push(
     Foreign (non-distributable) layers are not sent, as with ``docker push``. Nothing in
     the layout changes.
 
+    An index (a multi-platform image) is pushed with every platform's manifest, each
+    under its digest, and then the index under the tag; every manifest it lists must be
+    in the layout.
+
     Args:
         layout: the OCI layout directory.
-        manifest: the descriptor of an image manifest (OCI or Docker schema 2) in it.
+        manifest: the descriptor of an image manifest (OCI or Docker schema 2) or of an
+            index in it.
         reference: where to push, ``"localhost:5000/team/app:1"``; without a tag,
             ``latest``.
         insecure: registries to speak plain http to, besides this machine's.
@@ -121,7 +126,7 @@ def push(
         SpecError: ``reference`` is not an image reference, names another manifest's
             digest, or ``chunk_size`` is not positive.
         LayerError: a blob of the image is missing from the layout or fails its digest.
-        ImageError: the manifest is an index, the registry cannot be reached, refuses
+        ImageError: the registry cannot be reached, refuses
             access (``push <reference>: denied: …``), or rejects a blob or the manifest;
             the registry's own message is in the text.
 
@@ -140,18 +145,30 @@ def push(
         raise SpecError(
             "reference", f"{ref} names digest {ref.digest}, the manifest is {manifest.digest}"
         )
-    if manifest.media_type in INDEX_MEDIA_TYPES:
-        raise ImageError(f"{what}: {manifest.digest} is an index; push one platform's manifest")
-    if manifest.media_type not in MANIFEST_MEDIA_TYPES:
-        raise ImageError(f"{what}: {manifest.digest} has media type {manifest.media_type!r}")
     data = read_blob(layout, manifest)
-    try:
-        parsed = Manifest.from_dict(json.loads(data))
-    except (ValueError, SpecError) as e:
-        raise LayerError(f"{what}: manifest {manifest.digest}: {e}") from None
+    if manifest.media_type in INDEX_MEDIA_TYPES:
+        # A multi-platform image: every platform's manifest by digest, then the index.
+        try:
+            children = Index.from_dict(json.loads(data)).manifests
+        except (ValueError, SpecError) as e:
+            raise LayerError(f"{what}: index {manifest.digest}: {e}") from None
+        images = [_read_manifest(layout, child, what) for child in children]
+    elif manifest.media_type in MANIFEST_MEDIA_TYPES:
+        images = []
+    else:
+        raise ImageError(f"{what}: {manifest.digest} has media type {manifest.media_type!r}")
+    if not images:
+        images = [_read_manifest(layout, manifest, what)]
+        top = None
+    else:
+        top = (manifest, data)
     # Foreign (non-distributable) layers stay where their URLs say, as docker push does.
-    layers = [d for d in parsed.layers if d.media_type not in _FOREIGN_LAYER_MEDIA_TYPES]
-    blobs = list({d.digest: d for d in (parsed.config, *layers)}.values())
+    wanted: dict[str, Descriptor] = {}
+    for _, _, parsed in images:
+        for d in (parsed.config, *parsed.layers):
+            if d.media_type not in _FOREIGN_LAYER_MEDIA_TYPES:
+                wanted.setdefault(d.digest, d)
+    blobs = list(wanted.values())
     for blob in blobs:  # all there before the first request
         open_blob(layout, blob).close()
     sources = _mount_sources(layout, ref, {blob.digest for blob in blobs})
@@ -172,13 +189,39 @@ def push(
         for blob in blobs:
             if not _blob_exists(target, blob):
                 _send_blob(target, layout, blob, sources.get(blob.digest, ()), progress, chunk_size)
-        _put_manifest(target, manifest, data, ref.tag or ref.digest or "latest")
+        tag = ref.tag or ref.digest or "latest"
+        if top is None:
+            _put_manifest(target, manifest, images[0][1], tag)
+        else:
+            for child, child_data, _ in images:
+                _put_manifest(target, child, child_data, child.digest)
+            _put_manifest(target, manifest, top[1], tag)
     return Descriptor(
         media_type=manifest.media_type,
         digest=manifest.digest,
         size=manifest.size,
         platform=manifest.platform,
     )
+
+
+def _read_manifest(
+    layout: Path, descriptor: Descriptor, what: str
+) -> tuple[Descriptor, bytes, Manifest]:
+    """An image manifest of the layout: its descriptor, bytes and contents.
+
+    Raises:
+        LayerError: it is missing, fails its digest, or is not an image manifest.
+    """
+    if descriptor.media_type not in MANIFEST_MEDIA_TYPES:
+        raise LayerError(
+            f"{what}: {descriptor.digest} has media type {descriptor.media_type!r}, "
+            "not an image manifest"
+        )
+    data = read_blob(layout, descriptor)
+    try:
+        return descriptor, data, Manifest.from_dict(json.loads(data))
+    except (ValueError, SpecError) as e:
+        raise LayerError(f"{what}: manifest {descriptor.digest}: {e}") from None
 
 
 def _mount_sources(layout: Path, ref: Reference, wanted: set[str]) -> dict[str, list[str]]:

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from containerlib import ImageError, LayerError, SpecError
-from containerlib.image.layout import open_layout
+from containerlib.image.layout import host_platform, open_layout, open_manifest
 from containerlib.image.registry import Credentials, pull, push
-from containerlib.spec.image import MEDIA_TYPE_DOCKER_MANIFEST, Descriptor
+from containerlib.spec.image import MEDIA_TYPE_DOCKER_MANIFEST, Descriptor, Platform
 from tests.image_builders import (
     add_to_index,
     busybox_layout,
@@ -27,6 +27,7 @@ from tests.image_builders import (
     init_layout,
     make_layer,
     write_image,
+    write_index_blob,
 )
 from tests.registry_server import (
     DOCKER_REGISTRY,
@@ -127,7 +128,7 @@ def blob_bytes(layout: Path, descriptor: Descriptor) -> bytes:
 
 def same_image(source: Path, copy: Path, manifest: Descriptor) -> None:
     """``copy`` holds the manifest, config and layers of ``source``, byte for byte."""
-    pushed = open_layout(source, manifest.digest)
+    pushed = open_manifest(source, manifest)
     pulled = open_layout(copy, manifest.digest)
     assert pulled.manifest_digest == manifest.digest
     for blob in (pushed.manifest.config, *pushed.layers):
@@ -154,6 +155,44 @@ def test_push_then_pull_back(registry: str, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     assert pull(f"{registry}/team/app:1", copy).digest == manifest.digest
     same_image(source, copy, manifest)
+
+
+def test_a_multi_platform_image_pushes_every_platform(registry: str, tmp_path: Path) -> None:
+    """An index goes with each platform's manifest (by digest) and its blobs; pulling
+    back gives each platform its own image."""
+    source = tmp_path / "source"
+    host = build_image(source, seed="host")
+    arm64 = Platform(architecture="arm64", os="linux", variant="v8")
+    arm_layers = [make_layer([file("arch", b"arm64")]), make_layer([file("x", b"x")])]
+    arm = write_image(source, arm_layers, platform=arm64)
+    index = write_index_blob(source, [attrs.evolve(host, platform=host_platform()), arm])
+    pushed = push(source, index, f"{registry}/team/multi:1")
+    assert pushed.digest == index.digest
+    assert skopeo_digest(f"{registry}/team/multi:1") == index.digest
+    listed = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry}/team/multi:1"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert hashlib.sha256(listed).hexdigest() == index.hex
+    for platform, manifest in ((None, host), (arm64, arm)):
+        copy = tmp_path / f"copy-{manifest.hex[:8]}"
+        assert pull(f"{registry}/team/multi:1", copy, platform=platform).digest == manifest.digest
+        same_image(source, copy, manifest)
+
+
+def test_an_index_missing_a_platform_is_refused_before_any_request(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    host = build_image(source)
+    absent = Descriptor(
+        media_type=host.media_type,
+        digest="sha256:" + "0" * 64,
+        size=10,
+        platform=Platform(architecture="arm64", os="linux"),
+    )
+    index = write_index_blob(source, [host, absent])
+    with pytest.raises(LayerError, match="0000000000"):
+        push(source, index, "127.0.0.1:1/team/none:1")
 
 
 def test_pushing_again_sends_no_blob(registry: str, tmp_path: Path) -> None:
