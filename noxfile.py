@@ -102,7 +102,7 @@ def notebooks(session: nox.Session) -> None:
     """Execute every notebook in notebooks/ and fail on the first error. Needs root."""
     _need_root(session)
     session.install(*NOTEBOOK_TOOLS, "-e", ".")
-    tmp = Path(session.create_tmp())
+    tmp = Path(session.create_tmp()).resolve()
     # Keep kernels and IPython profiles of the user's home out of the run: the kernel is the
     # venv's own ipykernel, so the notebook imports the containerlib installed here.
     env = {
@@ -110,6 +110,9 @@ def notebooks(session: nox.Session) -> None:
         "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"),
         "JUPYTER_CONFIG_DIR": str(tmp / "jupyter-config"),
         "IPYTHONDIR": str(tmp / "ipython"),
+        # And containerlib's own (images, layers, writable layers) out of the host's.
+        "CONTAINERLIB_DATA_ROOT": str(tmp / "containerlib-data"),
+        "CONTAINERLIB_RUN_ROOT": str(tmp / "containerlib-run"),
     }
     books = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
     if not books:
