@@ -29,7 +29,7 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import attrs
 
@@ -41,13 +41,26 @@ from containerlib.errors import (
     SpecError,
 )
 from containerlib.images import Image
+from containerlib.linux.capabilities import CAPABILITIES as CAPABILITY_NUMBERS
 from containerlib.linux.cgroups import Cgroup, CgroupStats
 from containerlib.runtime.client import Exited, Process, spawner
 from containerlib.runtime.plan import Plan
-from containerlib.runtime.specconv import Roots, cgroup_limits, check_id, plan_from_spec
+from containerlib.runtime.specconv import (
+    SET_HOME_ANNOTATION,
+    USER_ANNOTATION,
+    Roots,
+    cgroup_limits,
+    check_id,
+    plan_from_spec,
+)
 from containerlib.runtime.stdio import Pipes
 from containerlib.spec import oci
-from containerlib.spec.defaults import DEFAULT_CAPABILITIES, default_spec
+from containerlib.spec.defaults import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_MASKED_PATHS,
+    DEFAULT_READONLY_PATHS,
+    default_spec,
+)
 from containerlib.spec.units import parse_bytes
 
 if TYPE_CHECKING:
@@ -147,6 +160,73 @@ def _base_spec() -> oci.Spec:
     return default_spec(args=("sh",), terminal=False)
 
 
+_ACCOUNT = r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?"
+
+
+def _parse_user(text: str, what: str) -> tuple[int, int] | str:
+    """``uid:gid`` in numbers as a pair; any other ``user[:group]`` as it is, to be
+    looked up in the container (see :meth:`Container.user`)."""
+    m = re.fullmatch(r"(\d+):(\d+)", text)
+    if m:
+        uid, gid = int(m.group(1)), int(m.group(2))
+        if uid >= 2**32 - 1 or gid >= 2**32 - 1:
+            raise SpecError(what, f"{text!r} is out of range")
+        return uid, gid
+    if not re.fullmatch(rf"({_ACCOUNT})(:{_ACCOUNT})?", text) or len(text) > 255:
+        raise SpecError(what, f"{text!r} is not a user, 'user' or 'user:group'")
+    for part in text.split(":"):
+        if part.isdigit() and int(part) >= 2**32 - 1:
+            raise SpecError(what, f"{text!r} is out of range")
+    return text
+
+
+def _capabilities(names: Sequence[str], what: str) -> frozenset[str]:
+    out = set()
+    for name in names:
+        if not isinstance(name, str):
+            raise SpecError(what, f"a capability name, not {name!r}")
+        key = name.upper().removeprefix("CAP_")
+        if key != "ALL" and key not in CAPABILITY_NUMBERS:
+            raise SpecError(what, f"unknown capability {name!r}")
+        out.add("CAP_" + key)
+    return frozenset(out)
+
+
+_NAMESPACED_SYSCTL = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                      "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
+                      "kernel.shm_rmid_forced")  # fmt: skip
+
+
+def _namespaced_sysctl(key: str, network: str) -> bool:
+    """Whether ``key`` belongs to a namespace of the container's own (as Docker's list)."""
+    if key in _NAMESPACED_SYSCTL or key.startswith("fs.mqueue."):
+        return True
+    return key.startswith("net.") and network != "host"
+
+
+@functools.cache
+def _bounding_set() -> tuple[str, ...]:
+    """The capabilities in this process's bounding set (root in a container, or a host
+    that withholds some, has fewer than all)."""
+    bits = (1 << 64) - 1
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    bits = int(line.split()[1], 16)
+    except OSError:
+        pass
+    return tuple(f"CAP_{n}" for n, number in CAPABILITY_NUMBERS.items() if bits >> number & 1)
+
+
+@functools.cache
+def _default_seccomp(caps: tuple[str, ...], make: Any) -> oci.LinuxSeccomp:
+    """Docker's default profile for ``caps``: the same object for the same set, so that
+    its compiled filter is cached too."""
+    profile: oci.LinuxSeccomp = make(caps)
+    return profile
+
+
 def _as_image(path: object) -> Image:
     if isinstance(path, Image):
         return path
@@ -173,11 +253,17 @@ class Container:
     _limits: Limits = attrs.field(factory=Limits)
     _env: tuple[tuple[str, str], ...] = ()
     _workdir: str | None = None
-    _user: tuple[int, int] | None = None
+    _user: tuple[int, int] | str | None = None
     _hostname: str | None = None
     _mounts: tuple[_BindMount | _Tmpfs, ...] = ()
     _read_only: bool = False
     _network: str = "none"
+    _cap_add: frozenset[str] = frozenset()
+    _cap_drop: frozenset[str] = frozenset()
+    _privileged: bool = False
+    _seccomp: oci.LinuxSeccomp | Literal["default"] | None = "default"
+    _sysctl: tuple[tuple[str, str], ...] = ()
+    _rlimits: tuple[tuple[str, int, int], ...] = ()
 
     # -- fluent methods: each returns a changed copy, no I/O -----------------------------
 
@@ -242,20 +328,18 @@ class Container:
         return attrs.evolve(self, workdir=_absolute(path, "workdir"))
 
     def user(self, user: str | int) -> Self:
-        """Run as ``"uid"`` or ``"uid:gid"`` (numbers; names come in a later version).
+        """Run as ``user`` or ``user:group``, names or numbers, as ``docker run --user``.
 
-        Without a gid the group is 0, as ``docker run --user 1000`` gives a user that the
-        image's /etc/passwd does not know.
+        Names are looked up in the container's own /etc/passwd and /etc/group (never the
+        host's), once its root file system is in place: a user found there gets its uid,
+        its group and the groups that list it, and HOME from its entry; a uid no entry has
+        runs with gid 0. ``"uid:gid"`` in numbers is used as it is.
+
+        Raises:
+            SpecError: not a user, or a number out of range. A name the image does not
+                have fails the start with ContainerSetupError.
         """
-        text = str(user)
-        m = re.fullmatch(r"(\d+)(?::(\d+))?", text)
-        if not m:
-            raise SpecError("user", f"must be 'uid' or 'uid:gid' in numbers, not {user!r}")
-        uid = int(m.group(1))
-        gid = int(m.group(2)) if m.group(2) is not None else 0
-        if uid >= 2**32 - 1 or gid >= 2**32 - 1:
-            raise SpecError("user", f"{user!r} is out of range")
-        return attrs.evolve(self, user=(uid, gid))
+        return attrs.evolve(self, user=_parse_user(str(user), "user"))
 
     def hostname(self, name: str) -> Self:
         """Set the container's hostname (its own UTS namespace)."""
@@ -288,6 +372,109 @@ class Container:
             raise SpecError("network", f"must be 'none' or 'host', not {mode!r}")
         return attrs.evolve(self, network=mode)
 
+    def cap_add(self, *capabilities: str) -> Self:
+        """Give the process these capabilities too (``"NET_ADMIN"`` or
+        ``"CAP_NET_ADMIN"``; ``"ALL"`` for every one), as ``docker run --cap-add``.
+
+        Raises:
+            SpecError: an unknown capability, naming it.
+        """
+        names = _capabilities(capabilities, "cap_add")
+        return attrs.evolve(self, cap_add=self._cap_add | names, cap_drop=self._cap_drop - names)
+
+    def cap_drop(self, *capabilities: str) -> Self:
+        """Take these capabilities away (``"ALL"`` for every one), as ``--cap-drop``.
+
+        Raises:
+            SpecError: an unknown capability, naming it.
+        """
+        names = _capabilities(capabilities, "cap_drop")
+        return attrs.evolve(self, cap_drop=self._cap_drop | names, cap_add=self._cap_add - names)
+
+    def privileged(self, privileged: bool = True) -> Self:
+        """As ``docker run --privileged``: every capability, no seccomp filter, no masked
+        or read-only /proc paths, a writable /sys, every device allowed by the device
+        cgroup, and no ``no_new_privs``. The namespaces stay."""
+        return attrs.evolve(self, privileged=privileged)
+
+    def seccomp(self, profile: oci.LinuxSeccomp | Mapping[str, object] | str | None) -> Self:
+        """The seccomp filter: an OCI ``LinuxSeccomp``, a Docker or OCI JSON profile (a
+        mapping, or its text), ``"default"`` for Docker's default profile (the default),
+        or None for no filter (``--security-opt seccomp=unconfined``).
+
+        Raises:
+            SpecError: the profile is not valid, naming the field.
+        """
+        if profile is None or isinstance(profile, oci.LinuxSeccomp):
+            return attrs.evolve(self, seccomp=profile)
+        if profile == "default":
+            return attrs.evolve(self, seccomp="default")
+        from containerlib.spec.seccomp_docker import load_profile
+
+        return attrs.evolve(self, seccomp=load_profile(profile, self._capability_set()))
+
+    def sysctl(self, **settings: str | int) -> Self:
+        """Set namespaced kernel parameters inside the container, as ``--sysctl``
+        (``net.ipv4.ip_unprivileged_port_start=0``; dots or underscores both work as
+        keyword names are written ``net__ipv4__...``, see below): only those that belong to
+        the container's own IPC, UTS or network namespace (``kernel.msg*``, ``kernel.sem``,
+        ``kernel.shm*``, ``fs.mqueue.*``, ``net.*`` without host networking).
+
+        Keyword names cannot hold dots: write them with ``__`` (``net__ipv4__ip_forward``),
+        or pass a mapping with ``**{"net.ipv4.ip_forward": 1}``.
+
+        Raises:
+            SpecError: a parameter that is not namespaced, or a value with a NUL.
+        """
+        merged = dict(self._sysctl)
+        for raw, value in settings.items():
+            key = raw.replace("__", ".")
+            if not _namespaced_sysctl(key, self._network):
+                raise SpecError(
+                    f"sysctl.{key}",
+                    "not a namespaced kernel parameter (kernel.msg*, kernel.sem, "
+                    "kernel.shm*, fs.mqueue.*, or net.* with a network of its own)",
+                )
+            text = str(value)
+            if "\0" in text or "\n" in text:
+                raise SpecError(f"sysctl.{key}", f"bad value {text!r}")
+            merged[key] = text
+        return attrs.evolve(self, sysctl=tuple(merged.items()))
+
+    def rlimit(self, name: str, soft: int, hard: int | None = None) -> Self:
+        """Set a resource limit (``"nofile"``, ``"nproc"``, ...), as ``--ulimit``; the hard
+        limit is ``soft`` unless given. -1 is unlimited.
+
+        Raises:
+            SpecError: an unknown resource, or soft above hard.
+        """
+        import resource as _resource
+
+        key = name.upper() if name.upper().startswith("RLIMIT_") else "RLIMIT_" + name.upper()
+        if not isinstance(getattr(_resource, key, None), int):
+            raise SpecError(f"rlimit.{name}", f"unknown resource {name!r}")
+        hard = soft if hard is None else hard
+        inf = 2**64 - 1
+        s_, h_ = (inf if soft == -1 else soft), (inf if hard == -1 else hard)
+        if not (0 <= s_ <= h_ <= inf):
+            raise SpecError(f"rlimit.{name}", f"soft {soft} must be 0..hard {hard}")
+        kept = tuple(r for r in self._rlimits if r[0] != key)
+        return attrs.evolve(self, rlimits=(*kept, (key, s_, h_)))
+
+    def _capability_set(self) -> tuple[str, ...]:
+        """The container's capabilities, in the kernel's order. "All" is every one this
+        process may pass on (its bounding set), as Docker's daemon gives its own."""
+        if self._privileged:
+            return _bounding_set()
+        names = set(DEFAULT_CAPABILITIES)
+        if "CAP_ALL" in self._cap_drop:
+            names = set()
+        names -= self._cap_drop
+        if "CAP_ALL" in self._cap_add:
+            names = set(_bounding_set())
+        names |= self._cap_add - {"CAP_ALL"}
+        return tuple(f"CAP_{n}" for n in CAPABILITY_NUMBERS if f"CAP_{n}" in names)
+
     # -- compilation --------------------------------------------------------------------
 
     def spec(self, cmd: Sequence[str] | None = None, *, id: str | None = None) -> oci.Spec:
@@ -306,14 +493,23 @@ class Container:
         env.update(self._env)
         hostname = self._hostname or (id[:12] if id else _DEFAULT_HOSTNAME)
         env.setdefault("HOSTNAME", hostname)
-        uid, gid = self._user if self._user is not None else self._image_user()
-        # As Docker: HOME from the user, when the image and the caller leave it unset.
-        env.setdefault("HOME", "/root" if uid == 0 else "/")
+        who = self._user if self._user is not None else self._image_user()
+        annotations: dict[str, str] = {}
+        if isinstance(who, str):
+            # Looked up inside, where the container's /etc/passwd is (see Plan.user).
+            uid, gid = 0, 0
+            annotations[USER_ANNOTATION] = who
+            if "HOME" not in env:
+                annotations[SET_HOME_ANNOTATION] = "1"
+        else:
+            uid, gid = who
+            # As Docker: HOME from the user, when the image and the caller leave it unset.
+            env.setdefault("HOME", "/root" if uid == 0 else "/")
         base = _base_spec()
         assert base.process is not None
         assert base.linux is not None
         assert base.root is not None
-        caps = tuple(DEFAULT_CAPABILITIES)
+        caps = self._capability_set()
         process = attrs.evolve(
             base.process,
             args=tuple(args),
@@ -323,8 +519,11 @@ class Container:
             capabilities=oci.LinuxCapabilities(
                 bounding=caps, effective=caps, permitted=caps, inheritable=(), ambient=()
             ),
-            rlimits=(),
-            no_new_privileges=True,
+            rlimits=tuple(
+                oci.POSIXRlimit(type=name, soft=soft, hard=hard)
+                for name, soft, hard in self._rlimits
+            ),
+            no_new_privileges=not self._privileged,
         )
         mounts = [
             attrs.evolve(m, options=("nosuid", "noexec", "nodev"))
@@ -351,7 +550,30 @@ class Container:
             if t != "network" or self._network == "none"
         )
         resources = self._limits.resources(base.linux.resources)
-        linux = attrs.evolve(base.linux, namespaces=namespaces, resources=resources)
+        linux = attrs.evolve(
+            base.linux,
+            namespaces=namespaces,
+            resources=resources,
+            sysctl=dict(self._sysctl),
+            seccomp=self._seccomp_profile(caps),
+            # Docker's lists, longer than runc spec's template.
+            masked_paths=DEFAULT_MASKED_PATHS,
+            readonly_paths=DEFAULT_READONLY_PATHS,
+        )
+        if self._privileged:
+            mounts = [
+                attrs.evolve(m, options=tuple(o for o in m.options if o != "ro"))
+                if m.destination == "/sys"
+                else m
+                for m in mounts
+            ]
+            allow_all = (oci.LinuxDeviceCgroup(allow=True, access="rwm"),)
+            linux = attrs.evolve(
+                linux,
+                masked_paths=(),
+                readonly_paths=(),
+                resources=attrs.evolve(linux.resources or oci.LinuxResources(), devices=allow_all),
+            )
         return attrs.evolve(
             base,
             process=process,
@@ -359,7 +581,17 @@ class Container:
             hostname=hostname,
             mounts=tuple(mounts),
             linux=linux,
+            annotations={**base.annotations, **annotations},
         )
+
+    def _seccomp_profile(self, caps: tuple[str, ...]) -> oci.LinuxSeccomp | None:
+        if self._privileged or self._seccomp is None:
+            return None
+        if self._seccomp == "default":
+            from containerlib.spec.seccomp_default import docker_default_profile
+
+            return _default_seccomp(caps, docker_default_profile)
+        return self._seccomp
 
     def _command(self, cmd: Sequence[str] | None) -> list[str]:
         if isinstance(cmd, str | bytes):
@@ -375,14 +607,11 @@ class Container:
                 raise SpecError(f"cmd[{i}]", f"must be a string without NUL, not {a!r}")
         return args
 
-    def _image_user(self) -> tuple[int, int]:
+    def _image_user(self) -> tuple[int, int] | str:
         user = self.image.user
         if not user:
             return (0, 0)
-        m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
-        if not m:
-            raise SpecError("image user", f"{user!r}: user names come in a later version")
-        return int(m.group(1)), int(m.group(2)) if m.group(2) is not None else 0
+        return _parse_user(user, "image user")
 
     # -- verbs --------------------------------------------------------------------------
 

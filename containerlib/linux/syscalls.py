@@ -40,6 +40,7 @@ __all__ = [
     "MS_UNBINDABLE",
     "RESOLVE_IN_ROOT",
     "RESOLVE_NO_MAGICLINKS",
+    "SECCOMP_SET_MODE_FILTER",
     "capset",
     "clone",
     "close_range_cloexec",
@@ -48,6 +49,7 @@ __all__ = [
     "pivot_root",
     "prctl",
     "rename_noreplace",
+    "seccomp_set_filter",
     "set_process_name",
     "setdomainname",
     "sethostname",
@@ -116,6 +118,7 @@ _SYSCALLS: Final = {
     "renameat2": (316, 276),
     "capget": (125, 90),
     "capset": (126, 91),
+    "seccomp": (317, 277),
 }
 _ARCH_INDEX: Final = {"x86_64": 0, "aarch64": 1}.get(platform.machine())
 
@@ -293,6 +296,29 @@ class _CapData(ctypes.Structure):
 
 
 _LINUX_CAPABILITY_VERSION_3: Final = 0x20080522
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+SECCOMP_SET_MODE_FILTER: Final = 1
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER) with the BPF ``program`` (struct sock_filter
+    entries, 8 bytes each): the calling thread's system calls are filtered from now on.
+    Needs no_new_privs or CAP_SYS_ADMIN."""
+    prog = _SockFprog(len(program) // 8, program)
+    _check(
+        _syscall(
+            ctypes.c_long(_nr("seccomp")),
+            ctypes.c_ulong(SECCOMP_SET_MODE_FILTER),
+            ctypes.c_ulong(flags),
+            ctypes.byref(prog),
+        ),
+        "seccomp",
+    )
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:

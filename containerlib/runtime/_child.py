@@ -22,6 +22,8 @@ import stat
 import struct
 from typing import NoReturn
 
+import attrs
+
 from containerlib.linux import syscalls as sc
 from containerlib.runtime.plan import MountStep, Plan
 
@@ -226,6 +228,83 @@ def _set_credentials(plan: Plan, last_cap: int) -> None:
         raise _Step(step, e.errno or errno.EIO) from None
 
 
+_MAX_ACCOUNT_FILE = 4 << 20
+
+
+def _account_lines(path: str) -> list[list[str]]:
+    """The colon-separated fields of each line of the container's ``path`` (after
+    pivot_root, its own), or nothing if there is no such file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as e:
+        raise _Step(f"read '{path}'", e.errno or errno.EIO) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_ACCOUNT_FILE:
+            raise _Step(f"read '{path}': not a regular file of at most 4 MiB", errno.EINVAL)
+        text = f.read(_MAX_ACCOUNT_FILE).decode(errors="surrogateescape")
+    return [line.split(":") for line in text.splitlines()]
+
+
+def _id(text: str) -> int | None:
+    return int(text) if text.isdigit() and len(text) <= 10 and int(text) < 2**32 - 1 else None
+
+
+def _resolve_user(plan: Plan) -> Plan:
+    """``plan.user`` looked up as ``_init.c``'s resolve_user does."""
+    assert plan.user is not None
+    spec = plan.user.decode(errors="surrogateescape")
+    user, sep, group = spec.partition(":")
+    uid = _id(user)
+    numeric = uid is not None
+    gid = 0
+    name = None
+    home = "/"
+    for fields in _account_lines("/etc/passwd"):
+        if len(fields) < 7 or _id(fields[2]) is None or _id(fields[3]) is None:
+            continue
+        if (_id(fields[2]) == uid) if numeric else fields[0] == user:
+            uid, gid, name, home = _id(fields[2]), _id(fields[3]) or 0, fields[0], fields[5] or "/"
+            break
+    if name is None and not numeric:
+        raise _Step(f"find user '{user}' in the container's /etc/passwd", errno.ENOENT)
+    extra: list[int] = []
+    group_id = _id(group) if sep else None
+    found_group = not sep or group_id is not None
+    if group_id is not None:
+        gid = group_id
+    for fields in _account_lines("/etc/group"):
+        if len(fields) < 3 or (gid_field := _id(fields[2])) is None:
+            continue
+        if not found_group and fields[0] == group:
+            gid, found_group = gid_field, True
+        member = len(fields) > 3 and name is not None and name in fields[3].split(",")
+        if member and not sep and gid_field != gid:
+            extra.append(gid_field)
+    if not found_group:
+        raise _Step(f"find group '{group}' in the container's /etc/group", errno.ENOENT)
+    env = plan.env
+    if plan.set_home:
+        env = (*env, b"HOME=" + home.encode(errors="surrogateescape"))
+    return attrs.evolve(
+        plan,
+        uid=uid or 0,
+        gid=gid,
+        additional_gids=(*plan.additional_gids, *extra),
+        env=env,
+    )
+
+
+def _install_seccomp(plan: Plan) -> None:
+    if plan.seccomp:
+        try:
+            sc.seccomp_set_filter(plan.seccomp, plan.seccomp_flags)
+        except OSError as e:
+            raise _Step("install the seccomp filter", e.errno or errno.EIO) from None
+
+
 def _exec(plan: Plan) -> NoReturn:
     env = {}
     for item in plan.env:
@@ -301,8 +380,10 @@ def child_main(sock: socket.socket, clone_flags: int, last_cap: int) -> NoReturn
                     os.dup2(fd, target)
         except OSError as e:
             raise _Step("set up stdio", e.errno or errno.EIO) from None
-        _setup(plan, procs_files, have_cgroup2, last_cap)
+        plan = _setup(plan, procs_files, have_cgroup2, last_cap)
         sc.close_range_cloexec(3)
+        if plan.no_new_privileges:
+            _install_seccomp(plan)
     except _Step as e:
         _report(errfd, e.step, e.err)
     except OSError as e:
@@ -319,7 +400,8 @@ def _report(errfd: int, step: str, err: int) -> NoReturn:
         os._exit(SETUP_FAILED)
 
 
-def _setup(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: int) -> None:
+def _setup(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: int) -> Plan:
+    """Carry out the plan up to the exec; returns it with the user looked up."""
     os.umask(0)
     # No files: the process was placed in its cgroup ahead of time.
     try:
@@ -401,9 +483,14 @@ def _setup(plan: Plan, procs_files: list[str], have_cgroup2: bool, last_cap: int
         except (OSError, ValueError) as e:
             err = e.errno if isinstance(e, OSError) and e.errno else errno.EPERM
             raise _Step(f"set rlimit {res} to {soft}:{hard}", err) from None
+    if plan.user is not None:
+        plan = _resolve_user(plan)
+    if not plan.no_new_privileges:
+        _install_seccomp(plan)  # while CAP_SYS_ADMIN still allows it
     _set_credentials(plan, last_cap)
     os.umask(plan.umask if plan.umask is not None else 0o022)
     try:
         os.chdir(plan.cwd)
     except OSError as e:
         raise _Step(f"chdir to '{_show(plan.cwd)}'", e.errno or errno.EIO) from None
+    return plan

@@ -35,7 +35,7 @@
  * gets Docker's exit codes: 127 (not found) or 126 (not executable), with a message on
  * its stderr.
  *
- * Plan format, version 2 (nativeinit.encode writes it; keep the two in step). Integers
+ * Plan format, version 3 (nativeinit.encode writes it; keep the two in step). Integers
  * are little-endian u32 or u64 (i32 for oom_score_adj); nothing is aligned.
  *   str      u32 n >= 1, then n bytes whose last is the only NUL (so the C side uses the
  *            bytes in place, without a copy)
@@ -44,7 +44,7 @@
  *   opt T    bool present, then a T that is 0 when absent
  *   list T   u32 count, then count T
  * In this order:
- *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 2,
+ *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 3,
  *   str rootfs, str rw_dir, list str lowerdirs (1..500), bool readonly_root,
  *   u64 rootfs_propagation, bool new_cgroupns,
  *   list mount (str target, ostr source, ostr fstype, u64 flags, ostr data,
@@ -58,7 +58,10 @@
  *   u64 cap_permitted, u64 cap_inheritable, list u32 cap_ambient,
  *   opt i32 oom_score_adj, str cwd, list str args (>= 1), list str env (as execve(2)
  *   gets it: NAME=VALUE, one entry a name), list str procs_files, bool have_cgroup2,
- *   u32 last_cap (<= 63), bool premounted, u32 magic again.
+ *   u32 last_cap (<= 63), bool premounted, u32 seccomp_flags, bytes seccomp (u32 n, a
+ *   multiple of 8 up to 32768, then n bytes: the BPF program, n = 0 for none),
+ *   ostr user (a "user[:group]" to look up in the container's /etc/passwd and /etc/group;
+ *   it then replaces uid and gid), bool set_home, u32 magic again.
  * A plan is at most 1 MiB, and every list has a bound (the MAX_* below). Anything else,
  * including bytes after the final magic, is refused with EBADMSG.
  */
@@ -90,6 +93,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #if defined(__has_include)
 #if __has_include(<linux/openat2.h>)
@@ -119,7 +124,8 @@ struct open_how {
 
 #define PLAN_MAGIC 0x50494c43u
 #define PREMOUNT_MAGIC 0x4d504c43u
-#define PLAN_VERSION 2u
+#define PLAN_VERSION 3u
+#define MAX_SECCOMP (4096u * 8u) /* BPF_MAXINSNS instructions */
 #define MAX_PLAN (1u << 20)
 #define MAX_LOWERDIRS 500 /* overlayfs stacks at most 500 layers */
 #define MAX_MOUNTS 1024
@@ -206,6 +212,11 @@ struct plan {
 	bool have_cgroup2;
 	uint32_t last_cap;
 	bool premounted;
+	uint32_t seccomp_flags;
+	const unsigned char *seccomp;
+	uint32_t seccomp_len;
+	const char *user;
+	bool set_home;
 };
 
 /* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
@@ -440,6 +451,16 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uin
 	if (p->last_cap > 63)
 		bad_plan("last_cap: %u is past 63", p->last_cap);
 	p->premounted = read_bool(&r, "premounted");
+	p->seccomp_flags = read_u32(&r, "seccomp_flags");
+	p->seccomp_len = read_u32(&r, "seccomp");
+	if (p->seccomp_len % sizeof(struct sock_filter) || p->seccomp_len > MAX_SECCOMP)
+		bad_plan("seccomp: %u bytes", p->seccomp_len);
+	if ((size_t)(r.end - r.p) < p->seccomp_len)
+		bad_plan("seccomp: truncated");
+	p->seccomp = r.p;
+	r.p += p->seccomp_len;
+	p->user = read_ostr(&r, "user");
+	p->set_home = read_bool(&r, "set_home");
 	if (read_u32(&r, "final magic") != magic)
 		bad_plan("bad final magic");
 	if (r.p != r.end)
@@ -955,7 +976,19 @@ static void set_credentials(void)
 		fail(errno, "set no_new_privs");
 }
 
-/* -- the whole setup, in the order of _child._setup ----------------------------------- */
+/* The last step before the exec (or before the credentials without no_new_privs, while
+ * CAP_SYS_ADMIN still allows it): from here on, the filter judges every system call. */
+static void install_seccomp(void)
+{
+	if (!plan.seccomp_len)
+		return;
+	struct sock_fprog prog = {
+		.len = (unsigned short)(plan.seccomp_len / sizeof(struct sock_filter)),
+		.filter = (struct sock_filter *)(uintptr_t)plan.seccomp,
+	};
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, plan.seccomp_flags, &prog) < 0)
+		fail(errno, "install the seccomp filter");
+}
 
 /* -- mounting ahead of time --------------------------------------------------------- */
 
@@ -1010,6 +1043,136 @@ static void premount(size_t len)
 	premount_failed = NULL;
 }
 
+/* -- users by name ----------------------------------------------------------------- */
+
+#define MAX_ACCOUNT_FILE (4u << 20)
+
+/* Open one of the container's account files (after pivot_root: its own) as a stream, if
+ * it is a regular file; NULL if there is none. A FIFO there would hang the start. */
+static FILE *open_account_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return NULL;
+		fail(errno, "read '%s'", path);
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_ACCOUNT_FILE)
+		fail(EINVAL, "read '%s': not a regular file of at most 4 MiB", path);
+	FILE *f = fdopen(fd, "r");
+	if (!f)
+		fail(errno, "read '%s'", path);
+	return f;
+}
+
+/* Split a line of /etc/passwd or /etc/group at ':' into at most n fields. */
+static int split_fields(char *line, char **fields, int n)
+{
+	int count = 0;
+	line[strcspn(line, "\n")] = '\0';
+	while (count < n) {
+		fields[count++] = line;
+		char *colon = strchr(line, ':');
+		if (!colon)
+			break;
+		*colon = '\0';
+		line = colon + 1;
+	}
+	return count;
+}
+
+static bool parse_id(const char *s, uint32_t *out)
+{
+	if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 10)
+		return false;
+	unsigned long long v = strtoull(s, NULL, 10);
+	if (v >= 0xffffffffull)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static char home_env[PATH_MAX + 8];
+
+/* Look plan.user ("user[:group]", names or numbers) up in the container's /etc/passwd and
+ * /etc/group, as Docker does: a user found by name or uid gives its uid, gid and home, and
+ * the groups that list it become supplementary groups; a number no entry has is used as
+ * it is, with gid 0 and home "/". */
+static void resolve_user(void)
+{
+	char spec[512];
+	if (snprintf(spec, sizeof spec, "%s", plan.user) >= (int)sizeof spec)
+		fail(ENAMETOOLONG, "look up user '%s'", plan.user);
+	char *group = strchr(spec, ':');
+	if (group)
+		*group++ = '\0';
+	const char *user = spec;
+	uint32_t uid = 0, gid = 0;
+	bool numeric = parse_id(user, &uid), found = false;
+	static char name[256], home[PATH_MAX];
+	snprintf(home, sizeof home, "/");
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f = open_account_file("/etc/passwd");
+	while (f && getline(&line, &cap, f) > 0) {
+		char *fld[7];
+		uint32_t id, gid_field;
+		if (split_fields(line, fld, 7) < 7 || !parse_id(fld[2], &id) ||
+		    !parse_id(fld[3], &gid_field))
+			continue;
+		if (numeric ? id == uid : strcmp(fld[0], user) == 0) {
+			found = true;
+			uid = id;
+			gid = gid_field;
+			snprintf(name, sizeof name, "%s", fld[0]);
+			snprintf(home, sizeof home, "%s", *fld[5] ? fld[5] : "/");
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (!found && !numeric)
+		fail(ENOENT, "find user '%s' in the container's /etc/passwd", user);
+	bool group_found = group == NULL;
+	if (group && parse_id(group, &gid))
+		group_found = true;
+	uint32_t n_extra = 0;
+	f = open_account_file("/etc/group");
+	while (f && getline(&line, &cap, f) > 0) {
+		char *fld[4];
+		uint32_t id;
+		if (split_fields(line, fld, 4) < 3 || !parse_id(fld[2], &id))
+			continue;
+		if (!group_found && strcmp(fld[0], group) == 0) {
+			gid = id;
+			group_found = true;
+		}
+		if (!found || group)
+			continue;
+		/* The members field: names separated by commas. */
+		for (char *m = fld[3] ? strtok(fld[3], ",") : NULL; m; m = strtok(NULL, ","))
+			if (strcmp(m, name) == 0 && id != gid &&
+			    plan.n_additional_gids + n_extra < MAX_GIDS)
+				plan.additional_gids[plan.n_additional_gids + n_extra++] = id;
+	}
+	free(line);
+	if (f)
+		fclose(f);
+	if (!group_found)
+		fail(ENOENT, "find group '%s' in the container's /etc/group", group);
+	plan.n_additional_gids += n_extra;
+	plan.uid = uid;
+	plan.gid = gid;
+	if (plan.set_home && plan.n_env < MAX_ENV) {
+		snprintf(home_env, sizeof home_env, "HOME=%s", home);
+		plan.env[plan.n_env++] = home_env;
+		plan.env[plan.n_env] = NULL;
+	}
+}
+
+/* -- the whole setup, in the order of _child._setup ----------------------------------- */
+
 static void setup(void)
 {
 	umask(0);
@@ -1043,6 +1206,10 @@ static void setup(void)
 	if (setsid() < 0)
 		fail(errno, "setsid");
 	set_rlimits();
+	if (plan.user)
+		resolve_user();
+	if (!plan.no_new_privileges)
+		install_seccomp();
 	set_credentials();
 	umask(plan.has_umask ? plan.umask : 022);
 	if (chdir(plan.cwd) < 0)
@@ -1308,6 +1475,10 @@ static void dump_plan(const struct plan *p)
 	json_bool("have_cgroup2", p->have_cgroup2);
 	json_u64("last_cap", p->last_cap);
 	json_bool("premounted", p->premounted);
+	json_u64("seccomp_flags", p->seccomp_flags);
+	json_u64("seccomp_len", p->seccomp_len);
+	json_ostr("user", p->user);
+	json_bool("set_home", p->set_home);
 	puts("}");
 }
 
@@ -1368,6 +1539,8 @@ static _Noreturn void warm_main(int sock, unsigned long flags)
 	set_up_stdio(stdio);
 	setup();
 	reset_signals();
+	if (plan.no_new_privileges)
+		install_seccomp();
 	exec_command();
 }
 

@@ -10,7 +10,7 @@ module compiles it on first use, once per machine and source version, and encode
 the binary form it reads. Without a C compiler (or with ``CONTAINERLIB_NATIVE_INIT=0``) the
 spawner keeps using :mod:`containerlib.runtime._child`.
 
-The plan format, version 2 (the comment at the top of ``_init.c`` is the reference; keep
+The plan format, version 3 (the comment at the top of ``_init.c`` is the reference; keep
 the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
 
 - ``str``: u32 n >= 1, then n bytes whose last is the only NUL; ``ostr``: the same, or
@@ -23,9 +23,11 @@ the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
   gid; additional_gids; umask; rlimits (resource, soft, hard); no_new_privileges;
   cap_bounding; cap_effective; cap_permitted; cap_inheritable; cap_ambient;
   oom_score_adj; cwd; args; env (as execve gets it, one entry a name); procs_files;
-  have_cgroup2; last_cap; premounted; the magic again. A premount message (the plan the
-  next container most likely has, for the helper to mount ahead of time) is the same with
-  the magic ``b"CLPM"``.
+  have_cgroup2; last_cap; premounted; seccomp_flags (u32); seccomp (``bytes``: u32 n, a
+  multiple of 8, then n bytes; 0 for no filter); user (``ostr``: ``user[:group]`` to
+  look up in the container's /etc/passwd and /etc/group); set_home; the magic again. A
+  premount message (the plan the next container most likely has, for the helper to mount
+  ahead of time) is the same with the magic ``b"CLPM"``.
 
 Example:
     >>> from containerlib.runtime.plan import Plan
@@ -33,7 +35,7 @@ Example:
     ...             lowerdirs=("/img",), clone_flags=0, args=(b"true",))
     >>> data = encode(plan, [], False, 40)
     >>> data[:8]
-    b'CLIP\\x02\\x00\\x00\\x00'
+    b'CLIP\\x03\\x00\\x00\\x00'
 """
 
 from __future__ import annotations
@@ -49,13 +51,15 @@ from containerlib.runtime.plan import Plan
 __all__ = ["CFLAGS", "MAX_PLAN", "VERSION", "build", "build_error", "encode", "helper_path"]
 
 #: The version of the plan format written by :func:`encode` and read by ``_init.c``.
-VERSION: Final = 2
+VERSION: Final = 3
 #: The largest plan ``_init.c`` reads.
 MAX_PLAN: Final = 1 << 20
 #: The flags the helper is compiled with (part of its file name's hash).
 CFLAGS: Final = ("-O2", "-Wall", "-Wextra", "-Werror")
 
 _MAGIC: Final = b"CLIP"
+# BPF_MAXINSNS (4096) instructions of 8 bytes.
+_MAX_SECCOMP: Final = 4096 * 8
 _PREMOUNT_MAGIC: Final = b"CLPM"
 _SOURCE: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_init.c")
 _U32: Final = struct.Struct("<I")
@@ -100,6 +104,13 @@ class _Writer:
         if b"\0" in value:
             raise ValueError(f"{field}: {value!r} contains a NUL byte")
         self.parts += (_U32.pack(len(value) + 1), value, b"\0")
+
+    def blob(self, value: bytes, field: str, *, multiple: int = 1, limit: int) -> None:
+        if len(value) % multiple or len(value) > limit:
+            raise ValueError(
+                f"{field}: {len(value)} bytes, not a multiple of {multiple} up to {limit}"
+            )
+        self.parts += (_U32.pack(len(value)), value)
 
     def opt_u32(self, value: int | None, field: str) -> None:
         self.boolean(value is not None, field)
@@ -215,6 +226,10 @@ def encode(
     w.boolean(have_cgroup2, "have_cgroup2")
     w.u32(last_cap, "last_cap")
     w.boolean(premounted, "premounted")
+    w.u32(plan.seccomp_flags, "seccomp_flags")
+    w.blob(plan.seccomp or b"", "seccomp", multiple=8, limit=_MAX_SECCOMP)
+    w.string(plan.user, "user")
+    w.boolean(plan.set_home, "set_home")
     w.parts.append(_PREMOUNT_MAGIC if premount else _MAGIC)
     return b"".join(w.parts)
 

@@ -95,6 +95,15 @@ class Plan:
     umask: int | None = None
     rlimits: tuple[tuple[int, int, int], ...] = ()
     no_new_privileges: bool = False
+    #: A compiled seccomp filter (struct sock_filter entries, 8 bytes each) and the
+    #: SECCOMP_FILTER_FLAG_* bits to install it with, just before the exec; None for none.
+    seccomp: bytes | None = None
+    seccomp_flags: int = 0
+    #: A ``user[:group]`` (names or numbers) to look up in the container's own
+    #: /etc/passwd and /etc/group once it is in its root: it then replaces ``uid`` and
+    #: ``gid``. With ``set_home``, HOME comes from the user's entry.
+    user: bytes | None = None
+    set_home: bool = False
     cap_bounding: int | None = None
     cap_effective: int = 0
     cap_permitted: int = 0

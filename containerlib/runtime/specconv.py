@@ -26,7 +26,16 @@ from containerlib.runtime.plan import DeviceStep, MountStep, Plan
 from containerlib.spec import oci
 from containerlib.spec.validate import validate
 
-__all__ = ["ID_PATTERN", "Roots", "cgroup_limits", "check_id", "mount_flags", "plan_from_spec"]
+__all__ = [
+    "ID_PATTERN",
+    "SET_HOME_ANNOTATION",
+    "USER_ANNOTATION",
+    "Roots",
+    "cgroup_limits",
+    "check_id",
+    "mount_flags",
+    "plan_from_spec",
+]
 
 #: What a container id may look like: it becomes a directory and a cgroup name.
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
@@ -229,7 +238,7 @@ def _unsupported(spec: oci.Spec) -> None:
         checks += [
             ("linux.uidMappings", linux.uid_mappings),
             ("linux.gidMappings", linux.gid_mappings),
-            ("linux.seccomp", linux.seccomp),
+            ("linux.seccomp.listenerPath", linux.seccomp and linux.seccomp.listener_path),
             ("linux.personality", linux.personality),
         ]
         for i, ns in enumerate(linux.namespaces):
@@ -373,6 +382,31 @@ def _rlimits(process: oci.Process) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
+#: containerlib's annotations for what the OCI spec cannot say on Linux: a user by name
+#: (``user[:group]``, looked up in the container's /etc/passwd and /etc/group), and
+#: whether HOME then comes from the user's entry.
+USER_ANNOTATION: Final = "org.containerlib.user"
+SET_HOME_ANNOTATION: Final = "org.containerlib.set-home"
+
+
+def _user_name(spec: oci.Spec) -> bytes | None:
+    name = spec.annotations.get(USER_ANNOTATION)
+    if name is None:
+        return None
+    if not name or "\0" in name or "\n" in name or name.count(":") > 1:
+        raise SpecError(f"annotations.{USER_ANNOTATION}", f"{name!r} is not 'user[:group]'")
+    return name.encode()
+
+
+def _seccomp(profile: oci.LinuxSeccomp | None) -> dict[str, object]:
+    """The compiled filter and its flags, for the plan (compiled once per profile)."""
+    if profile is None:
+        return {}
+    from containerlib.linux.seccomp import compile_filter_cached, filter_flags
+
+    return {"seccomp": compile_filter_cached(profile), "seccomp_flags": filter_flags(profile)}
+
+
 def plan_from_spec(
     spec: oci.Spec,
     *,
@@ -478,6 +512,9 @@ def plan_from_spec(
         umask=user.umask,
         rlimits=_rlimits(process),
         no_new_privileges=process.no_new_privileges,
+        **_seccomp(linux.seccomp),  # type: ignore[arg-type]
+        user=_user_name(spec),
+        set_home=spec.annotations.get(SET_HOME_ANNOTATION) == "1",
         oom_score_adj=process.oom_score_adj,
         cwd=process.cwd.encode(),
         args=tuple(a.encode() for a in process.args),

@@ -47,7 +47,7 @@ def test_missing_rootfs_is_named(roots: dict[str, str]) -> None:
         (lambda c: c.limit(mem="lots"), "mem", "lots"),
         (lambda c: c.limit(pids=0), "pids", "0"),
         (lambda c: c.workdir("tmp"), "workdir", "tmp"),
-        (lambda c: c.user("root-ish"), "user", "root-ish"),
+        (lambda c: c.user("root ish"), "user", "root ish"),
         (lambda c: c.hostname("bad/name"), "hostname", "bad/name"),
         (lambda c: c.network("bridge"), "network", "bridge"),
     ],

@@ -15,7 +15,12 @@ import pytest
 
 from containerlib import Container, Image, SpecError
 from containerlib.linux import syscalls as sc
-from containerlib.runtime.specconv import Roots, plan_from_spec
+from containerlib.runtime.specconv import (
+    SET_HOME_ANNOTATION,
+    USER_ANNOTATION,
+    Roots,
+    plan_from_spec,
+)
 from containerlib.spec import oci
 from containerlib.spec.defaults import DEFAULT_CAPABILITIES
 
@@ -149,8 +154,14 @@ def test_env_entries_are_unique() -> None:
 
 def test_home_follows_the_user_unless_set() -> None:
     assert _env(C.spec(["true"]))["HOME"] == "/root"
-    assert _env(C.user("1000").spec(["true"]))["HOME"] == "/"
+    assert _env(C.user("1000:1000").spec(["true"]))["HOME"] == "/"
     assert _env(C.env(HOME="/home/me").spec(["true"]))["HOME"] == "/home/me"
+    # A user to look up in the container gets HOME from its entry there.
+    spec = C.user("app").spec(["true"])
+    assert "HOME" not in _env(spec)
+    assert spec.annotations[SET_HOME_ANNOTATION] == "1"
+    spec = C.user("app").env(HOME="/h").spec(["true"])
+    assert SET_HOME_ANNOTATION not in spec.annotations
 
 
 @pytest.mark.parametrize("name", ["A=B", ""], ids=["equals-sign", "empty"])
@@ -170,9 +181,11 @@ def test_user() -> None:
     spec = C.user("1000:100").spec(["true"])
     assert spec.process is not None
     assert (spec.process.user.uid, spec.process.user.gid) == (1000, 100)
-    spec = C.user(65534).spec(["true"])
-    assert spec.process is not None
-    assert spec.process.user.uid == 65534
+    assert USER_ANNOTATION not in spec.annotations
+    # Anything else is looked up in the container's /etc/passwd, as docker run --user.
+    for user in (65534, "nobody", "app:staff", "1000:staff"):
+        spec = C.user(user).spec(["true"])
+        assert spec.annotations[USER_ANNOTATION] == str(user)
 
 
 def test_hostname() -> None:
@@ -322,9 +335,10 @@ def test_the_spec_compiles_to_a_plan(tmp_path: Path) -> None:
         (lambda: C.mount("relative", "/data"), "mount.source"),
         (lambda: C.tmpfs("scratch"), "tmpfs.target"),
         (lambda: C.tmpfs("/scratch", size="huge"), "tmpfs.size"),
-        (lambda: C.user("abc"), "user"),
-        (lambda: C.user("1000:abc"), "user"),
+        (lambda: C.user("a b"), "user"),
+        (lambda: C.user("a:b:c"), "user"),
         (lambda: C.user("-1"), "user"),
+        (lambda: C.user("4294967295"), "user"),
         (lambda: C.hostname("a/b"), "hostname"),
         (lambda: C.hostname(""), "hostname"),
         (lambda: C.network("bridge"), "network"),
@@ -381,15 +395,17 @@ def test_image_workdir_and_user() -> None:
     assert spec.process is not None
     assert spec.process.cwd == "/app"
     assert (spec.process.user.uid, spec.process.user.gid) == (1000, 2000)
-    spec = Container(image).workdir("/tmp").user("5").spec(["true"])
+    spec = Container(image).workdir("/tmp").user("5:5").spec(["true"])
     assert spec.process is not None
     assert spec.process.cwd == "/tmp"
     assert spec.process.user.uid == 5
 
 
-def test_image_user_name_is_refused_for_now() -> None:
-    with pytest.raises(SpecError, match="nobody"):
-        Container(attrs.evolve(IMAGE, user="nobody")).spec(["true"])
+def test_image_user_name_is_looked_up_in_the_container() -> None:
+    spec = Container(attrs.evolve(IMAGE, user="nobody")).spec(["true"])
+    assert spec.annotations[USER_ANNOTATION] == "nobody"
+    with pytest.raises(SpecError, match="image user"):
+        Container(attrs.evolve(IMAGE, user="no body")).spec(["true"])
 
 
 def test_topmost_layer_is_the_root() -> None:

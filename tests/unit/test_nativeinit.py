@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -123,6 +124,10 @@ def expected(
         "have_cgroup2": have_cgroup2,
         "last_cap": last_cap,
         "premounted": premounted,
+        "seccomp_flags": plan.seccomp_flags,
+        "seccomp_len": len(plan.seccomp or b""),
+        "user": _s(plan.user),
+        "set_home": plan.set_home,
     }
 
 
@@ -185,6 +190,10 @@ FULL = Plan(
     umask=0o027,
     rlimits=((7, 1024, 4096), (3, -1, -1)),
     no_new_privileges=True,
+    seccomp=bytes(range(8)) * 3,
+    seccomp_flags=2,
+    user=b"app:staff",
+    set_home=True,
     cap_bounding=0xA80425FB,
     cap_effective=(1 << 64) - 1,
     cap_permitted=0xA80425FB,
@@ -195,6 +204,11 @@ FULL = Plan(
     args=(b"sh", b"-c", b'echo "$X"\n\ttab\\', b""),
     env=(b"PATH=/bin", b"X=1", b"NOVALUE", b"X=2", b"EMPTY="),
 )
+
+
+def test_a_seccomp_filter_that_is_no_bpf_program_is_refused_by_encode() -> None:
+    with pytest.raises(ValueError, match="seccomp: 7 bytes"):
+        nativeinit.encode(attrs.evolve(MINIMAL, seccomp=b"x" * 7), [], False, 40)
 
 
 @pytest.mark.parametrize(
@@ -365,7 +379,7 @@ def _patch(data: bytes, offset: int, value: int) -> bytes:
 def test_bad_header_fields_are_refused(helper: str) -> None:
     data = nativeinit.encode(MINIMAL, [], False, 40)
     assert "bad magic" in refused(helper, b"XLIP" + data[4:])
-    assert "version 3, this helper reads version 2" in refused(helper, _patch(data, 4, 3))
+    assert "version 4, this helper reads version 3" in refused(helper, _patch(data, 4, 4))
     assert "bad final magic" in refused(helper, data[:-4] + b"CLIX")
 
 
@@ -383,12 +397,18 @@ def test_bad_values_are_refused(helper: str) -> None:
     assert "rootfs: missing" in refused(helper, _patch(data, at, 0))
     huge = _patch(data, at, 2**32 - 1)
     assert "rootfs: truncated" in refused(helper, huge)
-    # premounted, a boolean, is the field before the final magic.
-    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 8, 2))
+    # At the end: set_home (a boolean) and user (None: a 0 length) before the final magic.
+    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 8, 2))
+    # Without a filter, seccomp is an empty byte string (its length, 0); seccomp_flags
+    # before it.
+    assert "seccomp: 12 bytes" in refused(helper, _patch(data, len(data) - 16, 12))
+    assert "seccomp: truncated" in refused(helper, _patch(data, len(data) - 16, 16))
+    # premounted, a boolean, before them.
+    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 24, 2))
     # last_cap comes before it.
-    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 12, 64))
+    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 28, 64))
     # have_cgroup2, a boolean, before that.
-    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 16, 2))
+    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 32, 2))
 
 
 def test_args_must_not_be_empty(helper: str) -> None:

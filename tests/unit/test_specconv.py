@@ -454,7 +454,9 @@ UNSUPPORTED = {
     "process.ioPriority": _process(
         io_priority=oci.LinuxIOPriority(class_="IOPRIO_CLASS_RT", priority=1)
     ),
-    "linux.seccomp": _linux(seccomp=oci.LinuxSeccomp(default_action="SCMP_ACT_ALLOW")),
+    "linux.seccomp.listenerPath": _linux(
+        seccomp=oci.LinuxSeccomp(default_action="SCMP_ACT_ALLOW", listener_path="/run/s.sock")
+    ),
     "linux.uidMappings": default_spec(rootless=True, terminal=False),
     "linux.namespaces[1].path": _linux(
         namespaces=(
