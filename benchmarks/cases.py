@@ -73,18 +73,27 @@ class InProcessCase(Case):
     """containerlib in the benchmark's own process."""
 
     def __init__(
-        self, number: str, key: str, title: str, *, command: str, rootfs: Path, limits: bool
+        self,
+        number: str,
+        key: str,
+        title: str,
+        *,
+        command: str,
+        rootfs: Path,
+        limits: bool,
+        seccomp: bool = True,
     ) -> None:
         super().__init__(
             number, key, title, command=command, context=", in a loop in the benchmark's process"
         )
         self.rootfs = rootfs
         self.limits = limits
+        self.seccomp = seccomp
         self.runner: ContainerlibRunner | None = None
 
     def setup(self) -> None:
         try:
-            self.runner = ContainerlibRunner(self.rootfs, limits=self.limits)
+            self.runner = ContainerlibRunner(self.rootfs, limits=self.limits, seccomp=self.seccomp)
         except ImportError as exc:
             raise Skip(f"containerlib's API is not importable yet: {exc}") from exc
         except Exception as exc:
@@ -255,6 +264,11 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
         InProcessCase(
             "1b", "containerlib-limits", "containerlib, in-process, mem=512M pids=64",
             command=clib_limits, rootfs=rootfs, limits=True,
+        ),
+        InProcessCase(
+            "1c", "containerlib-unconfined", "containerlib, in-process, no seccomp filter",
+            command=clib.replace(".run(", ".seccomp(None).run("), rootfs=rootfs, limits=False,
+            seccomp=False,
         ),
         WorkerCase(
             "2", "containerlib-1g", "containerlib, caller holding 1 GiB",

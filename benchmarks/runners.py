@@ -77,13 +77,15 @@ class ContainerlibRunner:
     helper process (the spawner) so that the timed runs find it up.
     """
 
-    def __init__(self, rootfs: Path, *, limits: bool) -> None:
+    def __init__(self, rootfs: Path, *, limits: bool, seccomp: bool = True) -> None:
         # Imported here, not at the top: the crun worker uses this module without it.
         from containerlib import Container, Image
 
         container = Container(Image.from_rootfs(rootfs))
         if limits:
             container = container.limit(mem="512M", pids=64)
+        if not seccomp:
+            container = container.seccomp(None)
         self.container = container
         self.run_once()
 

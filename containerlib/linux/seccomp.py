@@ -31,16 +31,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
 
+import attrs
+
 from containerlib.errors import ContainerSetupError, SpecError
 from containerlib.linux.seccomp_enosys import enosys_prologue
 from containerlib.spec.oci_linux import LinuxSeccomp, LinuxSyscall
 
 __all__ = [
+    "SETUP_CALLS",
     "SOCK_FILTER_SIZE",
+    "SplitFilter",
     "compile_filter",
     "compile_filter_cached",
     "filter_flags",
     "libseccomp_version",
+    "split_filter",
 ]
 
 SOCK_FILTER_SIZE: Final = 8
@@ -418,3 +423,79 @@ def compile_filter_cached(profile: LinuxSeccomp, *, architecture: str | None = N
         ContainerSetupError: as :func:`compile_filter`.
     """
     return _compile_cached(profile, architecture)
+
+
+#: What a container's first process calls between the end of its premount and its exec
+#: that a profile may refuse (``_init.c``'s setup: the cgroup namespace, the remaining
+#: mounts, pivot_root, the masks, the host and domain names).
+SETUP_CALLS: Final = (
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "unshare",
+    "sethostname",
+    "setdomainname",
+)
+
+
+@attrs.frozen
+class SplitFilter:
+    """A profile as two filters whose sum is the profile: ``early`` is the profile but
+    for allowing :data:`SETUP_CALLS`, and can be installed in a warm process before the
+    setup, off the start's path; ``late`` refuses just those calls as the profile does,
+    and is small enough (a few dozen instructions) to install at the start. The kernel
+    applies every filter a process has and takes the strictest answer, so the two
+    together answer every call as the profile alone would.
+
+    Attributes:
+        early: the program installed ahead of time.
+        late: the program installed at the start.
+    """
+
+    early: bytes
+    late: bytes
+
+
+def _split_profiles(profile: LinuxSeccomp) -> tuple[LinuxSeccomp, LinuxSeccomp] | None:
+    if profile.default_action == "SCMP_ACT_ALLOW" or profile.listener_path:
+        return None
+    refused = []
+    for name in SETUP_CALLS:
+        rules = [r for r in profile.syscalls if name in r.names]
+        if not rules:
+            refused.append(name)
+        elif not any(r.action == "SCMP_ACT_ALLOW" and not r.args for r in rules):
+            return None  # conditional, or refused in its own way: keep it whole
+    if not refused:
+        return None
+    allow = LinuxSyscall(names=tuple(refused), action="SCMP_ACT_ALLOW")
+    early = attrs.evolve(profile, syscalls=(*profile.syscalls, allow))
+    late = LinuxSeccomp(
+        default_action="SCMP_ACT_ALLOW",
+        architectures=profile.architectures,
+        syscalls=(
+            LinuxSyscall(
+                names=tuple(refused),
+                action=profile.default_action,
+                errno_ret=profile.default_errno_ret,
+            ),
+        ),
+    )
+    return early, late
+
+
+@functools.lru_cache(maxsize=64)
+def split_filter(profile: LinuxSeccomp) -> SplitFilter | None:
+    """The profile as an early and a late filter (see :class:`SplitFilter`), compiled;
+    None when it cannot be split exactly (a profile that allows by default, or that
+    answers one of :data:`SETUP_CALLS` otherwise than by its default or a plain allow).
+
+    Raises:
+        SpecError: as :func:`compile_filter`.
+    """
+    profiles = _split_profiles(profile)
+    if profiles is None:
+        return None
+    early, late = profiles
+    return SplitFilter(early=compile_filter(early), late=compile_filter(late))

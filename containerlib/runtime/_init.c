@@ -25,8 +25,10 @@
  * which the process mounts the overlay rootfs and the mounts before the first cgroup
  * mount ahead of time. The plan that follows says with `premounted` whether it matches
  * that guess; if it does not, or the premount failed, the prepared mounts are detached
- * and the setup is done in full. A failed premount is no error: the process answers "P"
- * when it has made the premount, "F" when it failed and was undone, and waits.
+ * and the setup is done in full. A premount plan's seccomp filter is the early part of the
+ * container's (one that allows the setup's own calls), installed last; the plan that
+ * follows then brings only the rest. A failed premount is no error: the process answers
+ * "P" when it has made the premount, "F" when it failed and was undone, and waits.
  * An empty message (end of file) means the spawner
  * does not need this process: it exits 0. A failure before the exec is written back as
  * "<errno>\0<step>" (the step names the operation and the path, as `mount tmpfs on
@@ -1039,6 +1041,10 @@ static void premount(size_t len)
 	for (; i < plan.n_mounts && !plan.mounts[i].cgroup; i++)
 		mount_one(pre_rootfd, &plan.mounts[i]);
 	pre_mounts = i;
+	/* The early part of the seccomp filter (the spawner never sends one that refuses
+	 * the setup's own calls): installed now, the start only adds the small rest. As
+	 * root with every capability, no no_new_privs is needed yet. */
+	install_seccomp();
 	pre_ok = true;
 	premount_failed = NULL;
 }

@@ -99,6 +99,11 @@ class Plan:
     #: SECCOMP_FILTER_FLAG_* bits to install it with, just before the exec; None for none.
     seccomp: bytes | None = None
     seccomp_flags: int = 0
+    #: The same filter in two parts (see :class:`containerlib.linux.seccomp.SplitFilter`):
+    #: a warm process may install ``seccomp_early`` ahead of time, and then the start
+    #: installs only ``seccomp_late``. Not sent to the process as such.
+    seccomp_early: bytes | None = None
+    seccomp_late: bytes | None = None
     #: A ``user[:group]`` (names or numbers) to look up in the container's own
     #: /etc/passwd and /etc/group once it is in its root: it then replaces ``uid`` and
     #: ``gid``. With ``set_home``, HOME comes from the user's entry.

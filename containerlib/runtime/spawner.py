@@ -237,7 +237,11 @@ class Spawner:
         if not ready:
             return
         rw_dir = ready.pop()
-        plan = attrs.evolve(template.with_id(warm.slot.id), rw_dir=rw_dir)
+        # With the early part of its seccomp filter, if it has one; never the whole
+        # filter, which would refuse the setup's own mounts.
+        plan = attrs.evolve(
+            template.with_id(warm.slot.id), rw_dir=rw_dir, seccomp=template.seccomp_early
+        )
         stamps = premount_stamps(plan)
         try:
             if stamps is None:
@@ -247,7 +251,7 @@ class Spawner:
         except (OSError, ValueError):
             ready.append(rw_dir)
             return
-        warm.premount = Premount(rw_dir, premount_key(plan), stamps)
+        warm.premount = Premount(rw_dir, premount_key(plan), stamps, template.seccomp_early)
 
     def take_premount(self, warm: Warm | None, plan: Plan) -> bool:
         """Give the container of ``plan`` the writable layer ``warm`` premounted, if the
@@ -255,11 +259,7 @@ class Spawner:
         pre = warm.premount if warm is not None else None
         if warm is None or pre is None:
             return False
-        # Its answer first: until then the process may be mounting on the layer's path.
-        try:
-            made = warm.sock.recv(16) == b"P"
-        except OSError:
-            made = False
+        made = warm.premount_answer() == b"P"
         if made and premount_key(plan) == pre.key and premount_stamps(plan) == pre.stamps:
             try:
                 sc.rename_noreplace(pre.rw_dir, plan.rw_dir)
@@ -419,6 +419,11 @@ class Spawner:
 
     def create(self, plan: Plan, stdio: tuple[int, int, int]) -> _Running:
         warm = self.take_warm(plan.clone_flags)
+        while warm is not None and warm.filtered() not in (None, plan.seccomp_early):
+            # It has installed another container's filter, which cannot be taken back.
+            discard(warm)
+            warm = self.take_warm(plan.clone_flags)
+        prefiltered = warm is not None and warm.filtered() is not None
         slot = warm.slot if warm is not None else None
         if plan.spawner_picks_id and self.premount_enabled and self.slots:
             # The next containers most likely look like this one.
@@ -464,6 +469,9 @@ class Spawner:
             if plan.cgroup_path is not None:
                 self.cgroup_paths.add(plan.cgroup_path)
             taken, warm = warm, None
+            if prefiltered:
+                # The early part is in place: the rest is a few instructions.
+                plan = attrs.evolve(plan, seccomp=plan.seccomp_late)
             pid = self.start(
                 plan, stdio, cgroup, taken, only=to_join if own else None, premounted=premounted
             )

@@ -402,9 +402,15 @@ def _seccomp(profile: oci.LinuxSeccomp | None) -> dict[str, object]:
     """The compiled filter and its flags, for the plan (compiled once per profile)."""
     if profile is None:
         return {}
-    from containerlib.linux.seccomp import compile_filter_cached, filter_flags
+    from containerlib.linux.seccomp import compile_filter_cached, filter_flags, split_filter
 
-    return {"seccomp": compile_filter_cached(profile), "seccomp_flags": filter_flags(profile)}
+    split = split_filter(profile)
+    return {
+        "seccomp": compile_filter_cached(profile),
+        "seccomp_flags": filter_flags(profile),
+        "seccomp_early": split.early if split is not None else None,
+        "seccomp_late": split.late if split is not None else None,
+    }
 
 
 def plan_from_spec(

@@ -81,6 +81,9 @@ class Premount:
     rw_dir: str
     key: tuple[object, ...]
     stamps: tuple[tuple[int, int], ...]
+    #: The early part of the plan's seccomp filter, installed with the premount (it
+    #: stays with the process: a container with another filter cannot use it).
+    early: bytes | None = None
 
 
 def _premounted_steps(plan: Plan) -> tuple[MountStep, ...]:
@@ -127,6 +130,24 @@ class Warm:
     #: What it mounted ahead of time, if anything; its writable layer is the warm
     #: process's until a container takes it.
     premount: Premount | None = None
+    #: Its answer to the premount: b"P" made (with the early filter, if any), b"F" not.
+    answer: bytes | None = None
+
+    def premount_answer(self) -> bytes:
+        """Wait for the answer to the premount: until then the process may be mounting
+        on the writable layer's path, and installing the early filter."""
+        if self.answer is None:
+            try:
+                self.answer = self.sock.recv(16)
+            except OSError:
+                self.answer = b""
+        return self.answer
+
+    def filtered(self) -> bytes | None:
+        """The early seccomp filter this process has installed, if any."""
+        if self.premount is None or self.premount.early is None:
+            return None
+        return self.premount.early if self.premount_answer() == b"P" else None
 
 
 class WarmFailed(OSError):

@@ -81,3 +81,29 @@ def test_options_that_change_the_mounts(image: Image) -> None:
     assert b"/scratch" in sized.run(["cat", "/proc/mounts"]).stdout
     settle()
     assert b"/scratch" not in Container(image).run(["cat", "/proc/mounts"]).stdout
+
+
+def filters(box: Container) -> tuple[str, str]:
+    out = box.run(["grep", "Seccomp", "/proc/self/status"], check=True).stdout.decode().split()
+    return out[1], out[3]
+
+
+def test_the_early_filter_goes_only_to_a_container_with_the_same_profile(image: Image) -> None:
+    """A warm process installs the early part of the last container's seccomp filter; a
+    container with another profile, or none, must not inherit it."""
+    default = Container(image)
+    settle()
+    filters(default)
+    settle()
+    assert filters(default) == ("2", "2")  # the early part ahead of time, the rest now
+    assert default.run(["unshare", "-U", "true"]).exit_code != 0
+    settle()
+    unconfined = Container(image).seccomp(None)
+    assert filters(unconfined) == ("0", "0")
+    assert unconfined.run(["unshare", "-U", "true"]).exit_code == 0
+    settle()
+    admin = Container(image).cap_add("SYS_ADMIN")
+    assert admin.run(["mount", "-t", "tmpfs", "t", "/tmp"]).exit_code == 0
+    settle()
+    assert default.run(["mount", "-t", "tmpfs", "t", "/tmp"]).exit_code != 0
+    assert default.run(["unshare", "-U", "true"]).exit_code != 0

@@ -27,6 +27,7 @@ from containerlib.linux.seccomp import (
     compile_filter_cached,
     filter_flags,
     libseccomp_version,
+    split_filter,
 )
 from containerlib.linux.seccomp_enosys import enosys_prologue
 from containerlib.spec.defaults import DEFAULT_CAPABILITIES
@@ -340,3 +341,60 @@ def test_no_prologue_without_a_checkable_architecture() -> None:
     assert enosys_prologue({}) == b""
     assert enosys_prologue({0x80000016: 10}) == b""
     assert len(enosys_prologue({AUDIT_AARCH64: 10})) % SOCK_FILTER_SIZE == 0
+
+
+# -- the profile in two parts ------------------------------------------------------------
+
+
+def _strictest(early: int, late: int) -> int:
+    """What the kernel answers with two filters: the lowest action (as a signed 32-bit
+    value: KILL_PROCESS is the most negative), and for the same action the data of the
+    filter installed last."""
+
+    def action(ret: int) -> int:
+        value = ret & 0xFFFF0000
+        return value - (1 << 32) if value >= 1 << 31 else value
+
+    return late if action(late) <= action(early) else early
+
+
+@pytest.mark.parametrize("caps", [(), ("CAP_SYS_ADMIN",), ("CAP_SYS_PTRACE",)])
+def test_early_and_late_together_answer_as_the_profile(caps: tuple[str, ...]) -> None:
+    profile = default(*caps)
+    split = split_filter(profile)
+    assert split is not None
+    whole = compile_filter(profile)
+    assert len(split.late) // 8 < 64  # the part on the start's path is small
+    arg_sets: list[tuple[int, ...]] = [(), (0x10000000,), (0x7E020000,), (0xFFFFFFFF,), (8,)]
+    for audit, bit in ((AUDIT_X86_64, 0), (AUDIT_I386, 0), (AUDIT_X86_64, X32_BIT)):
+        for nr in range(0, 460):
+            for args in arg_sets:
+                expected = run_bpf(whole, audit, bit | nr, *args)
+                got = _strictest(
+                    run_bpf(split.early, audit, bit | nr, *args),
+                    run_bpf(split.late, audit, bit | nr, *args),
+                )
+                assert got == expected, (audit, nr, args)
+    # The early part lets the setup's own calls through; the sum does not.
+    mount = number("x86_64", "mount")
+    assert run_bpf(split.early, AUDIT_X86_64, mount) == ALLOW
+    if not caps:
+        assert run_bpf(split.late, AUDIT_X86_64, mount) == EPERM
+
+
+def test_profiles_that_cannot_be_split_exactly() -> None:
+    assert (
+        split_filter(allow_all_but(LinuxSyscall(names=("mount",), action="SCMP_ACT_ERRNO"))) is None
+    )
+    conditional = attrs.evolve(
+        default(),
+        syscalls=(
+            *default().syscalls,
+            LinuxSyscall(
+                names=("unshare",),
+                action="SCMP_ACT_ALLOW",
+                args=(LinuxSeccompArg(index=0, value=0, op="SCMP_CMP_EQ"),),
+            ),
+        ),
+    )
+    assert split_filter(conditional) is None
