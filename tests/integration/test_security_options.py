@@ -101,15 +101,15 @@ def test_sysctl_and_rlimit(image: Image) -> None:
 
 
 def test_bad_options_name_what_is_wrong(image: Image) -> None:
-    with pytest.raises(SpecError, match="cap_add.*CAP_NOPE"):
+    with pytest.raises(SpecError, match=r"cap_add.*CAP_NOPE"):
         Container(image).cap_add("CAP_NOPE")
-    with pytest.raises(SpecError, match="sysctl.kernel.panic"):
+    with pytest.raises(SpecError, match=r"sysctl\.kernel\.panic"):
         Container(image).sysctl(**{"kernel.panic": 1})
-    with pytest.raises(SpecError, match="sysctl.net.ipv4.ip_forward"):
+    with pytest.raises(SpecError, match=r"sysctl\.net\.ipv4\.ip_forward"):
         Container(image).network("host").sysctl(**{"net.ipv4.ip_forward": 1})
-    with pytest.raises(SpecError, match="rlimit.bogus"):
+    with pytest.raises(SpecError, match=r"rlimit\.bogus"):
         Container(image).rlimit("bogus", 1)
-    with pytest.raises(SpecError, match="rlimit.nofile"):
+    with pytest.raises(SpecError, match=r"rlimit\.nofile"):
         Container(image).rlimit("nofile", 10, 5)
     with pytest.raises(SpecError, match="defaultAction"):
         Container(image).seccomp({"syscalls": []})
