@@ -220,6 +220,7 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
     clib = 'Container(Image.from_rootfs(ROOT)).run(["/bin/true"])'
     clib_limits = clib.replace(".run(", '.limit(mem="512M", pids=64).run(')
     clib_1g = [python, str(WORKER), "containerlib", "--rootfs", root, "--ballast-mib", "1024"]
+    clib_unconfined = [python, str(WORKER), "containerlib", "--rootfs", root, "--no-seccomp"]
     clib_1g_context = (
         f", in a loop in `{_shell(clib_1g)}`, which first writes one byte in every page of "
         "a `bytearray(1 << 30)`"
@@ -265,10 +266,12 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
             "1b", "containerlib-limits", "containerlib, in-process, mem=512M pids=64",
             command=clib_limits, rootfs=rootfs, limits=True,
         ),
-        InProcessCase(
-            "1c", "containerlib-unconfined", "containerlib, in-process, no seccomp filter",
-            command=clib.replace(".run(", ".seccomp(None).run("), rootfs=rootfs, limits=False,
-            seccomp=False,
+        WorkerCase(
+            "1c", "containerlib-unconfined", "containerlib, no seccomp filter",
+            command=clib.replace(".run(", ".seccomp(None).run("),
+            context=f", in a loop in `{_shell(clib_unconfined)}` (a process, and so a spawner, "
+            "of its own: warm processes hold the early part of one profile's filter)",
+            worker_argv=clib_unconfined,
         ),
         WorkerCase(
             "2", "containerlib-1g", "containerlib, caller holding 1 GiB",

@@ -398,14 +398,18 @@ class Spawner:
             self.from_janitor()
         return [w.slot.id for w in self.warms if w.slot is not None]
 
-    def take_warm(self, flags: int) -> Warm | None:
+    def take_warm(self, flags: int, early: bytes | None = None) -> Warm | None:
         """The warm process for a start in the namespaces of ``flags``, if one is ready
-        or on its way from the janitor."""
+        or on its way from the janitor: the first whose early seccomp filter, if it has
+        one, is ``early`` (one with another filter is left for a container it fits)."""
         if self.warm_flags != flags:
             for stale in self.warms:
                 discard(stale)
             self.warms = []
         self.warm_flags = flags
+        for i, warm in enumerate(self.warms):
+            if warm.filtered() in (None, early):
+                return self.warms.pop(i)
         if self.warms:
             return self.warms.pop(0)
         return self.warm_from_janitor()
@@ -418,11 +422,11 @@ class Spawner:
         return self.warms.pop(0) if self.warms else None
 
     def create(self, plan: Plan, stdio: tuple[int, int, int]) -> _Running:
-        warm = self.take_warm(plan.clone_flags)
+        warm = self.take_warm(plan.clone_flags, plan.seccomp_early)
         while warm is not None and warm.filtered() not in (None, plan.seccomp_early):
             # It has installed another container's filter, which cannot be taken back.
             discard(warm)
-            warm = self.take_warm(plan.clone_flags)
+            warm = self.take_warm(plan.clone_flags, plan.seccomp_early)
         prefiltered = warm is not None and warm.filtered() is not None
         slot = warm.slot if warm is not None else None
         if plan.spawner_picks_id and self.premount_enabled and self.slots:
