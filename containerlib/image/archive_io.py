@@ -28,9 +28,9 @@ import hashlib
 import json
 import tarfile
 from collections.abc import Callable
-from types import TracebackType
 from typing import IO, Any, BinaryIO, Final, TypeVar
 
+from containerlib._closing import Closing
 from containerlib.errors import LayerError, SpecError
 from containerlib.image.layers import SupportsRead
 from containerlib.spec.image import CONFIG_MEDIA_TYPES, LAYER_MEDIA_TYPES, ImageConfig, Manifest
@@ -109,7 +109,7 @@ def _link_target(member: tarfile.TarInfo, name: str, what: str) -> str:
     return "/".join(parts)
 
 
-class ArchiveReader:
+class ArchiveReader(Closing):
     """A tar archive opened for reading members by name; nothing is extracted to disk.
 
     Every header is read and checked when the reader is made: member names must be
@@ -176,17 +176,6 @@ class ArchiveReader:
                         "which is not in the archive"
                     )
         return found
-
-    def __enter__(self) -> ArchiveReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the archive (not the file it was read from)."""

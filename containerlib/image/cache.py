@@ -41,9 +41,9 @@ import tempfile
 import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
+from containerlib._closing import Closing
 from containerlib.errors import LayerError, SpecError
 from containerlib.image.layers import UnpackLimits, unpack_layer
 from containerlib.image.layout import ResolvedImage, open_blob
@@ -103,7 +103,7 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, onerror=gone_already)
 
 
-class LayerHold:
+class LayerHold(Closing):
     """Shared locks on some layers of a :class:`LayerCache`, held until :meth:`close`.
 
     While a hold is open no :meth:`LayerCache.prune`, in this process or another, removes
@@ -138,17 +138,6 @@ class LayerHold:
         fds, self._fds = self._fds, []
         for fd in fds:
             os.close(fd)
-
-    def __enter__(self) -> LayerHold:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class LayerCache:

@@ -22,11 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 import httpx
 
+from containerlib._closing import Closing
 from containerlib.errors import ImageError, ImageNotFound, LayerError
 from containerlib.image import layout_write
 from containerlib.image.layout import MAX_JSON_BLOB_SIZE, blob_path
@@ -94,7 +94,7 @@ def _content_type(response: httpx.Response) -> str:
     return str(response.headers.get("content-type", "")).partition(";")[0].strip()
 
 
-class RegistryClient:
+class RegistryClient(Closing):
     """A connection to one registry, with its authentication state.
 
     Authorization goes only to the registry's own origin: a redirect to another host (blob
@@ -138,17 +138,6 @@ class RegistryClient:
         self._client = httpx.Client(
             follow_redirects=False, timeout=timeout, transport=transport, trust_env=False
         )
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the connections."""
