@@ -280,9 +280,7 @@ class LayerWriter:
         xattrs, opaque = _xattrs_of(path, upper=upper)
         if upper and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             head, _, base = name.rpartition("/")
-            info = tarfile.TarInfo(f"{head}/{_WHITEOUT}{base}" if head else _WHITEOUT + base)
-            info.mtime = st.st_mtime
-            self._add(info, io.BytesIO(b""))
+            self._marker(f"{head}/{_WHITEOUT}{base}" if head else _WHITEOUT + base, st)
             return
         if name:
             info = self._info(path, name, st, owner, mode, xattrs, links)
@@ -294,13 +292,17 @@ class LayerWriter:
         if not stat.S_ISDIR(st.st_mode):
             return
         if opaque:
-            marker = tarfile.TarInfo(f"{name}/{_OPAQUE}")
-            marker.mtime = st.st_mtime
-            self._add(marker, io.BytesIO(b""))
+            self._marker(f"{name}/{_OPAQUE}", st)
         for entry in sorted(os.listdir(path)):
             child = os.path.join(path, entry)
             child_name = f"{name}/{entry}" if name else entry
             self._add_tree(child, child_name, os.lstat(child), owner, None, links, upper=upper)
+
+    def _marker(self, name: str, st: os.stat_result) -> None:
+        """An empty file that marks a whiteout or an opaque directory."""
+        info = tarfile.TarInfo(name)
+        info.mtime = st.st_mtime
+        self._add(info, io.BytesIO(b""))
 
     def _info(
         self,
