@@ -29,6 +29,7 @@ from tests.image_builders import (
     make_layer,
     symlink,
 )
+from tests.layer_holders import hold_elsewhere, release
 
 pytestmark = [
     pytest.mark.root,
@@ -231,37 +232,14 @@ def test_bad_diff_ids_are_refused(tmp_path: Path) -> None:
 
 # -- holding, pruning, sizes ---------------------------------------------------------------
 
-_HOLD = """
-import sys
-from containerlib.image.cache import LayerCache, LayerHold
-with LayerCache(sys.argv[1]).hold(sys.argv[2:]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
 
 @pytest.fixture
 def holders() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes holding layers (see :func:`_hold_elsewhere`), ended after the test."""
+    """Processes holding layers (see :func:`hold_elsewhere`), ended after the test."""
     children: list[subprocess.Popen[str]] = []
     yield children
     for child in children:
-        child.communicate(timeout=60)
-
-
-def _hold_elsewhere(children: list[subprocess.Popen[str]], root: Path, *layers: str) -> None:
-    """Hold ``layers`` of the cache at ``root`` from another process, as a running
-    container's owner would; returns once they are held."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(root), *layers],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    children.append(child)
-    assert child.stdout is not None
-    assert child.stdout.readline() == "held\n"
+        release(child)
 
 
 def _hex(diff_id: str) -> str:
@@ -274,7 +252,7 @@ def test_a_held_layer_survives_prune(
     image = open_layout(two_layers.path, "latest")
     cache = LayerCache(tmp_path / "c")
     base, top = cache.ensure(image)
-    _hold_elsewhere(holders, cache.root, str(top))  # by directory, as Image.layers has them
+    hold_elsewhere(holders, cache.root, str(top))  # by directory, as Image.layers has them
 
     assert cache.prune(keep=()) == [image.diff_ids[0]]
     assert cache.layers() == [image.diff_ids[1]]
@@ -285,7 +263,7 @@ def test_a_held_layer_survives_prune(
         f"{_hex(image.diff_ids[1])}.lock"
     ]
 
-    holders.pop().communicate(timeout=60)
+    release(holders.pop())
     assert cache.prune(keep=()) == [image.diff_ids[1]]
     assert _left_in(cache.root) == []
     assert list((cache.root / "locks").iterdir()) == []

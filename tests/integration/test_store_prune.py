@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.image_builders import (
     make_layer,
     write_blob,
 )
+from tests.layer_holders import hold_elsewhere, release
 from tests.registry_server import DOCKER_REGISTRY, docker_registry, skopeo_copy
 
 pytestmark = [
@@ -41,7 +41,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: keeps owners of image files"),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 BUSYBOX = "docker.io/library/busybox:latest"
 APP = "127.0.0.1:5000/team/app:1"
 HOUR = 3600.0
@@ -171,40 +170,13 @@ def test_remove_image_of_a_corrupt_image_works(data: Path) -> None:
     open_layout(store, BUSYBOX)
 
 
-_HOLD = """
-import sys
-from containerlib.image.cache import LayerCache
-with LayerCache(sys.argv[1]).hold(sys.argv[2:]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
 @pytest.fixture
 def holder() -> Iterator[list[subprocess.Popen[str]]]:
     """Processes holding layers; each is ended at the end of the test."""
     children: list[subprocess.Popen[str]] = []
     yield children
     for child in children:
-        _release(child)
-
-
-def _release(child: subprocess.Popen[str]) -> None:
-    """End a holder and wait for it: its locks are gone when it is."""
-    child.communicate(timeout=60)
-
-
-def _hold_elsewhere(children: list[subprocess.Popen[str]], root: Path, *layers: str) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(root), *layers],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    children.append(child)
-    assert child.stdout is not None
-    assert child.stdout.readline() == "held\n"
+        release(child)
 
 
 def test_prune_keeps_the_layers_of_named_images_and_held_ones(
@@ -220,7 +192,7 @@ def test_prune_keeps_the_layers_of_named_images_and_held_ones(
     loose = build_oci_layout(tmp_path / "loose", [[file("loose", b"unused\n")]])
     for image in (app, dangling, held, open_layout(loose.path, "latest")):
         cache.ensure(image)
-    _hold_elsewhere(holder, data, held.diff_ids[0])
+    hold_elsewhere(holder, data, held.diff_ids[0])
     before = _du(data)
 
     report = prune(data)
@@ -235,7 +207,7 @@ def test_prune_keeps_the_layers_of_named_images_and_held_ones(
     assert report.bytes_freed > 0
     assert abs((before - _du(data)) - report.bytes_freed) <= 16 * 4096
     # Released, the layer from elsewhere goes too; the store's images stay.
-    _release(holder.pop())
+    release(holder.pop())
     assert prune(data).layers == (held.diff_ids[0],)
     assert cache.layers() == sorted(app.diff_ids)
     assert image_diff_ids(store, _named(data, APP).manifest) == frozenset(app.diff_ids)
@@ -249,7 +221,7 @@ def test_prune_without_a_store_keeps_only_held_layers(
     cache = LayerCache(tmp_path / "data")
     for built in (a, b):
         cache.ensure(open_layout(built.path, "latest"))
-    _hold_elsewhere(holder, tmp_path / "data", str(cache.path(a.diff_ids[0])))
+    hold_elsewhere(holder, tmp_path / "data", str(cache.path(a.diff_ids[0])))
     report = prune(tmp_path / "data")
     assert report.layers == b.diff_ids
     assert report.images == report.blobs == ()
