@@ -14,8 +14,12 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from containerlib.errors import ContainerlibError
+
+if TYPE_CHECKING:
+    from containerlib import Container
 
 __all__ = ["main"]
 
@@ -32,11 +36,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pids", "--pids-limit", type=int, dest="pids", help="most processes")
     run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--hostname")
-    run.add_argument("--user", "-u", help="uid or uid:gid")
+    run.add_argument("--user", "-u", help="name, name:group, uid or uid:gid")
     run.add_argument("--workdir", "-w")
     run.add_argument("--read-only", action="store_true", help="read-only root file system")
     run.add_argument("--network", choices=("none", "host"), default="none")
     run.add_argument("--timeout", type=float, help="kill the container after this many seconds")
+    run.add_argument("--cap-add", action="append", default=[], metavar="CAP")
+    run.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
+    run.add_argument("--privileged", action="store_true", help="as docker run --privileged")
+    run.add_argument(
+        "--security-opt", action="append", default=[], metavar="seccomp=unconfined|FILE",
+        help="the seccomp profile: a Docker JSON file, or unconfined",
+    )  # fmt: skip
+    run.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]")
     run.add_argument(
         "image",
         metavar="IMAGE",
@@ -109,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         c = c.workdir(args.workdir)
     if args.read_only:
         c = c.read_only()
+    c = _security_options(c, args)
     # The command line is one small single-threaded process that runs one container: it
     # makes the container itself and hands it its own stdin, stdout and stderr.
     forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -118,6 +132,40 @@ def _run(args: argparse.Namespace) -> int:
     if result.timed_out:
         print("containerlib: the container timed out", file=sys.stderr)
     return result.exit_code
+
+
+def _security_options(c: Container, args: argparse.Namespace) -> Container:
+    """--cap-add, --cap-drop, --privileged, --security-opt, --sysctl and --ulimit."""
+    from containerlib.errors import SpecError
+
+    if args.cap_add:
+        c = c.cap_add(*args.cap_add)
+    if args.cap_drop:
+        c = c.cap_drop(*args.cap_drop)
+    if args.privileged:
+        c = c.privileged()
+    for opt in args.security_opt:
+        key, eq, value = opt.partition("=")
+        if key != "seccomp" or not eq:
+            raise SpecError("security-opt", f"{opt!r}: only seccomp=unconfined|FILE is known")
+        if value == "unconfined":
+            c = c.seccomp(None)
+        else:
+            with open(value, encoding="utf-8") as f:
+                c = c.seccomp(f.read())
+    for item in args.sysctl:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SpecError("sysctl", f"{item!r} is not KEY=VALUE")
+        c = c.sysctl(**{key: value})
+    for item in args.ulimit:
+        name, eq, limits = item.partition("=")
+        soft, _, hard = limits.partition(":")
+        try:
+            c = c.rlimit(name, int(soft), int(hard) if hard else None)
+        except ValueError:
+            raise SpecError("ulimit", f"{item!r} is not NAME=SOFT[:HARD]") from None
+    return c
 
 
 def _spec(args: argparse.Namespace) -> int:

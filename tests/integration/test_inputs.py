@@ -192,3 +192,32 @@ def test_cli_forwards_signals_and_times_out(busybox: Path, roots: dict[str, str]
     )
     assert r.returncode == 137
     assert b"timed out" in r.stderr
+
+
+def test_cli_security_options(busybox: Path, roots: dict[str, str], tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "containerlib.cli", "run"]
+    probe = ["sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status; ulimit -n; id -un"]
+
+    def run(*options: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [*cli, *options, str(busybox), "--", *probe], capture_output=True, check=False
+        )
+
+    r = run(
+        "--cap-drop", "ALL", "--cap-add", "KILL", "--security-opt", "seccomp=unconfined",
+        "--ulimit", "nofile=100:200", "--user", "nobody", "--sysctl", "kernel.shmmni=99",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == [
+        "CapEff:", "0000000000000000", "Seccomp:", "0", "100", "nobody",
+    ]  # fmt: skip
+    profile = tmp_path / "profile.json"
+    profile.write_text(
+        '{"defaultAction": "SCMP_ACT_ALLOW",'
+        ' "syscalls": [{"names": ["getuid", "geteuid"], "action": "SCMP_ACT_ERRNO"}]}'
+    )
+    r = run("--security-opt", f"seccomp={profile}")
+    assert b"Seccomp:\t2" in r.stdout
+    bad = run("--security-opt", "apparmor=x")
+    assert bad.returncode == 125
+    assert b"security-opt" in bad.stderr
