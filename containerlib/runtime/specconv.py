@@ -398,15 +398,17 @@ def _user_name(spec: oci.Spec) -> bytes | None:
     return name.encode()
 
 
-def _seccomp(profile: oci.LinuxSeccomp | None) -> dict[str, object]:
-    """The compiled filter and its flags, for the plan (compiled once per profile)."""
+def _seccomp(profile: oci.LinuxSeccomp | None, roots: Roots) -> dict[str, object]:
+    """The compiled filter and its flags, for the plan (compiled once per profile, and
+    kept under ``<data root>/seccomp``)."""
     if profile is None:
         return {}
-    from containerlib.linux.seccomp import compile_filter_cached, filter_flags, split_filter
+    from containerlib.linux.seccomp import compile_profile, filter_flags
 
-    split = split_filter(profile)
+    compiled = compile_profile(profile, os.path.join(roots.data, "seccomp"))
+    split = compiled.split
     return {
-        "seccomp": compile_filter_cached(profile),
+        "seccomp": compiled.whole,
         "seccomp_flags": filter_flags(profile),
         "seccomp_early": split.early if split is not None else None,
         "seccomp_late": split.late if split is not None else None,
@@ -518,7 +520,7 @@ def plan_from_spec(
         umask=user.umask,
         rlimits=_rlimits(process),
         no_new_privileges=process.no_new_privileges,
-        **_seccomp(linux.seccomp),  # type: ignore[arg-type]
+        **_seccomp(linux.seccomp, roots),  # type: ignore[arg-type]
         user=_user_name(spec),
         set_home=spec.annotations.get(SET_HOME_ANNOTATION) == "1",
         oom_score_adj=process.oom_score_adj,

@@ -398,3 +398,25 @@ def test_profiles_that_cannot_be_split_exactly() -> None:
         ),
     )
     assert split_filter(conditional) is None
+
+
+def test_compiled_profiles_are_kept_on_disk(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = default()
+    first = seccomp.compile_profile(profile, str(tmp_path))
+    assert first.whole == compile_filter(profile)
+    assert first.split is not None
+    (stored,) = list(tmp_path.iterdir())
+    # A new process: nothing in memory, and libseccomp must not be needed again.
+    monkeypatch.setattr(seccomp, "_memory", {})
+    monkeypatch.setattr(seccomp, "compile_filter_cached", None)
+    again = seccomp.compile_profile(profile, str(tmp_path))
+    assert again == first
+    # A damaged file is not trusted: compiled afresh (and written again).
+    monkeypatch.undo()
+    monkeypatch.setattr(seccomp, "_memory", {})
+    stored.write_bytes(stored.read_bytes()[:-3])
+    assert seccomp.compile_profile(profile, str(tmp_path)) == first
+    assert seccomp._read_programs(str(stored)) is not None
+    # Another profile, another file.
+    seccomp.compile_profile(default("CAP_SYS_ADMIN"), str(tmp_path))
+    assert len(list(tmp_path.iterdir())) == 2
