@@ -32,7 +32,7 @@ from typing import IO, Any, BinaryIO, Final, TypeVar
 
 from containerlib._closing import Closing
 from containerlib.errors import LayerError, SpecError
-from containerlib.image.layers import SupportsRead
+from containerlib.image.layers import SupportsRead, read_checked
 from containerlib.spec.image import CONFIG_MEDIA_TYPES, LAYER_MEDIA_TYPES, ImageConfig, Manifest
 
 __all__ = [
@@ -379,15 +379,7 @@ class HashingReader:
 
     def read(self, size: int = -1, /) -> bytes:
         """Read up to ``size`` bytes from the source, hashing and copying them."""
-        try:
-            data = self._source.read(size)
-        except LayerError:
-            raise
-        except EOFError as e:
-            raise LayerError(f"{self._what} is truncated: {e}") from e
-        except Exception as e:
-            # gzip, zlib and zstd each have their own error types for corrupt input.
-            raise LayerError(f"{self._what} is corrupt: {e}") from e
+        data = read_checked(self._source, size, self._what)
         if len(self.head) < 4:
             self.head += data[: 4 - len(self.head)]
         if self._hash is not None:

@@ -53,7 +53,7 @@ import attrs
 from containerlib.errors import LayerError, SpecError
 from containerlib.spec.image import LAYER_MEDIA_TYPES
 
-__all__ = ["SupportsRead", "UnpackLimits", "decompressed", "unpack_layer"]
+__all__ = ["SupportsRead", "UnpackLimits", "decompressed", "read_checked", "unpack_layer"]
 
 _CHUNK: Final = 1 << 20
 # tarfile's stream buffer. Each read from it copies what remains buffered, so a large
@@ -162,15 +162,7 @@ class _Counted:
         self._header_at = None
 
     def read(self, size: int = -1, /) -> bytes:
-        try:
-            data = self._source.read(size)
-        except LayerError:
-            raise
-        except EOFError as e:
-            raise LayerError(f"layer is truncated: {e}") from e
-        except Exception as e:
-            # gzip, zlib and zstd each have their own error types for corrupt input.
-            raise LayerError(f"layer is corrupt: cannot decompress: {e}") from e
+        data = read_checked(self._source, size, "layer")
         self.total += len(data)
         if self.total > self._max:
             raise LayerError(f"layer is larger than the limit of {self._max} uncompressed bytes")
@@ -193,6 +185,24 @@ def _header_too_large(at: int, limit: int) -> LayerError:
         f"layer member at byte {at}: its tar headers (PAX records, GNU long names, "
         f"sparse map) are larger than the limit of {limit} bytes"
     )
+
+
+def read_checked(source: SupportsRead, size: int, what: str) -> bytes:
+    """``source.read(size)``; a truncated or corrupt compressed stream is a LayerError
+    naming ``what``.
+
+    Raises:
+        LayerError: the stream ended early or cannot be decompressed.
+    """
+    try:
+        return source.read(size)
+    except LayerError:
+        raise
+    except EOFError as e:
+        raise LayerError(f"{what} is truncated: {e}") from e
+    except Exception as e:
+        # gzip, zlib and zstd each have their own error types for corrupt input.
+        raise LayerError(f"{what} is corrupt: cannot decompress: {e}") from e
 
 
 def decompressed(raw: SupportsRead, media_type: str) -> SupportsRead:
