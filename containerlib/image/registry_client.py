@@ -65,7 +65,7 @@ _ACCEPT: Final = ", ".join(
         MEDIA_TYPE_DOCKER_MANIFEST,
     )
 )
-_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+_RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 #: The pauses, in seconds, before each retry of a request.
 RETRY_DELAYS: Final = (0.1, 0.3, 0.9)
 _MAX_RETRY_AFTER: Final = 5.0

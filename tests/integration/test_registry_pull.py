@@ -310,6 +310,21 @@ def test_retries_when_the_registry_is_busy(tmp_path: Path) -> None:
             pull(f"{server.url[7:]}/test/app:1", tmp_path / "other")
 
 
+def test_a_500_then_success_is_retried(tmp_path: Path) -> None:
+    with fake_registry() as server:
+        _serve_image(server)
+        server.faults["GET"] = [500, 500]
+        pull(f"{server.url[7:]}/test/app:1", tmp_path / "layout")
+        assert [r.path for r in server.requests[:3]] == ["/v2/"] * 3
+        server.faults["GET"] = [500] * 4
+        with pytest.raises(ImageError, match="500"):
+            pull(f"{server.url[7:]}/test/app:1", tmp_path / "other")
+        assert (
+            not (tmp_path / "other" / "index.json").exists()
+            or not json.loads((tmp_path / "other" / "index.json").read_bytes())["manifests"]
+        )
+
+
 @pytest.mark.root
 @pytest.mark.usefixtures("state")
 def test_a_container_named_by_reference_pulls_once_into_the_store(
