@@ -362,6 +362,10 @@ def _name_images(
     return added
 
 
+#: Disk space a decompressed archive leaves free in the store's file system.
+SPOOL_RESERVE: Final = 1 << 30
+
+
 def _decompressor(head: bytes) -> Callable[[BinaryIO], SupportsRead] | None:
     if head.startswith(_GZIP_MAGIC):
         return lambda f: gzip.GzipFile(fileobj=f, mode="rb")
@@ -396,7 +400,18 @@ def _plain_tar(file: io.BufferedReader, store: Path, what: str, stack: ExitStack
     store.mkdir(parents=True, exist_ok=True)
     spool = stack.enter_context(tempfile.TemporaryFile(dir=store))  # noqa: SIM115 - the stack closes it
     source = HashingReader(opener(file) if opener else file, None, what)
+    # A decompression bomb stops before it fills the disk: at most what is free, less a
+    # reserve for everything else that writes there.
+    free = os.statvfs(store)
+    limit = free.f_bavail * free.f_frsize - SPOOL_RESERVE
+    written = 0
     while data := source.read(CHUNK):
+        written += len(data)
+        if written > limit:
+            raise ImageError(
+                f"{what}: decompressed, the archive would take more than the {max(limit, 0)} "
+                f"bytes free in {store} (less a reserve of {SPOOL_RESERVE})"
+            )
         spool.write(data)
     spool.seek(0)
     return spool

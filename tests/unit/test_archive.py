@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import lzma
+import os
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
@@ -617,3 +618,20 @@ def test_an_archive_without_images_is_refused(store: Path, tmp_path: Path) -> No
 def test_a_missing_archive_is_not_found(store: Path, tmp_path: Path) -> None:
     with pytest.raises(ImageNotFound, match="no such file"):
         load_archive(tmp_path / "nothing.tar", store)
+
+
+def test_a_compressed_archive_that_would_fill_the_disk_stops_early(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from containerlib.image import archive_load
+
+    store.mkdir(parents=True, exist_ok=True)
+    free = os.statvfs(store)
+    # As if only 1 MB were left above the reserve.
+    monkeypatch.setattr(archive_load, "SPOOL_RESERVE", free.f_bavail * free.f_frsize - 1_000_000)
+    bomb = tmp_path / "bomb.tar.gz"
+    bomb.write_bytes(gzip.compress(bytes(20_000_000)))
+    before = sorted(p.name for p in store.rglob("*"))
+    with pytest.raises(ImageError, match="would take more than"):
+        load_archive(bomb, store)
+    assert sorted(p.name for p in store.rglob("*")) == before
