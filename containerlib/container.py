@@ -29,7 +29,7 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 import attrs
 
@@ -220,11 +220,12 @@ def _bounding_set() -> tuple[str, ...]:
 
 
 @functools.cache
-def _default_seccomp(caps: tuple[str, ...], make: Any) -> oci.LinuxSeccomp:
+def _default_seccomp(caps: tuple[str, ...]) -> oci.LinuxSeccomp:
     """Docker's default profile for ``caps``: the same object for the same set, so that
     its compiled filter is cached too."""
-    profile: oci.LinuxSeccomp = make(caps)
-    return profile
+    from containerlib.spec.seccomp_default import docker_default_profile
+
+    return docker_default_profile(caps)
 
 
 def _as_image(path: object) -> Image:
@@ -588,9 +589,7 @@ class Container:
         if self._privileged or self._seccomp is None:
             return None
         if self._seccomp == "default":
-            from containerlib.spec.seccomp_default import docker_default_profile
-
-            return _default_seccomp(caps, docker_default_profile)
+            return _default_seccomp(caps)
         return self._seccomp
 
     def _command(self, cmd: Sequence[str] | None) -> list[str]:
