@@ -336,6 +336,17 @@ def _wait_for(path: Path, child: subprocess.Popen[str]) -> None:
         time.sleep(0.01)
 
 
+def _slow_unpack(layout: Path, root: Path, started: Path, go: Path) -> subprocess.Popen[str]:
+    """A process that unpacks the layout's layer into the cache at ``root``, holding the
+    layer's lock from when it touches ``started`` until ``go`` exists."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _SLOW_UNPACK, str(layout), str(root), str(started), str(go)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
 def test_prune_during_an_unpack_of_the_same_layer_leaves_a_complete_layer(
     tmp_path: Path,
 ) -> None:
@@ -343,13 +354,7 @@ def test_prune_during_an_unpack_of_the_same_layer_leaves_a_complete_layer(
     (diff_id,) = built.diff_ids
     cache = LayerCache(tmp_path / "c")
     started, go = tmp_path / "started", tmp_path / "go"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_UNPACK, str(built.path), str(cache.root), str(started),
-         str(go)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    child = _slow_unpack(built.path, cache.root, started, go)
     try:
         _wait_for(started, child)
         # The unpacker holds the layer's lock: its half-made directory is not a crashed
@@ -389,13 +394,7 @@ def test_a_hold_waits_for_an_unpack_in_another_process(tmp_path: Path) -> None:
     (diff_id,) = built.diff_ids
     cache = LayerCache(tmp_path / "c")
     started, go = tmp_path / "started", tmp_path / "go"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_UNPACK, str(built.path), str(cache.root), str(started),
-         str(go)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    child = _slow_unpack(built.path, cache.root, started, go)
     holds: list[LayerHold] = []
     errors: list[BaseException] = []
 
