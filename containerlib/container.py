@@ -43,6 +43,7 @@ from containerlib.errors import (
 from containerlib.images import Image
 from containerlib.linux.capabilities import CAPABILITIES as CAPABILITY_NUMBERS
 from containerlib.linux.cgroups import Cgroup, CgroupStats
+from containerlib.linux.userns import DEFAULT_SIZE, IdMap, default_maps
 from containerlib.runtime.client import Exited, Process, spawner
 from containerlib.runtime.plan import Plan
 from containerlib.runtime.specconv import (
@@ -142,15 +143,10 @@ def _template(
     return (spec.process.args if spec.process else ()), attrs.evolve(plan, hostname_is_id=by_id)
 
 
-def _need_root(cid: str) -> None:
-    if os.geteuid() != 0:
-        raise ContainerSetupError(
-            "create the container",
-            errno.EPERM,
-            cid,
-            "containerlib needs root for now; run as root (rootless use through user "
-            "namespaces comes in a later version)",
-        )
+@functools.cache
+def _default_maps(size: int) -> tuple[IdMap, IdMap]:
+    """The caller's default id maps (they read /etc/subuid and /etc/subgid): once."""
+    return default_maps(size)
 
 
 @functools.cache
@@ -265,6 +261,9 @@ class Container:
     _seccomp: oci.LinuxSeccomp | Literal["default"] | None = "default"
     _sysctl: tuple[tuple[str, str], ...] = ()
     _rlimits: tuple[tuple[str, int, int], ...] = ()
+    #: (host uid, host gid, size) of a user namespace (no ids: the default maps); False
+    #: for none (but a non-root caller's containers always have one).
+    _userns: tuple[int | None, int | None, int] | Literal[False] = False
 
     # -- fluent methods: each returns a changed copy, no I/O -----------------------------
 
@@ -397,6 +396,60 @@ class Container:
         or read-only /proc paths, a writable /sys, every device allowed by the device
         cgroup, and no ``no_new_privs``. The namespaces stay."""
         return attrs.evolve(self, privileged=privileged)
+
+    def userns(
+        self,
+        enabled: bool = True,
+        *,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int = DEFAULT_SIZE,
+    ) -> Self:
+        """Run in a user namespace of its own: the container's root, and every other id
+        inside, is an unprivileged user of the host (``dockerd --userns-remap``, podman's
+        ``--uidmap``). A process that breaks out is nobody on the host.
+
+        The container's ids 0 to ``size - 1`` are the host's ``uid`` to ``uid + size - 1``
+        (and the same for groups from ``gid``). Without ``uid`` and ``gid``, root takes
+        the range /etc/subuid and /etc/subgid give the user ``containerlib``, else root,
+        else 65536 ids from 524288; a non-root user maps its own ids to root (see
+        :func:`containerlib.linux.userns.default_maps`). As root, the image's files are
+        shown to the container through id-mapped mounts, so its root owns them without a
+        copy; files it writes belong to the mapped ids on the host. A non-root user's
+        containers always have a user namespace (rootless use).
+
+        Example:
+            >>> Container("/srv/rootfs").userns(uid=200000, size=65536) is not None
+            True
+
+        Raises:
+            SpecError: a negative id or size (at start: a range the kernel refuses).
+        """
+        if not enabled:
+            return attrs.evolve(self, userns=False)
+        for name, value in (("uid", uid), ("gid", gid)):
+            if value is not None and not (isinstance(value, int) and 0 <= value < 2**32 - 1):
+                raise SpecError(f"userns {name}", f"must be a host id from 0, not {value!r}")
+        if not isinstance(size, int) or not 0 < size < 2**32 - 1:
+            raise SpecError("userns size", f"must be a positive number of ids, not {size!r}")
+        if uid is None and gid is None:
+            return attrs.evolve(self, userns=(None, None, size))
+        return attrs.evolve(self, userns=(uid, gid, size))
+
+    def _id_maps(self) -> tuple[IdMap, IdMap] | None:
+        """The user namespace's uid and gid maps, or None for no user namespace."""
+        rootless = os.geteuid() != 0
+        if self._userns is False and not rootless:
+            return None
+        if self._userns is False or (self._userns[0] is None and self._userns[1] is None):
+            size = self._userns[2] if self._userns else DEFAULT_SIZE
+            return _default_maps(size)
+        uid, gid, size = self._userns
+        host_uid = uid if uid is not None else gid
+        host_gid = gid if gid is not None else uid
+        assert host_uid is not None
+        assert host_gid is not None
+        return ((0, host_uid, size),), ((0, host_gid, size),)
 
     def seccomp(self, profile: oci.LinuxSeccomp | Mapping[str, object] | str | None) -> Self:
         """The seccomp filter: an OCI ``LinuxSeccomp``, a Docker or OCI JSON profile (a
@@ -551,9 +604,20 @@ class Container:
             if t != "network" or self._network == "none"
         )
         resources = self._limits.resources(base.linux.resources)
+        maps = self._id_maps()
+        uid_mappings: tuple[oci.LinuxIDMapping, ...] = ()
+        gid_mappings: tuple[oci.LinuxIDMapping, ...] = ()
+        if maps is not None:
+            namespaces += (oci.LinuxNamespace(type="user"),)
+            uid_mappings, gid_mappings = (
+                tuple(oci.LinuxIDMapping(container_id=c, host_id=h, size=n) for c, h, n in m)
+                for m in maps
+            )
         linux = attrs.evolve(
             base.linux,
             namespaces=namespaces,
+            uid_mappings=uid_mappings,
+            gid_mappings=gid_mappings,
             resources=resources,
             sysctl=dict(self._sysctl),
             seccomp=self._seccomp_profile(caps),
@@ -670,7 +734,6 @@ class Container:
         args, plan = self._plan(cmd, cid)
         if keep_upper is not None:
             plan = attrs.evolve(plan, keep_upper=keep_upper)
-        _need_root(cid or "")
         t0 = time.monotonic()
         # The layers stay held while the container runs: no prune removes them.
         hold = self.image._hold_layers()
@@ -702,7 +765,6 @@ class Container:
 
         cid = secrets.token_hex(16)
         _args, plan = self._plan(cmd, cid)
-        _need_root(cid)
         t0 = time.monotonic()
         here = Spawner()
         try:

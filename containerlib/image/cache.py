@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -61,7 +62,8 @@ _MAX_ATTEMPTS: Final = 5
 def disk_usage(path: Path) -> int:
     """The bytes ``path`` and everything under it take on disk, as ``du -s --block-size=1``
     counts them: allocated blocks (``st_blocks``), a file with several hard links once,
-    symbolic links not followed.
+    symbolic links not followed. A directory the caller cannot read (a ``0000`` one in a
+    layer a user unpacked) counts only itself.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -77,6 +79,8 @@ def disk_usage(path: Path) -> int:
             entries = list(os.scandir(pending.pop()))
         except FileNotFoundError:
             continue  # removed while we walked: it takes nothing now
+        except PermissionError:
+            continue  # du would complain and go on
         for entry in entries:
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -93,14 +97,57 @@ def disk_usage(path: Path) -> int:
     return total
 
 
+def _make_writable(path: Path) -> None:
+    """Give the owner ``rwx`` on every directory in the tree ``path``, never following a
+    symlink; what someone removes meanwhile is skipped.
+
+    A layer may hold read-only directories (``/proc`` is ``0555`` in most images). Root
+    removes their contents anyway; anyone else, even their owner, must first make them
+    writable again. The tree is the cache's own, renamed away from ``layers/`` under
+    its lock, so nothing changes it while it is walked.
+    """
+    pending = [os.fspath(path)]
+    while pending:
+        directory = pending.pop()
+        try:
+            st = os.lstat(directory)
+            if not stat.S_ISDIR(st.st_mode):
+                continue  # a symlink or a file: removed as it is
+            if st.st_mode & 0o700 != 0o700:
+                os.chmod(directory, stat.S_IMODE(st.st_mode) | 0o700)
+            with os.scandir(directory) as entries:
+                pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            continue
+
+
 def _remove_tree(path: Path) -> None:
-    """Remove ``path`` and what it holds; someone removing it at the same time is fine."""
+    """Remove ``path`` and what it holds; someone removing it at the same time is fine.
+
+    A tree with read-only directories, which a user other than root cannot empty, is
+    made writable (see :func:`_make_writable`) and removed again.
+
+    Raises:
+        OSError: a file could not be removed, with its path.
+    """
 
     def gone_already(function: object, name: str, info: tuple[type, BaseException, object]) -> None:
         if not isinstance(info[1], FileNotFoundError):
             raise info[1]
 
-    shutil.rmtree(path, onerror=gone_already)
+    try:
+        shutil.rmtree(path, onerror=gone_already)
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+        _make_writable(path)
+        shutil.rmtree(path, onerror=gone_already)
+
+
+def _remove_tree_quietly(path: Path) -> None:
+    """:func:`_remove_tree`, ignoring any error: for cleanup while an error is raised."""
+    with contextlib.suppress(OSError):
+        _remove_tree(path)
 
 
 class LayerHold(Closing):
@@ -309,7 +356,7 @@ class LayerCache:
         # Holding the lock, any temporary directory for this layer is a crashed unpacker's
         # (or one a pruner is deleting: either of us may finish that).
         for stale in tmp_root.glob(f"{final.name}.*"):
-            shutil.rmtree(stale, ignore_errors=True)
+            _remove_tree_quietly(stale)
         tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=tmp_root))
         try:
             os.chmod(tmp, 0o755)
@@ -334,7 +381,7 @@ class LayerCache:
             (tmp / _METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
             os.rename(tmp, final)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_tree_quietly(tmp)
             raise
 
     # -- holding ----------------------------------------------------------------------

@@ -3,8 +3,11 @@
 A layer is a tar archive of what one build step added or changed; a deletion is an empty
 ``.wh.NAME`` entry, and ``.wh..wh..opq`` marks a directory whose lower contents are hidden.
 They are converted to overlayfs's own format (a 0:0 character device ``NAME``, the
-``trusted.overlay.opaque=y`` xattr) so the unpacked layers can be overlayfs lower directories
-as they are (``Documentation/filesystems/overlayfs.rst``, "Whiteouts and opaque directories").
+``overlay.opaque=y`` xattr) so the unpacked layers can be overlayfs lower directories as they
+are (``Documentation/filesystems/overlayfs.rst``, "Whiteouts and opaque directories"). An
+overlay mounted with ``userxattr``, as in a user namespace, reads ``user.overlay.opaque``;
+any other reads ``trusted.overlay.opaque``, which only a process with ``CAP_SYS_ADMIN`` may
+set (``xattr(7)``).
 Every member is created relative to a directory file descriptor, reaching its parent one
 path component at a time with ``O_NOFOLLOW | O_DIRECTORY``, so no symlink, whether planted
 by an earlier member or not, can lead a write outside the target (``openat(2)``).
@@ -20,6 +23,16 @@ Decisions:
 * A later member replaces an earlier one of the same name, as tar does; a directory over a
   directory keeps the contents and takes the new metadata.
 * Parents missing from the archive are created ``0755``, owned by the unpacking user.
+* An opaque directory gets ``trusted.overlay.opaque=y`` as root and
+  ``user.overlay.opaque=y`` otherwise: root's overlays are mounted by root in the host's
+  user namespace (also for a container with ``.userns()``, over id-mapped layers), a
+  non-root user's in a user namespace with ``userxattr``. One marker only: an overlay
+  without ``userxattr`` shows ``user.overlay.opaque`` to the container as a plain xattr,
+  and copies it up with the directory.
+* As a user other than root (rootless), what needs privilege is left out rather than
+  failing the layer: owners (every file becomes the caller's) and the ``trusted.*`` and
+  ``security.*`` xattrs the kernel refuses (``security.capability`` among them). Whiteouts
+  need no privilege since Linux 5.8. Device nodes still fail, naming the member.
 * xattrs come from ``SCHILY.xattr.*`` PAX records, except ``trusted.overlay.*``,
   ``user.overlay.*`` (a layer must not forge overlayfs metadata) and ``security.*`` other
   than ``security.capability``.
@@ -67,7 +80,8 @@ _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 _WHITEOUT: Final = ".wh."
 _OPAQUE: Final = ".wh..wh..opq"
 _XATTR_PAX: Final = "SCHILY.xattr."
-_OVERLAY_OPAQUE: Final = "trusted.overlay.opaque"
+_TRUSTED_OPAQUE: Final = "trusted.overlay.opaque"
+_USER_OPAQUE: Final = "user.overlay.opaque"
 _GIB: Final = 1 << 30
 _BLOCK: Final = tarfile.BLOCKSIZE
 _InvalidHeader: Final = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
@@ -348,6 +362,8 @@ class _Extractor:
         self.root = root_fd
         self.limits = limits
         self.keep_owners = keep_owners
+        # Anyone but root is refused trusted.* xattrs, file capabilities and device nodes.
+        self.privileged = os.geteuid() == 0
         self.members = 0
         self.written = 0
         # (components, mode, atime_ns, mtime_ns): applied last, as writing into a
@@ -430,8 +446,8 @@ class _Extractor:
             raise
         except (OSError, ValueError, OverflowError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            if isinstance(e, OSError) and e.errno == errno.EPERM and os.geteuid() != 0:
-                reason += " (unpacking device nodes, whiteouts and owners needs root)"
+            if isinstance(e, OSError) and e.errno == errno.EPERM and not self.privileged:
+                reason += " (unpacking device nodes needs root)"
             raise LayerError(f"{what}: {reason}") from e
 
     def _add(self, member: tarfile.TarInfo, archive: tarfile.TarFile, what: str) -> None:
@@ -490,7 +506,7 @@ class _Extractor:
 
     def _whiteout(self, parent_parts: tuple[str, ...], name: str, what: str) -> None:
         if name == _OPAQUE:
-            os.setxattr(self._parent(parent_parts, what), _OVERLAY_OPAQUE, b"y")
+            self._opaque(self._parent(parent_parts, what))
             return
         if name.startswith(_WHITEOUT + _WHITEOUT):
             return  # aufs bookkeeping such as .wh..wh.plnk: nothing to do for overlayfs
@@ -501,7 +517,20 @@ class _Extractor:
             raise LayerError(f"{what}: whiteout of {hidden!r} is not allowed")
         parent = self._parent(parent_parts, what)
         self._clear(parent, hidden, keep_dir=False)
-        os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+        try:
+            os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+        except PermissionError as e:
+            if self.privileged or e.errno != errno.EPERM:
+                raise
+            raise LayerError(
+                f"{what}: making the whiteout (a 0:0 character device) {hidden!r}: "
+                f"{e.strerror}; without root this needs Linux 5.8 or later"
+            ) from e
+
+    def _opaque(self, fd: int) -> None:
+        """Mark the directory ``fd`` opaque for the overlays this user mounts: without
+        ``userxattr`` as root, with it otherwise."""
+        os.setxattr(fd, _TRUSTED_OPAQUE if self.privileged else _USER_OPAQUE, b"y")
 
     def _regular(
         self,
@@ -563,11 +592,23 @@ class _Extractor:
         finally:
             os.close(source_dir)
 
+    def _setxattr(self, target: int | str, key: str, value: bytes) -> None:
+        """Set one xattr of ``target`` (an fd, or a path whose last component is not
+        followed); without privilege, a privileged namespace's refusal leaves it out."""
+        try:
+            if isinstance(target, int):
+                os.setxattr(target, key, value)
+            else:
+                os.setxattr(target, key, value, follow_symlinks=False)
+        except PermissionError as e:
+            if self.privileged or e.errno != errno.EPERM or key.startswith("user."):
+                raise
+
     def _owner_and_xattrs(self, fd: int, member: tarfile.TarInfo) -> None:
         if self.keep_owners:
             os.fchown(fd, member.uid, member.gid)
         for key, value in _xattrs(member, self.limits):
-            os.setxattr(fd, key, value)
+            self._setxattr(fd, key, value)
 
     def _path_metadata(
         self, parent: int, name: str, member: tarfile.TarInfo, *, chmod: bool
@@ -582,7 +623,7 @@ class _Extractor:
         for key, value in _xattrs(member, self.limits):
             # /proc/self/fd/N reaches the parent fd itself; the last component is not
             # followed.
-            os.setxattr(f"/proc/self/fd/{parent}/{name}", key, value, follow_symlinks=False)
+            self._setxattr(f"/proc/self/fd/{parent}/{name}", key, value)
         atime, mtime = _times_ns(member)
         os.utime(name, ns=(atime, mtime), dir_fd=parent, follow_symlinks=False)
 

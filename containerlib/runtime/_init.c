@@ -37,7 +37,7 @@
  * gets Docker's exit codes: 127 (not found) or 126 (not executable), with a message on
  * its stderr.
  *
- * Plan format, version 3 (nativeinit.encode writes it; keep the two in step). Integers
+ * Plan format, version 4 (nativeinit.encode writes it; keep the two in step). Integers
  * are little-endian u32 or u64 (i32 for oom_score_adj); nothing is aligned.
  *   str      u32 n >= 1, then n bytes whose last is the only NUL (so the C side uses the
  *            bytes in place, without a copy)
@@ -46,7 +46,7 @@
  *   opt T    bool present, then a T that is 0 when absent
  *   list T   u32 count, then count T
  * In this order:
- *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 3,
+ *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 4,
  *   str rootfs, str rw_dir, list str lowerdirs (1..500), bool readonly_root,
  *   u64 rootfs_propagation, bool new_cgroupns,
  *   list mount (str target, ostr source, ostr fstype, u64 flags, ostr data,
@@ -63,7 +63,17 @@
  *   u32 last_cap (<= 63), bool premounted, u32 seccomp_flags, bytes seccomp (u32 n, a
  *   multiple of 8 up to 32768, then n bytes: the BPF program, n = 0 for none),
  *   ostr user (a "user[:group]" to look up in the container's /etc/passwd and /etc/group;
- *   it then replaces uid and gid), bool set_home, u32 magic again.
+ *   it then replaces uid and gid), bool set_home, bool userns, bool setgroups,
+ *   bool rootfs_fd, u32 magic again.
+ * With userns, the process is in a new user namespace whose maps the spawner has written:
+ * it becomes that namespace's root before it mounts anything, bind-mounts the host's
+ * device nodes (mknod is refused in a user namespace), and skips setgroups(2) where the
+ * namespace denies it (!setgroups) and no groups are asked for. Its rootfs either came
+ * with the plan (rootfs_fd: a detached overlay mount, the fourth descriptor, which root's
+ * spawner made over id-mapped layers) to be attached, or it mounts the overlay itself
+ * with `userxattr` (a non-root user's), with the new mount API and through descriptors
+ * opened before it became the namespace's root, which may not search the host
+ * directories on the way.
  * A plan is at most 1 MiB, and every list has a bound (the MAX_* below). Anything else,
  * including bytes after the final magic, is refused with EBADMSG.
  */
@@ -126,7 +136,7 @@ struct open_how {
 
 #define PLAN_MAGIC 0x50494c43u
 #define PREMOUNT_MAGIC 0x4d504c43u
-#define PLAN_VERSION 3u
+#define PLAN_VERSION 4u
 #define MAX_SECCOMP (4096u * 8u) /* BPF_MAXINSNS instructions */
 #define MAX_PLAN (1u << 20)
 #define MAX_LOWERDIRS 500 /* overlayfs stacks at most 500 layers */
@@ -219,11 +229,17 @@ struct plan {
 	uint32_t seccomp_len;
 	const char *user;
 	bool set_home;
+	bool userns, setgroups, rootfs_fd;
 };
 
 /* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
 static struct plan plan;
 static unsigned char plan_buf[MAX_PLAN];
+/* The rootfs that came with the plan (see rootfs_fd above), or -1. */
+static int received_rootfs = -1;
+/* In a user namespace: the sources of bind mounts, opened before the process became the
+ * namespace's root (which may not search the host directories that lead to them). */
+static int bind_sources[MAX_MOUNTS];
 
 /* -- reporting ----------------------------------------------------------------------- */
 
@@ -463,6 +479,9 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uin
 	r.p += p->seccomp_len;
 	p->user = read_ostr(&r, "user");
 	p->set_home = read_bool(&r, "set_home");
+	p->userns = read_bool(&r, "userns");
+	p->setgroups = read_bool(&r, "setgroups");
+	p->rootfs_fd = read_bool(&r, "rootfs_fd");
 	if (read_u32(&r, "final magic") != magic)
 		bad_plan("bad final magic");
 	if (r.p != r.end)
@@ -572,7 +591,7 @@ static size_t receive_plan(int sock, int stdio[3])
 {
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(3 * sizeof(int))];
+		char buf[CMSG_SPACE(4 * sizeof(int))];
 	} control;
 	struct iovec iov = {plan_buf, sizeof plan_buf};
 	struct msghdr msg = {
@@ -596,8 +615,16 @@ static size_t receive_plan(int sock, int stdio[3])
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
 		size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < nfds && count < 3; i++)
-			memcpy(&stdio[count++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+		for (size_t i = 0; i < nfds; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (count < 3)
+				stdio[count++] = fd;
+			else if (received_rootfs < 0)
+				received_rootfs = fd;
+			else
+				close(fd);
+		}
 	}
 	if (count != 3 && !(count == 0 && is_premount((size_t)n)))
 		fail(EBADMSG, "set up stdio");
@@ -663,6 +690,124 @@ static void mount_rootfs(void)
 	}
 	if (mount("overlay", plan.rootfs, "overlay", 0, data) < 0)
 		fail(errno, "mount overlay rootfs");
+}
+
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#define CLIB_MOVE_MOUNT_F_EMPTY_PATH 0x4
+#define CLIB_MOVE_MOUNT_T_EMPTY_PATH 0x40
+#define CLIB_FSOPEN_CLOEXEC 0x1
+#define CLIB_FSMOUNT_CLOEXEC 0x1
+#define CLIB_FSCONFIG_SET_FLAG 0
+#define CLIB_FSCONFIG_SET_STRING 1
+#define CLIB_FSCONFIG_CMD_CREATE 6
+
+static int open_path(int dirfd, const char *path)
+{
+	return openat(dirfd, path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+static int fsconfig_string(int fs, const char *key, const char *value)
+{
+	return (int)syscall(SYS_fsconfig, fs, value ? CLIB_FSCONFIG_SET_STRING : CLIB_FSCONFIG_SET_FLAG,
+			    key, value, 0);
+}
+
+/* Attach the detached mount `from` on the directory `to` (both descriptors). */
+static int attach(int from, int to)
+{
+	return (int)syscall(SYS_move_mount, from, "", to, "",
+			    CLIB_MOVE_MOUNT_F_EMPTY_PATH | CLIB_MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+/*
+ * In a user namespace: become its root, then attach the rootfs that came with the plan,
+ * or mount the overlay; return a descriptor of the rootfs's root. The directories are
+ * opened first, with the spawner's credentials: the namespace's root may be a host user
+ * that may not search the host directories that lead to them.
+ */
+static int mount_rootfs_userns(void)
+{
+	int rw = open_path(AT_FDCWD, plan.rw_dir);
+	if (rw < 0)
+		fail(errno, "open '%s'", plan.rw_dir);
+	int upper = open_path(rw, "upper"), work = open_path(rw, "work");
+	int target = open_path(rw, "rootfs");
+	if (upper < 0 || work < 0 || target < 0)
+		fail(errno, "open the writable layer '%s'", plan.rw_dir);
+	close(rw);
+	for (uint32_t i = 0; i < plan.n_mounts; i++) {
+		const struct mount_step *m = &plan.mounts[i];
+		bind_sources[i] = -1;
+		if (m->fstype || !m->source)
+			continue;
+		bind_sources[i] = open(m->source, O_PATH | O_CLOEXEC);
+		if (bind_sources[i] < 0)
+			fail(errno, "mount bind on '%s': open '%s'", m->target, m->source);
+	}
+	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+		fail(errno, "become root in the user namespace");
+	int root = received_rootfs;
+	if (plan.rootfs_fd != (root >= 0))
+		fail(EBADMSG, "receive the rootfs");
+	if (root < 0) {
+		char upper_path[64], work_path[64];
+		fd_path(upper_path, sizeof upper_path, upper);
+		fd_path(work_path, sizeof work_path, work);
+		int fs = (int)syscall(SYS_fsopen, "overlay", CLIB_FSOPEN_CLOEXEC);
+		if (fs < 0)
+			fail(errno, "mount overlay rootfs");
+		/* One layer at a time (Linux 6.7+): fsconfig(2) takes strings of at most 256
+		 * bytes. Older kernels get them all in one, if they fit. */
+		for (uint32_t i = 0; i < plan.n_lowerdirs; i++) {
+			if (fsconfig_string(fs, "lowerdir+", plan.lowerdirs[i]) == 0)
+				continue;
+			if (i || errno != EINVAL)
+				fail(errno, "mount overlay rootfs: layer '%s'", plan.lowerdirs[i]);
+			char all[256];
+			size_t n = 0;
+			for (uint32_t j = 0; j < plan.n_lowerdirs && n < sizeof all; j++)
+				n += (size_t)snprintf(all + n, sizeof all - n, "%s%s", j ? ":" : "",
+						      plan.lowerdirs[j]);
+			if (n >= sizeof all)
+				fail(E2BIG, "mount overlay rootfs: the layers' paths are too long "
+					    "for this kernel (Linux 6.7 takes any number)");
+			if (fsconfig_string(fs, "lowerdir", all) < 0)
+				fail(errno, "mount overlay rootfs");
+			break;
+		}
+		if (fsconfig_string(fs, "upperdir", upper_path) < 0 ||
+		    fsconfig_string(fs, "workdir", work_path) < 0 ||
+		    fsconfig_string(fs, "userxattr", NULL) < 0)
+			fail(errno, "mount overlay rootfs");
+		/* As mount_rootfs: no sync of a layer that is thrown away. */
+		(void)fsconfig_string(fs, "volatile", NULL);
+		if (syscall(SYS_fsconfig, fs, CLIB_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+			fail(errno, "mount overlay rootfs");
+		root = (int)syscall(SYS_fsmount, fs, CLIB_FSMOUNT_CLOEXEC, 0);
+		if (root < 0)
+			fail(errno, "mount overlay rootfs");
+		close(fs);
+	}
+	if (attach(root, target) < 0)
+		fail(errno, "mount overlay rootfs");
+	close(upper);
+	close(work);
+	close(target);
+	return root;
 }
 
 /* Is there a path component after *rest other than "" and "."? */
@@ -752,7 +897,12 @@ static void mount_one(int rootfd, const struct mount_step *m)
 {
 	const char *shown = m->fstype ? m->fstype : "bind";
 	const char *source = m->source, *fstype = m->fstype, *data = m->data;
-	char target[64];
+	char target[64], source_fd[64];
+	int index = (int)(m - plan.mounts);
+	if (plan.userns && bind_sources[index] >= 0) {
+		fd_path(source_fd, sizeof source_fd, bind_sources[index]);
+		source = source_fd;
+	}
 	int fd = mount_point(rootfd, m);
 	if (fd < 0)
 		fail(errno, "make mount point '%s'", m->target);
@@ -785,6 +935,32 @@ static void mount_one(int rootfd, const struct mount_step *m)
 	close(fd);
 }
 
+/* In a user namespace, where mknod(2) is refused: bind-mount the host's node of the
+ * same path, which must be the same device, on an empty file. */
+static void bind_device(int dev, const struct device_step *d)
+{
+	char host[PATH_MAX], target[64];
+	struct stat st;
+	if ((size_t)snprintf(host, sizeof host, "/dev/%s", d->path) >= sizeof host)
+		fail(ENAMETOOLONG, "mknod '/dev/%s'", d->path);
+	if (stat(host, &st) < 0)
+		fail(errno, "bind the host's '%s' (no mknod in a user namespace)", host);
+	if ((st.st_mode & S_IFMT) != (d->mode & S_IFMT) ||
+	    st.st_rdev != makedev(d->major, d->minor))
+		fail(ENODEV, "bind the host's '%s': it is not device %u:%u", host, d->major,
+		     d->minor);
+	int f = openat(dev, d->path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (f < 0) {
+		if (errno == EEXIST)
+			return;
+		fail(errno, "mknod '/dev/%s'", d->path);
+	}
+	fd_path(target, sizeof target, f);
+	if (mount(host, target, NULL, MS_BIND, NULL) < 0)
+		fail(errno, "bind the host's '%s'", host);
+	close(f);
+}
+
 static void make_dev(int rootfd)
 {
 	int dev = open_beneath(rootfd, "dev", O_DIRECTORY);
@@ -792,6 +968,10 @@ static void make_dev(int rootfd)
 		fail(errno, "open '/dev'");
 	for (uint32_t i = 0; i < plan.n_devices; i++) {
 		const struct device_step *d = &plan.devices[i];
+		if (plan.userns) {
+			bind_device(dev, d);
+			continue;
+		}
 		/* The umask is 0 during setup, so the mode is exact without a chmod. */
 		if (mknodat(dev, d->path, d->mode, makedev(d->major, d->minor)) < 0) {
 			if (errno == EEXIST)
@@ -813,8 +993,9 @@ static void make_dev(int rootfd)
 /* Make the rootfs `/` and drop every host mount from the namespace. */
 static void enter_rootfs(int rootfd)
 {
-	if (plan.rootfs_propagation &&
-	    mount(NULL, plan.rootfs, NULL, plan.rootfs_propagation, NULL) < 0)
+	char root[64];
+	fd_path(root, sizeof root, rootfd);
+	if (plan.rootfs_propagation && mount(NULL, root, NULL, plan.rootfs_propagation, NULL) < 0)
 		fail(errno, "pivot_root");
 	if (fchdir(rootfd) < 0)
 		fail(errno, "pivot_root");
@@ -958,8 +1139,16 @@ static void set_credentials(void)
 	/* Keep the permitted set across the change of uid, to set the final sets after. */
 	if (prctl0(PR_SET_KEEPCAPS, 1) < 0)
 		fail(errno, "set capabilities");
-	if (setgroups(plan.n_additional_gids, plan.additional_gids) < 0)
+	if (!plan.setgroups) {
+		/* A non-root user's namespace that maps its own gid alone denies setgroups(2):
+		 * the process keeps the caller's supplementary groups (unmapped, they show as
+		 * the overflow gid; dropping one could grant what a file's mode denies to that
+		 * group), and can be given no other. */
+		if (plan.n_additional_gids)
+			fail_groups(EPERM);
+	} else if (setgroups(plan.n_additional_gids, plan.additional_gids) < 0) {
 		fail_groups(errno);
+	}
 	if (setresgid(plan.gid, plan.gid, plan.gid) < 0)
 		fail(errno, "set gid %u", plan.gid);
 	if (setresuid(plan.uid, plan.uid, plan.uid) < 0)
@@ -1188,6 +1377,10 @@ static void setup(void)
 	if (pre_ok && plan.premounted) {
 		rootfd = pre_rootfd;
 		first = pre_mounts;
+	} else if (plan.userns) {
+		if (pre_rootfd >= 0)
+			drop_premount(NULL);
+		rootfd = mount_rootfs_userns();
 	} else {
 		if (pre_rootfd >= 0)
 			drop_premount(NULL);
@@ -1485,6 +1678,9 @@ static void dump_plan(const struct plan *p)
 	json_u64("seccomp_len", p->seccomp_len);
 	json_ostr("user", p->user);
 	json_bool("set_home", p->set_home);
+	json_bool("userns", p->userns);
+	json_bool("setgroups", p->setgroups);
+	json_bool("rootfs_fd", p->rootfs_fd);
 	puts("}");
 }
 

@@ -10,7 +10,7 @@ module compiles it on first use, once per machine and source version, and encode
 the binary form it reads. Without a C compiler (or with ``CONTAINERLIB_NATIVE_INIT=0``) the
 spawner keeps using :mod:`containerlib.runtime._child`.
 
-The plan format, version 3 (the comment at the top of ``_init.c`` is the reference; keep
+The plan format, version 4 (the comment at the top of ``_init.c`` is the reference; keep
 the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
 
 - ``str``: u32 n >= 1, then n bytes whose last is the only NUL; ``ostr``: the same, or
@@ -25,7 +25,9 @@ the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
   oom_score_adj; cwd; args; env (as execve gets it, one entry a name); procs_files;
   have_cgroup2; last_cap; premounted; seccomp_flags (u32); seccomp (``bytes``: u32 n, a
   multiple of 8, then n bytes; 0 for no filter); user (``ostr``: ``user[:group]`` to
-  look up in the container's /etc/passwd and /etc/group); set_home; the magic again. A
+  look up in the container's /etc/passwd and /etc/group); set_home; userns (the process
+  is in a new user namespace); setgroups (that namespace allows setgroups(2)); rootfs_fd
+  (the rootfs, a detached mount, follows the stdio descriptors); the magic again. A
   premount message (the plan the next container most likely has, for the helper to mount
   ahead of time) is the same with the magic ``b"CLPM"``.
 
@@ -35,7 +37,7 @@ Example:
     ...             lowerdirs=("/img",), clone_flags=0, args=(b"true",))
     >>> data = encode(plan, [], False, 40)
     >>> data[:8]
-    b'CLIP\\x03\\x00\\x00\\x00'
+    b'CLIP\\x04\\x00\\x00\\x00'
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Final
 
+from containerlib.linux.syscalls import CLONE_NEWUSER
 from containerlib.runtime.plan import Plan
 
 __all__ = ["CFLAGS", "MAX_PLAN", "VERSION", "build", "build_error", "encode", "helper_path"]
 
 #: The version of the plan format written by :func:`encode` and read by ``_init.c``.
-VERSION: Final = 3
+VERSION: Final = 4
 #: The largest plan ``_init.c`` reads.
 MAX_PLAN: Final = 1 << 20
 #: The flags the helper is compiled with (part of its file name's hash).
@@ -155,6 +158,8 @@ def encode(
     *,
     premounted: bool = False,
     premount: bool = False,
+    setgroups: bool = True,
+    rootfs_fd: bool = False,
 ) -> bytes:
     """The plan, the container's cgroup.procs files, whether it has a cgroup2 directory
     and the kernel's last capability, in the binary form ``_init.c`` reads.
@@ -162,6 +167,9 @@ def encode(
     Args:
         premounted: the process mounted the rootfs and mounts of this plan ahead of time.
         premount: encode a premount message: the plan to mount ahead of time.
+        setgroups: the container's user namespace allows setgroups(2).
+        rootfs_fd: the rootfs, a detached mount, goes with the plan after the stdio
+            descriptors, for the process to attach instead of mounting its own.
 
     Raises:
         ValueError: a value does not fit the format (a NUL in a string, a number out of
@@ -230,6 +238,9 @@ def encode(
     w.blob(plan.seccomp or b"", "seccomp", multiple=8, limit=_MAX_SECCOMP)
     w.string(plan.user, "user")
     w.boolean(plan.set_home, "set_home")
+    w.boolean(bool(plan.clone_flags & CLONE_NEWUSER), "userns")
+    w.boolean(setgroups, "setgroups")
+    w.boolean(rootfs_fd, "rootfs_fd")
     w.parts.append(_PREMOUNT_MAGIC if premount else _MAGIC)
     return b"".join(w.parts)
 

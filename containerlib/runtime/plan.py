@@ -78,6 +78,11 @@ class Plan:
     readonly_root: bool = False
     rootfs_propagation: int = 0
     clone_flags: int
+    #: With a new user namespace (CLONE_NEWUSER in ``clone_flags``): its uid and gid
+    #: maps, ``(container_id, host_id, size)`` entries, which the spawner writes before
+    #: the process gets its plan.
+    uid_map: tuple[tuple[int, int, int], ...] = ()
+    gid_map: tuple[tuple[int, int, int], ...] = ()
     new_cgroupns: bool = False
     cgroup_path: str | None = None
     cgroup_limits: CgroupLimits = attrs.field(factory=CgroupLimits)

@@ -25,6 +25,7 @@ import array
 import contextlib
 import errno
 import os
+import re
 import secrets
 import select
 import selectors
@@ -41,11 +42,13 @@ from containerlib.errors import ContainerSetupError
 from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
+from containerlib.linux.userns import host_id, write_id_maps
 from containerlib.runtime import nativeinit, rwdirs
 from containerlib.runtime.janitor import Janitor
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import Plan
 from containerlib.runtime.warm import (
+    Forker,
     Premount,
     Warm,
     clone_warm,
@@ -128,6 +131,8 @@ class Spawner:
         self.closing = False
         # The janitor's forker (see warm.Forker), a child of this process.
         self.forker_pids: list[int] = []
+        # This process's own forker, for user namespaces without a janitor.
+        self.forker: Forker | None = None
 
     @property
     def driver(self) -> CgroupDriver:
@@ -231,7 +236,9 @@ class Spawner:
             or not warm.native
             or warm.slot is None
             or warm.flags != template.clone_flags
+            or template.clone_flags & sc.CLONE_NEWUSER
         ):
+            # A user namespace's process gets its maps and layers with its plan.
             return
         ready = self.pool.get(os.path.dirname(template.rw_dir))
         if not ready:
@@ -429,7 +436,12 @@ class Spawner:
             warm = self.take_warm(plan.clone_flags, plan.seccomp_early)
         prefiltered = warm is not None and warm.filtered() is not None
         slot = warm.slot if warm is not None else None
-        if plan.spawner_picks_id and self.premount_enabled and self.slots:
+        if (
+            plan.spawner_picks_id
+            and self.premount_enabled
+            and self.slots
+            and not plan.clone_flags & sc.CLONE_NEWUSER
+        ):
             # The next containers most likely look like this one.
             self.premount_plan = plan
         if plan.spawner_picks_id:
@@ -497,6 +509,12 @@ class Spawner:
     def warm_up(self, flags: int, *, slot: bool = False) -> Warm:
         """Clone a warm process here (see :mod:`containerlib.runtime.warm`); with
         ``slot``, in a cgroup of its own if containers get one (see :class:`Slot`)."""
+        if flags & sc.CLONE_NEWUSER and self.native_init is not None:
+            # Cloned by the helper itself: an exec in the new namespace, before the
+            # process is its root, would drop every capability (see Forker).
+            if self.forker is None:
+                self.forker = Forker(self.native_init, sibling=False)
+            return self.forker.clone(flags)
         warm = clone_warm(flags, self.native_init, self.last_cap)
         if slot and self.slots and self.slot_parent is not None:
             try:
@@ -531,13 +549,28 @@ class Spawner:
         have_cgroup2 = into is not None and os.path.exists(os.path.join(into, "cgroup.kill"))
         if only is not None:
             files = only
+        userns = _UserNamespace()
         try:
+            if plan.clone_flags & sc.CLONE_NEWUSER:
+                # The maps and layers are the process's own: it must be there first.
+                if warm is None:
+                    warm = self.warm_up(plan.clone_flags)
+                userns = _enter_user_namespace(warm, plan)
             encoded = (
-                nativeinit.encode(plan, files, have_cgroup2, self.last_cap, premounted=premounted)
+                nativeinit.encode(
+                    plan,
+                    files,
+                    have_cgroup2,
+                    self.last_cap,
+                    premounted=premounted,
+                    setgroups=userns.setgroups,
+                    rootfs_fd=userns.rootfs_fd is not None,
+                )
                 if self.native_init is not None
                 else None
             )
         except BaseException:
+            userns.close()
             if warm is not None:
                 discard(warm)
             raise
@@ -548,7 +581,9 @@ class Spawner:
         try:
             try:
                 if encoded is not None and warm.native:
-                    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", stdio))]
+                    extra = [] if userns.rootfs_fd is None else [userns.rootfs_fd]
+                    fds = array.array("i", [*stdio, *extra])
+                    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
                     warm.sock.sendmsg([encoded], anc)
                 else:
                     send_message(warm.sock, (plan, files, have_cgroup2), list(stdio))
@@ -563,6 +598,7 @@ class Spawner:
                 report += chunk
         finally:
             warm.sock.close()
+            userns.close()
         if send_error and not report:
             os.waitpid(warm.pid, 0)
             raise ContainerSetupError(
@@ -711,6 +747,10 @@ class Spawner:
             for answer in self.janitor.close():
                 self.take(answer)
             self.janitor = None
+        if self.forker is not None:
+            self.forker.close()
+            self.forker_pids.append(self.forker.pid)
+            self.forker = None
         for pid in self.forker_pids:  # it ends with the janitor's end of its socket
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
@@ -731,6 +771,90 @@ class Spawner:
         for path in self.cgroup_paths:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
+
+
+@attrs.define
+class _UserNamespace:
+    """What a start in a user namespace sends with the plan: whether setgroups(2) is
+    allowed there, and the rootfs made for it, if the spawner made it."""
+
+    setgroups: bool = True
+    rootfs_fd: int | None = None
+
+    def close(self) -> None:
+        if self.rootfs_fd is not None:
+            os.close(self.rootfs_fd)
+            self.rootfs_fd = None
+
+
+#: An unpacked layer of the layer cache (containerlib.image.cache): all of a cache's
+#: layers are id-mapped with one mount of its ``layers`` directory.
+_CACHED_LAYER = re.compile(r"(/.+/layers)/(sha256/[0-9a-f]{64}/fs)")
+
+
+def _enter_user_namespace(warm: Warm, plan: Plan) -> _UserNamespace:
+    """Give the new user namespace of ``warm`` its id maps; when the container's root is
+    another host user than root's, also its rootfs.
+
+    That rootfs is an overlay the spawner mounts (detached; the process attaches it) in
+    the host's user namespace, so that it reads the layers' overlay metadata as root's
+    containers do (``trusted.overlay.*``), over id-mapped mounts of the layers (a file
+    of host uid 0 in an image shows as the container's root's), on a writable layer
+    whose top directory belongs to the container's root. A non-root user's process
+    mounts its overlay itself, in its namespace (``userxattr``).
+
+    Raises:
+        ContainerSetupError: the maps could not be written (a non-root user asking for
+            ids it may not map, say), or the rootfs could not be made.
+    """
+    cid = plan.container_id
+    if not warm.native:
+        raise ContainerSetupError(
+            "start the container's process",
+            errno.EOPNOTSUPP,
+            cid,
+            "a user namespace needs the native init helper, which needs a C compiler "
+            f"(cc or gcc) to build: {nativeinit.build_error or 'it is turned off'}",
+        )
+    try:
+        setgroups = write_id_maps(warm.pid, plan.uid_map, plan.gid_map)
+    except OSError as e:
+        raise ContainerSetupError(
+            "write the id maps of the user namespace",
+            e.errno or errno.EPERM,
+            cid,
+            e.strerror if e.strerror and e.strerror != os.strerror(e.errno or 0) else "",
+        ) from None
+    done = _UserNamespace(setgroups)
+    root_uid, root_gid = host_id(plan.uid_map, 0), host_id(plan.gid_map, 0)
+    if os.geteuid() != 0 or (root_uid, root_gid) == (0, 0):
+        return done
+    assert root_uid is not None  # plan_from_spec checked
+    assert root_gid is not None
+    trees: dict[str, int] = {}
+    try:
+        userns_fd = os.open(f"/proc/{warm.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            lowerdirs = []
+            for layer in plan.lowerdirs:
+                m = _CACHED_LAYER.fullmatch(layer)
+                anchor, sub = (m.group(1), "/" + m.group(2)) if m else (layer, "")
+                if anchor not in trees:
+                    trees[anchor] = sc.idmapped_tree(anchor, userns_fd)
+                lowerdirs.append(f"/proc/self/fd/{trees[anchor]}{sub}")
+        finally:
+            os.close(userns_fd)
+        upper = f"{plan.rw_dir}/upper"
+        os.chown(upper, root_uid, root_gid)
+        done.rootfs_fd = sc.overlay_mount(lowerdirs, upper, f"{plan.rw_dir}/work")
+    except OSError as e:
+        raise ContainerSetupError(
+            f"mount the rootfs {plan.rootfs}", e.errno or errno.EIO, cid, e.strerror or ""
+        ) from None
+    finally:
+        for fd in trees.values():  # the overlay holds what it needs of them
+            os.close(fd)
+    return done
 
 
 def _cgroup_detail(e: OSError) -> str:

@@ -22,6 +22,7 @@ from containerlib.errors import SpecError
 from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import mask
 from containerlib.linux.cgroups import CgroupLimits, DeviceValue
+from containerlib.linux.userns import IdMap, check_map, host_id
 from containerlib.runtime.plan import DeviceStep, MountStep, Plan
 from containerlib.spec import oci
 from containerlib.spec.validate import validate
@@ -44,6 +45,49 @@ ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 DEFAULT_RUN_ROOT: Final = "/run/containerlib"
 DEFAULT_DATA_ROOT: Final = "/var/lib/containerlib"
 DEFAULT_CGROUP_PARENT: Final = "containerlib"
+#: Where a user other than root keeps container state when ``XDG_RUNTIME_DIR`` is unset:
+#: ``<this>/containerlib-<uid>``.
+DEFAULT_ROOTLESS_RUN_PARENT: Final = "/tmp"
+
+
+def _xdg_dir(name: str) -> str | None:
+    """The XDG base directory variable ``name``; unset, empty or relative counts as
+    unset, as the XDG Base Directory Specification asks."""
+    value = os.environ.get(name, "")
+    return value if os.path.isabs(value) else None
+
+
+def _rootless_run_root(uid: int) -> str:
+    """``$XDG_RUNTIME_DIR/containerlib``, else ``/tmp/containerlib-<uid>``, made ``0700``
+    if missing and refused unless it is the caller's own directory that no one else can
+    write (anyone can make that name in ``/tmp`` first)."""
+    if (runtime_dir := _xdg_dir("XDG_RUNTIME_DIR")) is not None:
+        return os.path.join(runtime_dir, "containerlib")
+    path = os.path.join(DEFAULT_ROOTLESS_RUN_PARENT, f"containerlib-{uid}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o722 != 0o700:
+            raise SpecError(
+                "CONTAINERLIB_RUN_ROOT",
+                f"the default {path!r} is not a directory of uid {uid} that only it can "
+                f"write (owner uid {st.st_uid}, mode {stat.filemode(st.st_mode)}); "
+                "set CONTAINERLIB_RUN_ROOT or XDG_RUNTIME_DIR",
+            ) from None
+    return path
+
+
+def _rootless_data_root() -> str:
+    """``$XDG_DATA_HOME/containerlib``, else ``~/.local/share/containerlib``."""
+    if (data_home := _xdg_dir("XDG_DATA_HOME")) is not None:
+        return os.path.join(data_home, "containerlib")
+    home = os.path.expanduser("~")
+    if not os.path.isabs(home):
+        raise SpecError(
+            "CONTAINERLIB_DATA_ROOT", "no home directory to default to: set CONTAINERLIB_DATA_ROOT"
+        )
+    return os.path.join(home, ".local", "share", "containerlib")
 
 
 @attrs.frozen(kw_only=True)
@@ -62,12 +106,41 @@ class Roots:
 
     @classmethod
     def from_env(cls) -> Roots:
-        """The defaults, changed by ``CONTAINERLIB_RUN_ROOT``, ``CONTAINERLIB_DATA_ROOT`` and
-        ``CONTAINERLIB_CGROUP_PARENT``."""
+        """The roots from ``CONTAINERLIB_RUN_ROOT``, ``CONTAINERLIB_DATA_ROOT`` and
+        ``CONTAINERLIB_CGROUP_PARENT``, else the defaults for the caller.
+
+        Root gets ``/run/containerlib`` and ``/var/lib/containerlib``. Any other user
+        (rootless use) gets, as podman does, its XDG base directories:
+        ``$XDG_RUNTIME_DIR/containerlib`` for state and ``$XDG_DATA_HOME/containerlib``,
+        else ``~/.local/share/containerlib``, for images and layers.
+
+        Without ``XDG_RUNTIME_DIR`` (no login session, as under ``su`` or in cron) state
+        goes to ``/tmp/containerlib-<uid>``, made ``0700`` here so that it is the user's
+        before anything uses it (``/tmp`` is sticky: no one else can then remove or
+        replace it). podman (``containers/storage``, ``homedir.RuntimeDir``) tries
+        ``/run/user/<uid>`` first and then ``$TMPDIR/storage-run-<uid>``; containerlib
+        does neither: systemd-logind removes ``/run/user/<uid>`` when the user's last
+        session ends, taking the state of detached containers with it, and ``$TMPDIR``
+        may differ between the processes of one user, who must all find the same
+        containers. As podman does, an existing ``/tmp/containerlib-<uid>`` is used only
+        if it is the user's own directory that no one else can write: anyone may create
+        that name in ``/tmp`` first.
+
+        Raises:
+            SpecError: a root is not an absolute path, there is no home directory for
+                the data root, or ``/tmp/containerlib-<uid>`` belongs to someone else.
+        """
         env = os.environ
+        uid = os.geteuid()
+        run = env.get("CONTAINERLIB_RUN_ROOT")
+        if run is None:
+            run = DEFAULT_RUN_ROOT if uid == 0 else _rootless_run_root(uid)
+        data = env.get("CONTAINERLIB_DATA_ROOT")
+        if data is None:
+            data = DEFAULT_DATA_ROOT if uid == 0 else _rootless_data_root()
         roots = cls(
-            run=env.get("CONTAINERLIB_RUN_ROOT", DEFAULT_RUN_ROOT),
-            data=env.get("CONTAINERLIB_DATA_ROOT", DEFAULT_DATA_ROOT),
+            run=run,
+            data=data,
             cgroup_parent=env.get("CONTAINERLIB_CGROUP_PARENT", DEFAULT_CGROUP_PARENT),
         )
         for name in ("run", "data"):
@@ -94,6 +167,7 @@ _NAMESPACE_FLAGS: Final = {
     "ipc": sc.CLONE_NEWIPC,
     "uts": sc.CLONE_NEWUTS,
     "time": sc.CLONE_NEWTIME,
+    "user": sc.CLONE_NEWUSER,
 }
 
 # option: (flags to set, flags to clear)
@@ -236,16 +310,12 @@ def _unsupported(spec: oci.Spec) -> None:
         ]
     if linux is not None:
         checks += [
-            ("linux.uidMappings", linux.uid_mappings),
-            ("linux.gidMappings", linux.gid_mappings),
             ("linux.seccomp.listenerPath", linux.seccomp and linux.seccomp.listener_path),
             ("linux.personality", linux.personality),
         ]
         for i, ns in enumerate(linux.namespaces):
             if ns.path:
                 checks.append((f"linux.namespaces[{i}].path", ns.path))
-            if ns.type == "user":
-                checks.append((f"linux.namespaces[{i}]", "user"))
         res = linux.resources
         if res is not None:
             checks += [
@@ -415,6 +485,43 @@ def _seccomp(profile: oci.LinuxSeccomp | None, roots: Roots) -> dict[str, object
     }
 
 
+def _id_maps(linux: oci.Linux) -> tuple[IdMap, IdMap]:
+    maps = []
+    for field, mappings in (
+        ("uidMappings", linux.uid_mappings),
+        ("gidMappings", linux.gid_mappings),
+    ):
+        id_map = tuple((m.container_id, m.host_id, m.size) for m in mappings)
+        problem = check_map(id_map, f"linux.{field}")
+        if problem is not None:
+            raise SpecError(f"linux.{field}", problem.removeprefix(f"linux.{field} "))
+        maps.append(id_map)
+    return maps[0], maps[1]
+
+
+def _in_userns(m: oci.Mount, types: set[str], gid_map: IdMap) -> oci.Mount:
+    """``m`` as the kernel takes it in a user namespace, as runc changes it for rootless
+    containers: without a network namespace of its own, a new sysfs is refused (it would
+    show the host's network devices), so the host's /sys is bound instead, read-only; a
+    ``gid=`` option of devpts that the namespace does not map is dropped (the kernel
+    refuses it), and new terminals then belong to the process's own group."""
+    if "user" not in types:
+        return m
+    if m.type == "sysfs" and "network" not in types:
+        options = ("rbind", "nosuid", "noexec", "nodev", "ro")
+        return attrs.evolve(m, type="bind", source="/sys", options=options)
+    if m.type == "devpts":
+        kept = tuple(
+            o
+            for o in m.options
+            if not (
+                o.startswith("gid=") and o[4:].isdigit() and host_id(gid_map, int(o[4:])) is None
+            )
+        )
+        return attrs.evolve(m, options=kept)
+    return m
+
+
 def plan_from_spec(
     spec: oci.Spec,
     *,
@@ -449,6 +556,7 @@ def plan_from_spec(
     clone_flags = 0
     for t in types:
         clone_flags |= _NAMESPACE_FLAGS.get(t, 0)
+    uid_map, gid_map = _id_maps(linux) if "user" in types else ((), ())
     caps = process.capabilities
     cap_fields = {}
     if caps is not None:
@@ -466,7 +574,7 @@ def plan_from_spec(
         full = (1 << 64) - 1
         cap_fields = {"cap_effective": full, "cap_permitted": full, "cap_inheritable": 0}
     mounts = tuple(
-        _mount_step(m, f"mounts[{i}]", m.type in ("cgroup", "cgroup2"))
+        _mount_step(_in_userns(m, types, gid_map), f"mounts[{i}]", m.type in ("cgroup", "cgroup2"))
         for i, m in enumerate(spec.mounts)
     )
     dev_is_tmpfs = any(m.destination == "/dev" and m.type == "tmpfs" for m in spec.mounts)
@@ -493,7 +601,18 @@ def plan_from_spec(
             )
         )
     propagation = _PROPAGATION.get(linux.rootfs_propagation or "", 0)
-    cgroup_path = (linux.cgroups_path or "").strip("/") or f"{roots.cgroup_parent}/{container_id}"
+    cgroup_path: str | None = (linux.cgroups_path or "").strip(
+        "/"
+    ) or f"{roots.cgroup_parent}/{container_id}"
+    limits = _limits(spec)
+    if os.geteuid() != 0:
+        # Rootless: no device cgroup (the user namespace refuses mknod, and only root may
+        # write device rules), and no cgroup at all unless one is asked for, by limits,
+        # a path or CONTAINERLIB_CGROUP_PARENT; making one then fails with what to do.
+        limits = attrs.evolve(limits, devices=())
+        asked = linux.cgroups_path or "CONTAINERLIB_CGROUP_PARENT" in os.environ
+        if limits == CgroupLimits() and not asked:
+            cgroup_path = None
     user = process.user
     hostname = spec.hostname.encode() if spec.hostname is not None and "uts" in types else None
     return Plan(
@@ -503,9 +622,11 @@ def plan_from_spec(
         readonly_root=bool(spec.root is not None and spec.root.readonly),
         rootfs_propagation=propagation,
         clone_flags=clone_flags,
+        uid_map=uid_map,
+        gid_map=gid_map,
         new_cgroupns="cgroup" in types,
         cgroup_path=cgroup_path,
-        cgroup_limits=_limits(spec),
+        cgroup_limits=limits,
         mounts=mounts,
         devices=tuple(devices),
         dev_symlinks=_DEV_SYMLINKS if dev_is_tmpfs else (),

@@ -243,14 +243,19 @@ class Forker:
     processes it clones are children of the janitor's parent, the spawner, as a container
     must be; it dies with the spawner and ends when its socket closes.
 
+    The spawner starts one of its own (``sibling=False``, its child) for containers in a
+    user namespace when it has no janitor: a process that execs in a new user namespace
+    before it is that namespace's root loses every capability, so such a process must be
+    cloned by the helper, not by Python and then exec it.
+
     Raises:
         OSError: the forker could not be started.
     """
 
-    def __init__(self, helper: str) -> None:
+    def __init__(self, helper: str, *, sibling: bool = True) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            pid = sc.clone(sc.CLONE_PARENT | signal.SIGCHLD)
+            pid = sc.clone((sc.CLONE_PARENT if sibling else 0) | signal.SIGCHLD)
             if pid == 0:  # pragma: no cover - runs in the child
                 fd = theirs.fileno()
                 try:

@@ -1,8 +1,11 @@
 """Fixtures for tests on the real kernel: a busybox image, private roots, a leak check.
 
-Every test here runs containers for real, so it needs root. The suite uses its own run and
-data roots and its own cgroup parent (``containerlib/test-<pid>``), and checks at the end
-that nothing of them is left on the host: no mount, no cgroup, no process, no state.
+Every test here uses the real kernel. The suite runs as root (the nox session
+``integration``) and as ``nobody`` (the session ``rootless``), where containers run in user
+namespaces and what only root can do skips, saying why (:data:`needs_root`). It uses its
+own run and data roots and, as root, its own cgroup parent (``containerlib/test-<pid>``),
+and checks at the end that nothing of them is left on the host: no mount, no cgroup, no
+process, no state.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from containerlib.image.builtin import busybox_rootfs
 from containerlib.runtime.client import spawner
 from containerlib.runtime.spawner import WARM_STOCK
 
-if os.geteuid() != 0:  # pragma: no cover - the nox session runs as root
-    pytest.skip("integration tests need root", allow_module_level=True)
-
+ROOT = os.geteuid() == 0
 CGROUP_PARENT = f"containerlib/test-{os.getpid()}"
+
+
+def needs_root(why: str) -> pytest.MarkDecorator:
+    """Skip as a non-root user (the nox session ``rootless``), saying what needs root."""
+    return pytest.mark.skipif(not ROOT, reason=f"needs root: {why}")
 
 
 def cgroup_dirs(*, parents: bool = False, ready: tuple[str, ...] = ()) -> list[str]:
@@ -99,8 +105,9 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {
         "CONTAINERLIB_RUN_ROOT": str(base / "run"),
         "CONTAINERLIB_DATA_ROOT": str(base / "data"),
-        "CONTAINERLIB_CGROUP_PARENT": CGROUP_PARENT,
     }
+    if ROOT:  # a non-root user's containers get no cgroup unless they ask for one
+        env["CONTAINERLIB_CGROUP_PARENT"] = CGROUP_PARENT
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env

@@ -128,6 +128,9 @@ def expected(
         "seccomp_len": len(plan.seccomp or b""),
         "user": _s(plan.user),
         "set_home": plan.set_home,
+        "userns": bool(plan.clone_flags & sc.CLONE_NEWUSER),
+        "setgroups": True,
+        "rootfs_fd": False,
     }
 
 
@@ -224,6 +227,14 @@ def test_the_helper_reads_what_encode_writes(
 ) -> None:
     data = nativeinit.encode(plan, files, cg2, last_cap)
     assert decode(helper, data) == expected(plan, files, cg2, last_cap)
+
+
+def test_a_user_namespace_plan_says_what_the_namespace_allows(helper: str) -> None:
+    plan = attrs.evolve(MINIMAL, clone_flags=sc.CLONE_NEWNS | sc.CLONE_NEWUSER)
+    data = nativeinit.encode(plan, [], False, 40, setgroups=False, rootfs_fd=True)
+    want = expected(plan, [], False, 40)
+    want.update(setgroups=False, rootfs_fd=True, userns=True)
+    assert decode(helper, data) == want
 
 
 @pytest.mark.parametrize("premount", [False, True], ids=["plan", "premount message"])
@@ -379,7 +390,7 @@ def _patch(data: bytes, offset: int, value: int) -> bytes:
 def test_bad_header_fields_are_refused(helper: str) -> None:
     data = nativeinit.encode(MINIMAL, [], False, 40)
     assert "bad magic" in refused(helper, b"XLIP" + data[4:])
-    assert "version 4, this helper reads version 3" in refused(helper, _patch(data, 4, 4))
+    assert "version 5, this helper reads version 4" in refused(helper, _patch(data, 4, 5))
     assert "bad final magic" in refused(helper, data[:-4] + b"CLIX")
 
 
@@ -397,18 +408,22 @@ def test_bad_values_are_refused(helper: str) -> None:
     assert "rootfs: missing" in refused(helper, _patch(data, at, 0))
     huge = _patch(data, at, 2**32 - 1)
     assert "rootfs: truncated" in refused(helper, huge)
-    # At the end: set_home (a boolean) and user (None: a 0 length) before the final magic.
-    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 8, 2))
+    # At the end, before the final magic: rootfs_fd, setgroups, userns and set_home
+    # (booleans) and user (None: a 0 length).
+    assert "rootfs_fd: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 8, 2))
+    assert "setgroups: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 12, 2))
+    assert "userns: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 16, 2))
+    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 20, 2))
     # Without a filter, seccomp is an empty byte string (its length, 0); seccomp_flags
     # before it.
-    assert "seccomp: 12 bytes" in refused(helper, _patch(data, len(data) - 16, 12))
-    assert "seccomp: truncated" in refused(helper, _patch(data, len(data) - 16, 16))
+    assert "seccomp: 12 bytes" in refused(helper, _patch(data, len(data) - 28, 12))
+    assert "seccomp: truncated" in refused(helper, _patch(data, len(data) - 28, 32))
     # premounted, a boolean, before them.
-    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 24, 2))
+    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 36, 2))
     # last_cap comes before it.
-    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 28, 64))
+    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 40, 64))
     # have_cgroup2, a boolean, before that.
-    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 32, 2))
+    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 44, 2))
 
 
 def test_args_must_not_be_empty(helper: str) -> None:

@@ -457,7 +457,6 @@ UNSUPPORTED = {
     "linux.seccomp.listenerPath": _linux(
         seccomp=oci.LinuxSeccomp(default_action="SCMP_ACT_ALLOW", listener_path="/run/s.sock")
     ),
-    "linux.uidMappings": default_spec(rootless=True, terminal=False),
     "linux.namespaces[1].path": _linux(
         namespaces=(
             oci.LinuxNamespace(type="pid"),
