@@ -9,6 +9,8 @@ Tool versions are pinned here so that a new ruff or mypy release does not break 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -18,7 +20,15 @@ nox.needs_version = ">=2024.3.2"
 nox.options.default_venv_backend = "venv"
 # Reinstalling into a kept venv is quick; creating one is the slow part.
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "typecheck", "unit", "integration", "docs", "notebooks"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "unit",
+    "integration",
+    "rootless",
+    "docs",
+    "notebooks",
+]
 
 ROOT = Path(__file__).parent
 RUFF = "ruff==0.17.6"
@@ -83,6 +93,51 @@ def integration(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     # The cache would be left root-owned in the work tree.
     session.run("pytest", "-p", "no:cacheprovider", "tests/integration", *session.posargs)
+
+
+#: The user the session ``rootless`` runs the suite as, and the interpreter it uses:
+#: Debian's, as the one nox runs under may live where that user cannot go (/root).
+ROOTLESS_UID = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@nox.session(venv_backend="none")
+def rootless(session: nox.Session) -> None:
+    """The integration suite as ``nobody``, whose containers run in user namespaces:
+    what a non-root user can do runs, the rest skips, saying why. Needs root (to become
+    ``nobody`` with setpriv) and Debian's /usr/bin/python3 with its venv module.
+
+    Everything goes to a temporary directory that ``nobody`` can read (a venv with
+    containerlib installed, not linked to this tree, and a copy of the tests), as this
+    tree may be where ``nobody`` cannot go; it is removed at the end.
+    """
+    _need_root(session)
+    if not _has_tests("tests/integration"):
+        session.skip("tests/integration has no tests yet")
+    if not Path(SYSTEM_PYTHON).exists():
+        session.error(f"{SYSTEM_PYTHON} is missing: apt-get install python3 python3-venv")
+    tmp = Path(tempfile.mkdtemp(prefix="containerlib-rootless-"))
+    try:
+        tmp.chmod(0o755)
+        venv = tmp / "venv"
+        session.run(SYSTEM_PYTHON, "-m", "venv", str(venv), external=True)
+        session.run(str(venv / "bin" / "pip"), "install", "--quiet", f"{ROOT}[test]", external=True)
+        shutil.copytree(ROOT / "tests", tmp / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "pyproject.toml", tmp / "pyproject.toml")
+        home = tmp / "home"
+        home.mkdir()
+        os.chown(home, ROOTLESS_UID, ROOTLESS_UID)
+        session.chdir(tmp)
+        session.run(
+            "setpriv", f"--reuid={ROOTLESS_UID}", f"--regid={ROOTLESS_UID}", "--clear-groups",
+            "--inh-caps=-all", "--", "env", "-u", "XDG_RUNTIME_DIR", f"HOME={home}",
+            str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider",
+            "tests/integration", *session.posargs,
+            external=True,
+        )  # fmt: skip
+    finally:
+        session.chdir(ROOT)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @nox.session

@@ -36,7 +36,6 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 import stat
 import tempfile
 import time
@@ -48,6 +47,7 @@ from containerlib._closing import Closing
 from containerlib.errors import LayerError, SpecError
 from containerlib.image.layers import UnpackLimits, unpack_layer
 from containerlib.image.layout import ResolvedImage, open_blob
+from containerlib.linux.trees import remove_tree
 from containerlib.spec.image import split_digest
 
 __all__ = ["LayerCache", "LayerHold", "disk_usage"]
@@ -97,51 +97,16 @@ def disk_usage(path: Path) -> int:
     return total
 
 
-def _make_writable(path: Path) -> None:
-    """Give the owner ``rwx`` on every directory in the tree ``path``, never following a
-    symlink; what someone removes meanwhile is skipped.
-
-    A layer may hold read-only directories (``/proc`` is ``0555`` in most images). Root
-    removes their contents anyway; anyone else, even their owner, must first make them
-    writable again. The tree is the cache's own, renamed away from ``layers/`` under
-    its lock, so nothing changes it while it is walked.
-    """
-    pending = [os.fspath(path)]
-    while pending:
-        directory = pending.pop()
-        try:
-            st = os.lstat(directory)
-            if not stat.S_ISDIR(st.st_mode):
-                continue  # a symlink or a file: removed as it is
-            if st.st_mode & 0o700 != 0o700:
-                os.chmod(directory, stat.S_IMODE(st.st_mode) | 0o700)
-            with os.scandir(directory) as entries:
-                pending += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-        except FileNotFoundError:
-            continue
-
-
 def _remove_tree(path: Path) -> None:
-    """Remove ``path`` and what it holds; someone removing it at the same time is fine.
-
-    A tree with read-only directories, which a user other than root cannot empty, is
-    made writable (see :func:`_make_writable`) and removed again.
+    """Remove ``path`` and what it holds (see :func:`containerlib.linux.trees.remove_tree`:
+    a layer may hold read-only directories, which a user other than root must make
+    writable first; the tree is the cache's own, renamed away from ``layers/`` under its
+    lock, so nothing changes it while it is walked).
 
     Raises:
         OSError: a file could not be removed, with its path.
     """
-
-    def gone_already(function: object, name: str, info: tuple[type, BaseException, object]) -> None:
-        if not isinstance(info[1], FileNotFoundError):
-            raise info[1]
-
-    try:
-        shutil.rmtree(path, onerror=gone_already)
-    except PermissionError:
-        if os.geteuid() == 0:
-            raise
-        _make_writable(path)
-        shutil.rmtree(path, onerror=gone_already)
+    remove_tree(path)
 
 
 def _remove_tree_quietly(path: Path) -> None:

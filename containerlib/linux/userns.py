@@ -106,9 +106,7 @@ def default_maps(
     if uid == 0:
         maps = []
         for path in (subuid, subgid):
-            ranges = subordinate_ranges(RANGE_USER, -1, path) or subordinate_ranges(
-                name, uid, path
-            )
+            ranges = subordinate_ranges(RANGE_USER, -1, path) or subordinate_ranges(name, uid, path)
             start, count = ranges[0] if ranges else (ROOT_DEFAULT_START, size)
             maps.append(((0, start, min(count, size)),))
         return maps[0], maps[1]

@@ -1149,10 +1149,13 @@ static void set_credentials(void)
 	} else if (setgroups(plan.n_additional_gids, plan.additional_gids) < 0) {
 		fail_groups(errno);
 	}
+	/* EINVAL in a user namespace: the id is not in its map (a non-root user's holds its
+	 * own id alone, without newuidmap and /etc/subuid ranges). */
+	const char *unmapped = plan.userns ? " (the user namespace does not map it)" : "";
 	if (setresgid(plan.gid, plan.gid, plan.gid) < 0)
-		fail(errno, "set gid %u", plan.gid);
+		fail(errno, "set gid %u%s", plan.gid, errno == EINVAL ? unmapped : "");
 	if (setresuid(plan.uid, plan.uid, plan.uid) < 0)
-		fail(errno, "set uid %u", plan.uid);
+		fail(errno, "set uid %u%s", plan.uid, errno == EINVAL ? unmapped : "");
 	if (prctl0(PR_SET_KEEPCAPS, 0) < 0 || capset_all() < 0 ||
 	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0UL, 0UL, 0UL) < 0)
 		fail(errno, "set capabilities");

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 from typing import Any
@@ -132,7 +131,7 @@ def _serve(sock: socket.socket, helper: str | None, last_cap: int) -> None:  # p
     while (msg := recv_message(sock)) is not None:
         (op, arg), _fds = msg
         if op == "trash":
-            shutil.rmtree(arg, ignore_errors=True)
+            rwdirs.remove_rw(arg)
         elif op == "pool":
             try:
                 path: str | None = rwdirs.new_rw_dir(arg)

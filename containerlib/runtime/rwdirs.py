@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import shutil
+
+from containerlib.linux.trees import remove_tree
 
 __all__ = ["make_rw_layout", "new_rw_dir", "remove_dir", "remove_rw", "trash_path"]
 
@@ -43,7 +44,8 @@ def remove_dir(path: str, known: tuple[str, ...] = ()) -> None:
     except FileNotFoundError:
         pass
     except OSError:
-        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(path)
 
 
 def remove_rw(rw_dir: str) -> None:

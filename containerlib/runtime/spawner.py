@@ -29,7 +29,6 @@ import re
 import secrets
 import select
 import selectors
-import shutil
 import signal
 import socket
 import sys
@@ -330,7 +329,7 @@ class Spawner:
             except OSError:
                 self.pool_for = None
         elif self.trash:
-            shutil.rmtree(self.trash.pop(), ignore_errors=True)
+            rwdirs.remove_rw(self.trash.pop())
         return (
             bool(self.trash)
             or (len(self.warms) < WARM_STOCK and self.warm_flags is not None)
@@ -759,7 +758,7 @@ class Spawner:
             discard(warm)
         self.warms = []
         for path in self.trash:
-            shutil.rmtree(path, ignore_errors=True)
+            rwdirs.remove_rw(path)
         for trash in self.trash_dirs:
             with contextlib.suppress(OSError):
                 os.rmdir(trash)

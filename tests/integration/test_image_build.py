@@ -22,6 +22,7 @@ from containerlib import Container, ContainerError, Image, SpecError
 from containerlib.image.builtin import find_static_busybox
 from containerlib.image.layout import open_layout
 from tests.image_builders import busybox_layout
+from tests.integration.conftest import needs_root
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
 
@@ -252,6 +253,7 @@ def overlay_of() -> Iterator[object]:
 
 
 @pytest.mark.skipif(UMOCI is None or SKOPEO is None, reason="needs umoci and skopeo")
+@needs_root("umoci unpack keeps owners (without --rootless)")
 def test_umoci_unpacks_the_same_tree(
     image: Image, tmp_path: Path, roots: dict[str, str], overlay_of: object
 ) -> None:

@@ -16,7 +16,7 @@ from containerlib import Container, ContainerSetupError, Image, ImageNotFound, S
 from containerlib.spec.image import ContainerConfig
 from tests.image_builders import build_oci_layout, busybox_layout, file, make_layer
 
-from .conftest import cgroups_left
+from .conftest import ROOT, cgroups_left, needs_root
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
 
@@ -141,14 +141,13 @@ def test_image_config_gives_defaults(tmp_path: Path, busybox: Path, roots: dict[
 
 def test_cli_run_passes_the_exit_code_through(busybox: Path, roots: dict[str, str]) -> None:
     cli = [sys.executable, "-m", "containerlib.cli"]
+    # Limits need a cgroup: root's (rootless, no cgroup is delegated here).
+    limits = ["--memory", "64M", "--pids", "32"] if ROOT else []
     r = subprocess.run(
         [
             *cli,
             "run",
-            "--memory",
-            "64M",
-            "--pids",
-            "32",
+            *limits,
             str(busybox),
             "--",
             "sh",
@@ -194,6 +193,7 @@ def test_cli_forwards_signals_and_times_out(busybox: Path, roots: dict[str, str]
     assert b"timed out" in r.stderr
 
 
+@needs_root("another uid inside, which a user namespace that maps one id lacks")
 def test_cli_security_options(busybox: Path, roots: dict[str, str], tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "containerlib.cli", "run"]
     probe = ["sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status; ulimit -n; id -un"]

@@ -20,8 +20,15 @@ from typing import Any
 import pytest
 
 from containerlib.runtime import nativeinit
+from tests.integration.conftest import needs_root
 
-pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
+pytestmark = [
+    pytest.mark.root,
+    needs_root(
+        "the Python child makes no user namespace; the scenarios set limits and use other uids"
+    ),
+    pytest.mark.usefixtures("state"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,6 +15,7 @@ import pytest
 from containerlib import Container, Image
 from containerlib.image.builtin import busybox_rootfs
 from containerlib.runtime.client import spawner
+from tests.integration.conftest import needs_root
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
 
@@ -88,6 +89,7 @@ def filters(box: Container) -> tuple[str, str]:
     return out[1], out[3]
 
 
+@needs_root("no premount in a user namespace: the process gets its maps with its plan")
 def test_the_early_filter_goes_only_to_a_container_with_the_same_profile(image: Image) -> None:
     """A warm process installs the early part of the last container's seccomp filter; a
     container with another profile, or none, must not inherit it."""

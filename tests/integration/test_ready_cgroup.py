@@ -16,9 +16,13 @@ from containerlib import Container, Image
 from containerlib.runtime.client import spawner
 from containerlib.runtime.spawner import WARM_STOCK
 
-from .conftest import CGROUP_PARENT
+from .conftest import CGROUP_PARENT, needs_root
 
-pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
+pytestmark = [
+    pytest.mark.root,
+    needs_root("cgroups made ahead of time; no cgroup is delegated to this user"),
+    pytest.mark.usefixtures("state"),
+]
 
 MEMORY = Path("/sys/fs/cgroup/memory")
 

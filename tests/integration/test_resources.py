@@ -11,9 +11,13 @@ import pytest
 
 from containerlib import Container, ContainerNotRunning, ContainerSetupError, Image, SpecError
 
-from .conftest import CGROUP_PARENT
+from .conftest import CGROUP_PARENT, needs_root
 
-pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
+pytestmark = [
+    pytest.mark.root,
+    needs_root("cgroup limits; no cgroup is delegated to this user"),
+    pytest.mark.usefixtures("state"),
+]
 
 V1 = Path("/sys/fs/cgroup")
 BUSY = ["sh", "-c", "while :; do :; done"]

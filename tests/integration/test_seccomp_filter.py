@@ -25,6 +25,7 @@ from containerlib.linux.seccomp import compile_filter, compile_filter_cached
 from containerlib.spec.defaults import DEFAULT_CAPABILITIES
 from containerlib.spec.oci_linux import LinuxSeccomp, LinuxSeccompArg, LinuxSyscall
 from containerlib.spec.seccomp_default import docker_default_profile
+from tests.integration.conftest import needs_root
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
@@ -177,6 +178,7 @@ def test_default_profile_refuses_with_eperm(default_program: bytes, name: str) -
     assert errnos(default_program, [(name, HARMLESS[name])]) == {name: errno.EPERM}
 
 
+@needs_root("the control makes the calls with root's privileges on the host")
 def test_unfiltered_calls_fail_otherwise() -> None:
     """The control: without the filter none of the calls above fails with EPERM as root,
     so the EPERMs above come from the filter. kexec_load and init_module are left out:

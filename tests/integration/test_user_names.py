@@ -13,8 +13,13 @@ import pytest
 
 from containerlib import Container, ContainerSetupError, Image, SpecError
 from containerlib.image.builtin import busybox_rootfs
+from tests.integration.conftest import needs_root
 
-pytestmark = [pytest.mark.root, pytest.mark.usefixtures("state")]
+pytestmark = [
+    pytest.mark.root,
+    needs_root("another uid inside, which a user namespace that maps one id lacks"),
+    pytest.mark.usefixtures("state"),
+]
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"

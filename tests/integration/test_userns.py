@@ -171,3 +171,10 @@ def test_limits_without_a_delegated_cgroup_say_what_to_do(image: Image) -> None:
     with pytest.raises(ContainerSetupError) as info:
         Container(image).limit(mem="64M").run(["true"])
     assert "CONTAINERLIB_CGROUP_PARENT" in str(info.value)
+
+
+@rootless
+def test_a_user_the_namespace_does_not_map_is_a_clear_error(image: Image) -> None:
+    with pytest.raises(ContainerSetupError) as info:
+        Container(image).user("1000:1000").run(["true"])
+    assert "the user namespace does not map it" in str(info.value)
