@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         "--security-opt", action="append", default=[], metavar="seccomp=unconfined|FILE",
         help="the seccomp profile: a Docker JSON file, or unconfined",
     )  # fmt: skip
+    run.add_argument(
+        "--userns",
+        choices=("host", "auto"),
+        help="auto: a user namespace with the default maps (always, for a non-root user)",
+    )
+    run.add_argument("--uidmap", metavar="0:HOST_UID:SIZE", help="container root's host uid")
+    run.add_argument("--gidmap", metavar="0:HOST_GID:SIZE", help="container root's host gid")
     run.add_argument("--sysctl", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]")
     run.add_argument(
@@ -135,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _security_options(c: Container, args: argparse.Namespace) -> Container:
-    """--cap-add, --cap-drop, --privileged, --security-opt, --sysctl and --ulimit."""
+    """--cap-add, --cap-drop, --privileged, --security-opt, --userns, --uidmap, --gidmap,
+    --sysctl and --ulimit."""
     from containerlib.errors import SpecError
 
     if args.cap_add:
@@ -153,6 +161,17 @@ def _security_options(c: Container, args: argparse.Namespace) -> Container:
         else:
             with open(value, encoding="utf-8") as f:
                 c = c.seccomp(f.read())
+    if args.userns == "auto":
+        c = c.userns()
+    elif args.userns == "host":
+        c = c.userns(False)
+    if args.uidmap or args.gidmap:
+        uid, uid_size = _id_map(args.uidmap, "uidmap")
+        gid, gid_size = _id_map(args.gidmap, "gidmap")
+        sizes = {n for n in (uid_size, gid_size) if n is not None}
+        if len(sizes) > 1:
+            raise SpecError("gidmap", "must have the size of --uidmap")
+        c = c.userns(uid=uid, gid=gid, size=sizes.pop())
     for item in args.sysctl:
         key, eq, value = item.partition("=")
         if not eq:
@@ -166,6 +185,18 @@ def _security_options(c: Container, args: argparse.Namespace) -> Container:
         except ValueError:
             raise SpecError("ulimit", f"{item!r} is not NAME=SOFT[:HARD]") from None
     return c
+
+
+def _id_map(text: str | None, option: str) -> tuple[int | None, int | None]:
+    """``0:HOST:SIZE`` (podman's --uidmap, for container id 0 only) as (HOST, SIZE)."""
+    from containerlib.errors import SpecError
+
+    if text is None:
+        return None, None
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or parts[0] != "0":
+        raise SpecError(option, f"{text!r} is not 0:HOST_ID:SIZE")
+    return int(parts[1]), int(parts[2])
 
 
 def _spec(args: argparse.Namespace) -> int:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from containerlib import Container, ContainerSetupError, Image, SpecError
 from containerlib.linux.capabilities import CAPABILITIES
+from containerlib.linux.userns import default_maps
 from containerlib.spec.defaults import DEFAULT_CAPABILITIES
 
 pytestmark = pytest.mark.usefixtures("state")
@@ -137,6 +140,29 @@ def test_a_range_past_the_last_id_is_refused_before_anything_is_made(image: Imag
     with pytest.raises(SpecError) as info:
         box.run(["true"])
     assert info.value.field == "linux.uidMappings"
+
+
+@needs_root
+def test_the_cli_flags(busybox: Path) -> None:
+    def uid_map(*options: str) -> subprocess.CompletedProcess[bytes]:
+        cli = [sys.executable, "-m", "containerlib.cli", "run", *options, str(busybox)]
+        return subprocess.run(
+            [*cli, "--", "cat", "/proc/self/uid_map", "/proc/self/gid_map"],
+            capture_output=True,
+            check=False,
+        )
+
+    r = uid_map("--uidmap", "0:300000:1000", "--gidmap", "0:400000:1000")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [b"0", b"300000", b"1000", b"0", b"400000", b"1000"]
+    r = uid_map("--userns", "auto")
+    assert r.returncode == 0, r.stderr
+    start = default_maps()[0][0][1]  # 524288 without a /etc/subuid range for root
+    assert r.stdout.split()[:2] == [b"0", str(start).encode()]
+    assert uid_map().stdout.split()[:2] == [b"0", b"0"]
+    bad = uid_map("--uidmap", "1:300000:1000")
+    assert bad.returncode == 125
+    assert b"0:HOST_ID:SIZE" in bad.stderr
 
 
 # -- rootless -----------------------------------------------------------------------------
