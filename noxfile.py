@@ -101,6 +101,42 @@ ROOTLESS_UID = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+class _Delegated:
+    """A cgroup2 directory made for the session and handed to a user, with a leaf for
+    the user's processes (cgroup v2 allows no process in a cgroup whose children have
+    controllers, so a delegated subtree keeps its processes in a leaf)."""
+
+    def __init__(self, mount: str, relative: str) -> None:
+        self.mount = mount
+        self.relative = relative
+        self.top = os.path.join(mount, relative)
+        self.leaf = os.path.join(self.top, "leaf")
+
+    def remove(self) -> None:
+        """Remove it, deepest first: only empty cgroups, which the tests leave."""
+        for path in sorted(Path(self.top).glob("**/"), key=lambda p: -len(p.parts)):
+            try:
+                os.rmdir(path)
+            except OSError as e:
+                print(f"rootless: cgroup {path} left behind: {e}")
+
+
+def _delegate_cgroup(uid: int) -> _Delegated | None:
+    """Delegate a new cgroup2 directory to ``uid`` as systemd does (the directory and its
+    cgroup.procs, cgroup.threads and cgroup.subtree_control become the user's); None
+    where no cgroup2 is mounted."""
+    mounts = Path("/proc/self/mounts").read_text().splitlines()
+    where = [line.split()[1] for line in mounts if line.split()[2] == "cgroup2"]
+    if not where:
+        return None
+    delegated = _Delegated(where[0], f"containerlib-rootless-{os.getpid()}")
+    for path in (delegated.top, delegated.leaf):
+        os.mkdir(path)
+        for name in ("", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"):
+            os.chown(os.path.join(path, name), uid, uid)
+    return delegated
+
+
 @nox.session(venv_backend="none")
 def rootless(session: nox.Session) -> None:
     """The integration suite as ``nobody``, whose containers run in user namespaces:
@@ -109,7 +145,9 @@ def rootless(session: nox.Session) -> None:
 
     Everything goes to a temporary directory that ``nobody`` can read (a venv with
     containerlib installed, not linked to this tree, and a copy of the tests), as this
-    tree may be where ``nobody`` cannot go; it is removed at the end.
+    tree may be where ``nobody`` cannot go; it is removed at the end. The suite runs in a
+    cgroup2 subtree delegated to ``nobody`` (see :func:`_delegate_cgroup`), removed at
+    the end too.
     """
     _need_root(session)
     if not _has_tests("tests/integration"):
@@ -128,13 +166,25 @@ def rootless(session: nox.Session) -> None:
         home.mkdir()
         os.chown(home, ROOTLESS_UID, ROOTLESS_UID)
         session.chdir(tmp)
-        session.run(
+        env = {"HOME": str(home)}
+        # A cgroup2 subtree delegated to the user, as systemd's user@.service has one, with
+        # the suite's process in it: the tests of placement under it use it.
+        delegated = _delegate_cgroup(ROOTLESS_UID)
+        if delegated is not None:
+            env["CONTAINERLIB_TEST_DELEGATED_CGROUP"] = delegated.relative
+        join = f"echo $$ > {delegated.leaf}/cgroup.procs && " if delegated else ""
+        command = [
             "setpriv", f"--reuid={ROOTLESS_UID}", f"--regid={ROOTLESS_UID}", "--clear-groups",
-            "--inh-caps=-all", "--", "env", "-u", "XDG_RUNTIME_DIR", f"HOME={home}",
+            "--inh-caps=-all", "--", "env", "-u", "XDG_RUNTIME_DIR",
+            *(f"{k}={v}" for k, v in env.items()),
             str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider",
             "tests/integration", *session.posargs,
-            external=True,
-        )  # fmt: skip
+        ]  # fmt: skip
+        try:
+            session.run("sh", "-c", join + 'exec "$@"', "sh", *command, external=True)
+        finally:
+            if delegated is not None:
+                delegated.remove()
     finally:
         session.chdir(ROOT)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -860,6 +860,12 @@ def _cgroup_detail(e: OSError) -> str:
     """What the driver said beyond the errno's own text, and what to do when this process
     may not make cgroups at all."""
     detail = e.strerror if e.strerror and e.strerror != os.strerror(e.errno or 0) else ""
+    if e.errno == errno.ENOTSUP and os.geteuid() != 0:
+        hint = (
+            "a non-root user's containers have limits only on a cgroup v2 host, under a "
+            "subtree delegated to the user (set CONTAINERLIB_CGROUP_PARENT to it)"
+        )
+        detail = f"{detail}; {hint}" if detail else hint
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = (
             "this process may not create cgroups there: run as root, or set "

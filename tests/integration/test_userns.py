@@ -204,3 +204,36 @@ def test_a_user_the_namespace_does_not_map_is_a_clear_error(image: Image) -> Non
     with pytest.raises(ContainerSetupError) as info:
         Container(image).user("1000:1000").run(["true"])
     assert "the user namespace does not map it" in str(info.value)
+
+
+DELEGATED = os.environ.get("CONTAINERLIB_TEST_DELEGATED_CGROUP")
+
+
+@rootless
+@pytest.mark.skipif(
+    not DELEGATED, reason="no cgroup2 subtree delegated to this user (nox -s rootless makes one)"
+)
+def test_a_delegated_cgroup2_subtree_places_freezes_and_cleans_up(
+    image: Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from containerlib.runtime.client import spawner
+
+    parent = f"{DELEGATED}/containerlib"
+    monkeypatch.setenv("CONTAINERLIB_CGROUP_PARENT", parent)
+    mount = next(
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[2] == "cgroup2"
+    )
+    with Container(image).start(["sleep", "30"]) as running:
+        own = Path(f"/proc/{running.pid}/cgroup").read_text()
+        assert f"0::/{parent}/{running.id}\n" in own
+        running.pause()
+        events = Path(mount, parent, running.id, "cgroup.events").read_text()
+        assert "frozen 1" in events.split("\n")
+        running.resume()
+        assert running.stats().cpu_usage_usec >= 0
+        running.kill()
+        assert running.wait(timeout=10).exit_code == 128 + 9
+    left = {p.name for p in Path(mount, parent).iterdir() if p.is_dir()}
+    assert left <= set(spawner.ready_ids())

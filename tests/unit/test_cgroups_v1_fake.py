@@ -223,6 +223,19 @@ def test_hybrid_parent_that_is_not_containerlibs_stays(
     assert hybrid.cgroups() == sorted([f"{name}/user.slice" for name in HIERARCHIES])
 
 
+def test_a_containerlib_parent_inside_a_delegated_subtree_goes_but_not_the_subtree(
+    hybrid: FakeCgroupfs, hybrid_driver: HybridDriver
+) -> None:
+    cg = hybrid_driver.create("user.slice/user@1000.service/containerlib/c1", CgroupLimits())
+    cg.destroy()
+    hybrid_driver.remove_parents("user.slice/user@1000.service/containerlib/c1")
+    assert hybrid.cgroups() == sorted(
+        p
+        for name in HIERARCHIES
+        for p in (f"{name}/user.slice", f"{name}/user.slice/user@1000.service")
+    )
+
+
 @pytest.mark.parametrize("where", ["memory", "pids", "devices", "unified"])
 def test_hybrid_existing_leaf_is_refused_and_left_alone(
     hybrid: FakeCgroupfs, hybrid_driver: HybridDriver, where: str
@@ -928,6 +941,13 @@ def test_probe_hybrid_host() -> None:
     assert driver.mount("cpuacct") == "/sys/fs/cgroup/cpuacct"
     assert driver.mount("hugetlb") is None
     assert driver.enforces_devices
+
+
+def test_probe_hybrid_host_for_a_user_other_than_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The v1 hierarchies are root's; a user's delegated subtree is in the cgroup2 one.
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert probe(_HYBRID) == UnifiedDriver(root="/sys/fs/cgroup/unified")
+    assert isinstance(probe(_LEGACY), HybridDriver)  # no cgroup2 at all: v1 it is
 
 
 def test_probe_unified_host() -> None:

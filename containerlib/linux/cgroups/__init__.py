@@ -65,7 +65,11 @@ def probe(mountinfo: str | None = None) -> CgroupDriver:
 
     Returns:
         :class:`UnifiedDriver` when cgroup2 is mounted with controllers and no v1
-        memory controller exists; otherwise :class:`HybridDriver`.
+        memory controller exists; otherwise :class:`HybridDriver`. For a user other than
+        root on a hybrid host, a :class:`UnifiedDriver` of the cgroup2 mount: the v1
+        hierarchies are root's, while the cgroup2 one is where a user gets a subtree
+        delegated to it (systemd's ``user@.service``), which places its containers and
+        gives them ``cgroup.kill``, ``cgroup.freeze`` and ``cpu.stat``, if no limits.
 
     Raises:
         OSError: no cgroup file system is mounted at all (ENOENT).
@@ -82,6 +86,8 @@ def probe(mountinfo: str | None = None) -> CgroupDriver:
                 # A hierarchy mounted twice (a bind mount) is used where it was first.
                 if opt in V1_CONTROLLERS:
                     v1.setdefault(opt, where)
+    if "memory" in v1 and unified and os.geteuid() != 0:
+        return UnifiedDriver(root=unified)
     if "memory" in v1:
         roots = {os.path.dirname(p) for p in v1.values()}
         return HybridDriver(

@@ -298,12 +298,16 @@ def _mkdirs(base: str, rel: str) -> str:
 
 
 def _remove_parents(base: str, rel: str) -> None:
-    """rmdir the empty parents of ``base/rel``, deepest first, but only under a top-level
-    directory named ``containerlib*``: those belong to containerlib, whoever made them."""
+    """rmdir the empty parents of ``base/rel``, deepest first, up to and including the
+    first directory named ``containerlib*`` on the way from ``base``: those belong to
+    containerlib, whoever made them (``containerlib/test-1/<id>`` loses ``test-1`` and
+    ``containerlib``; ``user.slice/.../containerlib/<id>``, a delegated subtree's, only
+    ``containerlib``)."""
     parts = rel.split("/")
-    if not parts[0].startswith("containerlib"):
+    first = next((i for i, p in enumerate(parts[:-1]) if p.startswith("containerlib")), None)
+    if first is None:
         return
-    for depth in range(len(parts) - 1, 0, -1):
+    for depth in range(len(parts) - 1, first, -1):
         try:
             os.rmdir(os.path.join(base, *parts[:depth]))
         except OSError:
