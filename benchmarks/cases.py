@@ -215,12 +215,15 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
     empty = work / "empty"
     empty.touch()
     _make_bundle(bundle, rootfs)
+    bundle_userns = work / "bundle-userns"
+    _make_bundle(bundle_userns, rootfs, userns=True)
 
     root = str(rootfs)
     clib = 'Container(Image.from_rootfs(ROOT)).run(["/bin/true"])'
     clib_limits = clib.replace(".run(", '.limit(mem="512M", pids=64).run(')
     clib_1g = [python, str(WORKER), "containerlib", "--rootfs", root, "--ballast-mib", "1024"]
     clib_unconfined = [python, str(WORKER), "containerlib", "--rootfs", root, "--no-seccomp"]
+    clib_userns = [python, str(WORKER), "containerlib", "--rootfs", root, "--userns"]
     clib_1g_context = (
         f", in a loop in `{_shell(clib_1g)}`, which first writes one byte in every page of "
         "a `bytearray(1 << 30)`"
@@ -274,6 +277,12 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
             worker_argv=clib_unconfined,
         ),
         WorkerCase(
+            "1d", "containerlib-userns", "containerlib, .userns() (root 524288 on the host)",
+            command=clib.replace(".run(", ".userns().run("),
+            context=f", in a loop in `{_shell(clib_userns)}` (a spawner of its own, as case 1c)",
+            worker_argv=clib_userns,
+        ),
+        WorkerCase(
             "2", "containerlib-1g", "containerlib, caller holding 1 GiB",
             command=clib, context=clib_1g_context, worker_argv=clib_1g,
         ),
@@ -281,6 +290,11 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
         CommandCase(
             "4", "runc", "runc run", [*runc, "run", "--bundle", str(bundle), "{id}"],
             version_argv=["runc", "--version"], leftovers=(runc, runc_state),
+        ),
+        CommandCase(
+            "4b", "runc-userns", "runc run, user namespace (root 524288 on the host)",
+            [*runc, "run", "--bundle", str(bundle_userns), "{id}"],
+            leftovers=(runc, runc_state),
         ),
         WorkerCase(
             "5", "crun", "crun run",
@@ -296,8 +310,11 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
     ]  # fmt: skip
 
 
-def _make_bundle(bundle: Path, rootfs: Path) -> None:
-    """An OCI bundle for runc and crun: ``runc spec``, then run /bin/true on ``rootfs``.
+def _make_bundle(bundle: Path, rootfs: Path, *, userns: bool = False) -> None:
+    """An OCI bundle for runc and crun: ``runc spec``, then run /bin/true on ``rootfs``;
+    with ``userns``, in a user namespace whose root is host uid and gid 524288, as
+    containerlib's ``.userns()`` (runc, unlike containerlib, does not id-map the rootfs:
+    /bin/true on a root-owned rootfs runs all the same).
 
     Both runtimes get the very same config.json; it comes from ``crun spec`` only where
     runc is missing.
@@ -312,6 +329,11 @@ def _make_bundle(bundle: Path, rootfs: Path) -> None:
     config["root"] = {"path": str(rootfs), "readonly": False}
     config["process"]["args"] = ["/bin/true"]
     config["process"]["terminal"] = False
+    if userns:
+        mapping = [{"containerID": 0, "hostID": 524288, "size": 65536}]
+        config["linux"]["namespaces"].append({"type": "user"})
+        config["linux"]["uidMappings"] = mapping
+        config["linux"]["gidMappings"] = mapping
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 

@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="containerlib-bench-") as tmp:
         work = Path(tmp)
+        # Searchable by others: runc's user-namespace case reaches the rootfs as the
+        # namespace's root, host uid 524288 (containerlib opens it before it is that user).
+        work.chmod(0o711)
         rootfs, rootfs_how = build_rootfs(work / "rootfs")
         cases = make_cases(rootfs, work)
         if args.cases:

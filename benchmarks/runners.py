@@ -77,7 +77,9 @@ class ContainerlibRunner:
     helper process (the spawner) so that the timed runs find it up.
     """
 
-    def __init__(self, rootfs: Path, *, limits: bool, seccomp: bool = True) -> None:
+    def __init__(
+        self, rootfs: Path, *, limits: bool, seccomp: bool = True, userns: bool = False
+    ) -> None:
         # Imported here, not at the top: the crun worker uses this module without it.
         from containerlib import Container, Image
 
@@ -86,6 +88,8 @@ class ContainerlibRunner:
             container = container.limit(mem="512M", pids=64)
         if not seccomp:
             container = container.seccomp(None)
+        if userns:
+            container = container.userns()
         self.container = container
         self.run_once()
 

@@ -62,6 +62,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     clib.add_argument("--rootfs", type=Path, required=True)
     clib.add_argument("--limits", action="store_true", help="mem=512M, pids=64")
     clib.add_argument("--no-seccomp", action="store_true", help="seccomp(None)")
+    clib.add_argument("--userns", action="store_true", help="userns() with the default maps")
     clib.add_argument("--ballast-mib", type=int, default=0, help="memory to touch first")
     command = kinds.add_parser("command", help="an outside program; {id} is a unique id")
     command.add_argument("--id-prefix", default="bench")
@@ -71,7 +72,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _make_runner(args: argparse.Namespace) -> Runner:
     if args.kind == "containerlib":
-        return ContainerlibRunner(args.rootfs, limits=args.limits, seccomp=not args.no_seccomp)
+        return ContainerlibRunner(
+            args.rootfs, limits=args.limits, seccomp=not args.no_seccomp, userns=args.userns
+        )
     runner = CommandRunner(args.argv, args.id_prefix)
     runner.run_once()  # the warm-up run, as for every case
     return runner
