@@ -45,7 +45,7 @@ from containerlib.linux.capabilities import CAPABILITIES as CAPABILITY_NUMBERS
 from containerlib.linux.cgroups import Cgroup, CgroupStats
 from containerlib.linux.userns import DEFAULT_SIZE, IdMap, default_maps
 from containerlib.runtime.client import Exited, Process, spawner
-from containerlib.runtime.plan import Plan
+from containerlib.runtime.plan import ExecRequest, Plan
 from containerlib.runtime.specconv import (
     SET_HOME_ANNOTATION,
     USER_ANNOTATION,
@@ -906,6 +906,84 @@ class RunningContainer:
             except FileNotFoundError:
                 pass
         raise ContainerNotRunning(self.id, action)
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        user: str | int | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+    ) -> Result:
+        """Run ``cmd`` in this running container and wait for it, as ``docker exec``.
+
+        The process joins all of the container's namespaces and its cgroup, and gets the
+        container's capabilities, ``no_new_privs``, seccomp filter and rlimits. The
+        process that joins is made non-dumpable before it does, and only stdin, stdout
+        and stderr cross into the container.
+
+        Args:
+            cmd: the command and its arguments.
+            user: a name, ``name:group``, uid or ``uid:gid``, looked up in the container;
+                the container's user by default.
+            env: variables added to the container's environment.
+            workdir: an absolute path inside the container; the container's by default.
+            input: bytes for the command's stdin; it gets ``/dev/null`` otherwise.
+            timeout: seconds after which the process is killed (``timed_out``).
+            check: raise :class:`ContainerError` when the exit code is not 0.
+
+        Example:
+            >>> with Container("/srv/rootfs").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     box.exec(["cat", "/etc/hostname"]).stdout
+            b'3f2a9c01b2d4\\n'
+
+        Raises:
+            SpecError: bad input; nothing was started.
+            ContainerNotRunning: the container has ended.
+            ContainerSetupError: a step of the setup failed, naming it.
+            ContainerError: with ``check=True``, the command failed.
+        """
+        if isinstance(cmd, str | bytes) or not cmd:
+            raise SpecError("cmd", f"must be a non-empty list of strings, not {cmd!r}")
+        for i, a in enumerate(cmd):
+            if not isinstance(a, str) or "\0" in a:
+                raise SpecError(f"cmd[{i}]", f"must be a string without NUL, not {a!r}")
+        variables = []
+        for key, value in (env or {}).items():
+            if not key or "=" in key or "\0" in key + value:
+                raise SpecError("env", f"{key!r} is not a valid variable name")
+            variables.append(f"{key}={value}".encode())
+        who = None
+        if user is not None:
+            parsed = _parse_user(str(user), "user")
+            who = (parsed if isinstance(parsed, str) else f"{parsed[0]}:{parsed[1]}").encode()
+        request = ExecRequest(
+            container_id=self.id,
+            args=tuple(a.encode() for a in cmd),
+            env=tuple(variables),
+            cwd=_absolute(workdir, "workdir").encode() if workdir is not None else None,
+            user=who,
+        )
+        if timeout is not None and not timeout > 0:
+            raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
+        if self._result is not None:
+            raise ContainerNotRunning(self.id, "exec")
+        pipes = Pipes(input)
+        try:
+            process = spawner.exec(request, pipes.theirs, wait=False)
+        except BaseException:
+            pipes.close()
+            raise
+        pipes.release_theirs()
+        running = RunningContainer(self.id, process, pipes, time.monotonic(), list(cmd), self._plan)
+        with running:
+            result = running._finish(timeout, pump_here=True)
+        if check and result.exit_code != 0:
+            raise ContainerError(result, list(cmd))
+        return result
 
     def stats(self) -> CgroupStats:
         """The figures of the container's cgroup now: memory, CPU time, processes, I/O,

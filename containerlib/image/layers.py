@@ -35,7 +35,11 @@ Decisions:
   need no privilege since Linux 5.8. Device nodes still fail, naming the member.
 * xattrs come from ``SCHILY.xattr.*`` PAX records, except ``trusted.overlay.*``,
   ``user.overlay.*`` (a layer must not forge overlayfs metadata) and ``security.*`` other
-  than ``security.capability``.
+  than ``security.capability``. ``user.*`` xattrs of symlinks, device nodes and FIFOs are
+  left out: the kernel refuses them to everyone (``xattr(7)``).
+* Directory modes and times are applied at the end, deepest directory first, so that a
+  directory without search permission (``0000``) does not stop a user other than root
+  from reaching the directories below it.
 * Everything a layer can make grow is bounded by :class:`UnpackLimits`: bytes read and
   written (a sparse member counts at its full size and is refused before it is written),
   members, each member's headers (tarfile holds them in memory), path length and depth,
@@ -621,6 +625,10 @@ class _Extractor:
             # symlink, and Linux cannot chmod without following one anyway.
             os.chmod(name, stat.S_IMODE(member.mode), dir_fd=parent)
         for key, value in _xattrs(member, self.limits):
+            if key.startswith("user."):
+                # The kernel allows user.* only on regular files and directories, to
+                # root too (xattr(7)); other extractors leave them out as well.
+                continue
             # /proc/self/fd/N reaches the parent fd itself; the last component is not
             # followed.
             self._setxattr(f"/proc/self/fd/{parent}/{name}", key, value)
@@ -629,7 +637,10 @@ class _Extractor:
 
     def finish(self) -> None:
         self.close()
-        for parts, mode, atime, mtime in self.dirs:
+        # Deepest first: a directory's mode may take away the search permission that
+        # reaching the directories below it needs, and only root does without it.
+        # (sorted is stable: of two entries for one directory, the later still wins.)
+        for parts, mode, atime, mtime in sorted(self.dirs, key=lambda d: -len(d[0])):
             try:
                 fd = self._walk(parts, "directory", create=False)
             except LayerError:

@@ -34,6 +34,7 @@ __all__ = [
     "default_maps",
     "host_id",
     "map_text",
+    "setgroups_allowed",
     "subordinate_ranges",
     "write_id_maps",
 ]
@@ -170,6 +171,12 @@ def _run_helper(helper: str, pid: int, id_map: IdMap) -> None:
     if done.returncode != 0:
         why = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
         raise PermissionError(1, f"{helper}: {why}")
+
+
+def setgroups_allowed(gid_map: IdMap) -> bool:
+    """Whether a user namespace with ``gid_map``, given its maps by this process (see
+    :func:`write_id_maps`), allows setgroups(2)."""
+    return os.geteuid() == 0 or not _own_ids_only(gid_map, os.getegid())
 
 
 def write_id_maps(pid: int, uid_map: IdMap, gid_map: IdMap) -> bool:

@@ -64,7 +64,8 @@
  *   multiple of 8 up to 32768, then n bytes: the BPF program, n = 0 for none),
  *   ostr user (a "user[:group]" to look up in the container's /etc/passwd and /etc/group;
  *   it then replaces uid and gid), bool set_home, bool userns, bool setgroups,
- *   bool rootfs_fd, u32 magic again.
+ *   bool rootfs_fd, u64 join_flags (for --exec: the CLONE_NEW* namespaces to join; 0
+ *   otherwise), u32 magic again.
  * With userns, the process is in a new user namespace whose maps the spawner has written:
  * it becomes that namespace's root before it mounts anything, bind-mounts the host's
  * device nodes (mknod is refused in a user namespace), and skips setgroups(2) where the
@@ -136,6 +137,7 @@ struct open_how {
 
 #define PLAN_MAGIC 0x50494c43u
 #define PREMOUNT_MAGIC 0x4d504c43u
+#define EXEC_MAGIC 0x58494c43u
 #define PLAN_VERSION 4u
 #define MAX_SECCOMP (4096u * 8u) /* BPF_MAXINSNS instructions */
 #define MAX_PLAN (1u << 20)
@@ -230,12 +232,14 @@ struct plan {
 	const char *user;
 	bool set_home;
 	bool userns, setgroups, rootfs_fd;
+	uint64_t join_flags;
 };
 
 /* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
 static struct plan plan;
 static unsigned char plan_buf[MAX_PLAN];
-/* The rootfs that came with the plan (see rootfs_fd above), or -1. */
+/* The descriptor that came after the stdio ones, or -1: the rootfs (see rootfs_fd above),
+ * or, for `--exec`, a pidfd of the container's first process. */
 static int received_rootfs = -1;
 /* In a user namespace: the sources of bind mounts, opened before the process became the
  * namespace's root (which may not search the host directories that lead to them). */
@@ -482,6 +486,7 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uin
 	p->userns = read_bool(&r, "userns");
 	p->setgroups = read_bool(&r, "setgroups");
 	p->rootfs_fd = read_bool(&r, "rootfs_fd");
+	p->join_flags = read_u64(&r, "join_flags");
 	if (read_u32(&r, "final magic") != magic)
 		bad_plan("bad final magic");
 	if (r.p != r.end)
@@ -1684,6 +1689,7 @@ static void dump_plan(const struct plan *p)
 	json_bool("userns", p->userns);
 	json_bool("setgroups", p->setgroups);
 	json_bool("rootfs_fd", p->rootfs_fd);
+	json_u64("join_flags", p->join_flags);
 	puts("}");
 }
 
@@ -1707,7 +1713,14 @@ static int dump_main(void)
 	}
 	if (len == 0)
 		return 0; /* as the end of file on the socket: nothing to do */
-	parse_plan(plan_buf, len, &plan, is_premount(len) ? PREMOUNT_MAGIC : PLAN_MAGIC);
+	uint32_t magic = PLAN_MAGIC;
+	if (len >= sizeof magic) {
+		memcpy(&magic, plan_buf, sizeof magic);
+		magic = le32toh(magic);
+		if (magic != PREMOUNT_MAGIC && magic != EXEC_MAGIC)
+			magic = PLAN_MAGIC;
+	}
+	parse_plan(plan_buf, len, &plan, magic);
 	dump_plan(&plan);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
@@ -1788,6 +1801,81 @@ struct clone3_args {
 };
 
 #define FORKER_REQUEST_MAX 16384
+
+#ifndef SYS_setns
+#define SYS_setns 308
+#endif
+
+/*
+ * `clib-init --exec FD`: start a process in a running container, as `docker exec`. FD is a
+ * socket on which the spawner sends a plan (magic "CLIX"; the container's own plan with
+ * the command, environment, working directory and user of the exec), the three stdio
+ * descriptors and a pidfd of the container's first process. This process makes itself
+ * non-dumpable first: nothing in the container may read its memory or descriptors
+ * through /proc or ptrace once it has joined. It joins the container's cgroup, then all
+ * of its namespaces at once (setns(2) on the pidfd), and clones the process that runs
+ * the command, with CLONE_PARENT: the spawner's child, in the container's PID namespace.
+ * That process sets up what a container's command gets (credentials, capabilities,
+ * no_new_privs, the seccomp filter, rlimits, the working directory) and execs it. This
+ * one answers "P" and the new process's pid (8 bytes) and exits; a failure before is a
+ * report, as for a container ("<errno>\0<step>"). The new process's own failures are
+ * reports too; its exec closes the socket.
+ */
+static int exec_main(int sock)
+{
+	report_fd = sock;
+	if (prctl(PR_SET_DUMPABLE, 0, 0L, 0L, 0L) < 0)
+		fail(errno, "make the exec process non-dumpable");
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L) < 0)
+		fail(errno, "set the parent-death signal");
+	if (syscall(SYS_close_range, 3u, (unsigned)sock - 1, 0u) < 0 ||
+	    syscall(SYS_close_range, (unsigned)sock + 1, ~0u, 0u) < 0)
+		fail(errno, "close inherited descriptors");
+	int stdio[3];
+	size_t len = receive_plan(sock, stdio);
+	parse_plan(plan_buf, len, &plan, EXEC_MAGIC);
+	int pidfd = received_rootfs;
+	if (pidfd < 0)
+		fail(EBADMSG, "receive the container's pidfd");
+	umask(0);
+	for (uint32_t i = 0; i < plan.n_procs_files; i++)
+		if (write_file(plan.procs_files[i], "0", 1) < 0)
+			fail(errno, "join cgroup");
+	if (syscall(SYS_setns, pidfd, (unsigned long)plan.join_flags) < 0)
+		fail(errno, "join the container's namespaces");
+	close(pidfd);
+	/* No exit signal with CLONE_PARENT: the child gets this process's, SIGCHLD. */
+	struct clone3_args args = {.flags = CLONE_PARENT};
+	long pid = syscall(SYS_clone3, &args, sizeof args);
+	if (pid < 0)
+		fail(errno, "clone the exec process");
+	if (pid == 0) {
+		set_up_stdio(stdio);
+		if (setsid() < 0)
+			fail(errno, "setsid");
+		set_rlimits();
+		if (plan.user)
+			resolve_user();
+		if (!plan.no_new_privileges)
+			install_seccomp();
+		set_credentials();
+		umask(plan.has_umask ? plan.umask : 022);
+		if (chdir(plan.cwd) < 0)
+			fail(errno, "chdir to '%s'", plan.cwd);
+		if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0)
+			fail(errno, "mark descriptors close-on-exec");
+		reset_signals();
+		if (plan.no_new_privileges)
+			install_seccomp();
+		exec_command();
+	}
+	unsigned char answer[9] = {'P'};
+	int64_t wide = (int64_t)pid;
+	memcpy(answer + 1, &wide, sizeof wide);
+	if (send(sock, answer, sizeof answer, MSG_NOSIGNAL) < 0)
+		return SETUP_FAILED; /* the new process fails on its own: its socket is gone */
+	return 0;
+}
 
 /* `clib-init --forker FD`: clone warm processes on request. A request on FD is a u64 of
  * CLONE_NEW* flags, then NUL-terminated paths of files the new process writes "0" to, to
@@ -1886,6 +1974,13 @@ int main(int argc, char **argv)
 	unsigned long long fd, flags;
 	if (argc == 2 && strcmp(argv[1], "--dump") == 0)
 		return dump_main();
+	if (argc == 3 && strcmp(argv[1], "--exec") == 0) {
+		if (!parse_number(argv[2], INT_MAX, &fd) || fd < 3)
+			return SETUP_FAILED;
+		if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+			return SETUP_FAILED;
+		return exec_main((int)fd);
+	}
 	if (argc == 3 && strcmp(argv[1], "--forker") == 0) {
 		if (!parse_number(argv[2], INT_MAX, &fd))
 			return SETUP_FAILED;
@@ -1893,7 +1988,8 @@ int main(int argc, char **argv)
 	}
 	if (argc != 3 || !parse_number(argv[1], INT_MAX, &fd) ||
 	    !parse_number(argv[2], ULONG_MAX, &flags)) {
-		fputs("usage: clib-init FD FLAGS | clib-init --forker FD | clib-init --dump < plan\n",
+		fputs("usage: clib-init FD FLAGS | clib-init --forker FD | clib-init --exec FD | "
+		      "clib-init --dump < plan\n",
 		      stderr);
 		return SETUP_FAILED;
 	}

@@ -24,7 +24,7 @@ import containerlib
 from containerlib.errors import SpawnerError
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
 from containerlib.runtime.messages import recv_message, send_message
-from containerlib.runtime.plan import Plan
+from containerlib.runtime.plan import ExecRequest, Plan
 
 __all__ = ["Exited", "Process", "spawner"]
 
@@ -235,12 +235,24 @@ class _Spawner:
             ContainerSetupError: a step of the setup failed; nothing was left behind.
             SpawnerError: the spawner could not be reached.
         """
+        return self._request("run", plan, stdio, wait)
+
+    def exec(
+        self, request: ExecRequest, stdio: tuple[int, int, int], *, wait: bool = True
+    ) -> Process:
+        """Ask the spawner to start the process of ``request`` in its running container;
+        as :meth:`start`, but nothing is removed when the process ends."""
+        return self._request("exec", request, stdio, wait)
+
+    def _request(
+        self, op: str, what: Plan | ExecRequest, stdio: tuple[int, int, int], wait: bool
+    ) -> Process:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             for attempt in (1, 2):
                 control = self._connect()
                 try:
-                    send_message(control, ("run", plan), [theirs.fileno(), *stdio])
+                    send_message(control, (op, what), [theirs.fileno(), *stdio])
                     break
                 except (BrokenPipeError, ConnectionResetError) as e:
                     # The spawner has ended (someone killed it): start another, once.

@@ -27,7 +27,9 @@ the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
   multiple of 8, then n bytes; 0 for no filter); user (``ostr``: ``user[:group]`` to
   look up in the container's /etc/passwd and /etc/group); set_home; userns (the process
   is in a new user namespace); setgroups (that namespace allows setgroups(2)); rootfs_fd
-  (the rootfs, a detached mount, follows the stdio descriptors); the magic again. A
+  (the rootfs, a detached mount, follows the stdio descriptors); join_flags (u64, the
+  namespaces an exec joins); the magic again. An exec message (``clib-init --exec``) is the
+  same with the magic ``b"CLIX"``. A
   premount message (the plan the next container most likely has, for the helper to mount
   ahead of time) is the same with the magic ``b"CLPM"``.
 
@@ -64,6 +66,7 @@ _MAGIC: Final = b"CLIP"
 # BPF_MAXINSNS (4096) instructions of 8 bytes.
 _MAX_SECCOMP: Final = 4096 * 8
 _PREMOUNT_MAGIC: Final = b"CLPM"
+_EXEC_MAGIC: Final = b"CLIX"
 _SOURCE: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_init.c")
 _U32: Final = struct.Struct("<I")
 _U64: Final = struct.Struct("<Q")
@@ -160,6 +163,7 @@ def encode(
     premount: bool = False,
     setgroups: bool = True,
     rootfs_fd: bool = False,
+    join_flags: int | None = None,
 ) -> bytes:
     """The plan, the container's cgroup.procs files, whether it has a cgroup2 directory
     and the kernel's last capability, in the binary form ``_init.c`` reads.
@@ -170,14 +174,14 @@ def encode(
         setgroups: the container's user namespace allows setgroups(2).
         rootfs_fd: the rootfs, a detached mount, goes with the plan after the stdio
             descriptors, for the process to attach instead of mounting its own.
+        join_flags: encode an exec message (``clib-init --exec``): the CLONE_NEW* flags of
+            the namespaces to join.
 
     Raises:
         ValueError: a value does not fit the format (a NUL in a string, a number out of
             range); the message names the field.
     """
     w = _Writer()
-    if premount:
-        w.parts[0] = _PREMOUNT_MAGIC
     w.string(os.fsencode(plan.rootfs), "rootfs")
     w.string(os.fsencode(plan.rw_dir), "rw_dir")
     w.strings([os.fsencode(p) for p in plan.lowerdirs], "lowerdirs")
@@ -241,7 +245,10 @@ def encode(
     w.boolean(bool(plan.clone_flags & CLONE_NEWUSER), "userns")
     w.boolean(setgroups, "setgroups")
     w.boolean(rootfs_fd, "rootfs_fd")
-    w.parts.append(_PREMOUNT_MAGIC if premount else _MAGIC)
+    w.u64(join_flags or 0, "join_flags")
+    magic = _PREMOUNT_MAGIC if premount else _EXEC_MAGIC if join_flags is not None else _MAGIC
+    w.parts[0] = magic
+    w.parts.append(magic)
     return b"".join(w.parts)
 
 

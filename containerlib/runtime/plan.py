@@ -12,7 +12,7 @@ import attrs
 
 from containerlib.linux.cgroups import CgroupLimits
 
-__all__ = ["DeviceStep", "MountStep", "Plan"]
+__all__ = ["DeviceStep", "ExecRequest", "MountStep", "Plan", "exec_plan"]
 
 
 @attrs.frozen(kw_only=True)
@@ -154,3 +154,37 @@ def _renamed(path: str, old: str, new: str) -> str:
     otherwise (a cgroup path the spec gave) is kept."""
     head, sep, tail = path.rpartition("/")
     return head + sep + new if tail == old else path
+
+
+@attrs.frozen(kw_only=True)
+class ExecRequest:
+    """A process to start in a running container (``docker exec``).
+
+    Attributes:
+        container_id: the container.
+        args: the command and its arguments.
+        env: ``NAME=VALUE`` entries added to the container's environment (a later one
+            wins).
+        cwd: the working directory; the container's by default.
+        user: ``user[:group]`` (names or numbers) looked up in the container's
+            /etc/passwd and /etc/group; the container's user by default.
+    """
+
+    container_id: str
+    args: tuple[bytes, ...]
+    env: tuple[bytes, ...] = ()
+    cwd: bytes | None = None
+    user: bytes | None = None
+
+
+def exec_plan(plan: Plan, request: ExecRequest) -> Plan:
+    """The plan of a process started in the container of ``plan`` by ``request``: the
+    container's credentials, capabilities, filter and limits, with the request's command,
+    environment, directory and user."""
+    changes: dict[str, object] = {"args": request.args, "env": plan.env + request.env}
+    if request.cwd is not None:
+        changes["cwd"] = request.cwd
+    if request.user is not None:
+        changes.update(user=request.user, uid=0, gid=0, additional_gids=())
+        changes["set_home"] = not any(e.startswith(b"HOME=") for e in request.env)
+    return attrs.evolve(plan, **changes)  # type: ignore[arg-type]

@@ -41,11 +41,11 @@ from containerlib.errors import ContainerSetupError
 from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
-from containerlib.linux.userns import host_id, write_id_maps
+from containerlib.linux.userns import host_id, setgroups_allowed, write_id_maps
 from containerlib.runtime import nativeinit, rwdirs
 from containerlib.runtime.janitor import Janitor
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
-from containerlib.runtime.plan import Plan
+from containerlib.runtime.plan import ExecRequest, Plan, exec_plan
 from containerlib.runtime.warm import (
     Forker,
     Premount,
@@ -56,6 +56,7 @@ from containerlib.runtime.warm import (
     make_slot,
     premount_key,
     premount_stamps,
+    start_exec_helper,
 )
 
 __all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
@@ -78,6 +79,9 @@ class _Running:
     pidfd: int
     cgroup: Cgroup | None
     channel: socket.socket | None = None
+    #: A process started in a running container (docker exec), not a container: its
+    #: end removes nothing.
+    exec: bool = False
 
 
 class Spawner:
@@ -367,9 +371,12 @@ class Spawner:
             return
         stdio = (fds[1], fds[2], fds[3])
         try:
-            if op != "run":
+            if op == "run":
+                run = self.create(plan, stdio)
+            elif op == "exec":
+                run = self.start_exec(plan, stdio)
+            else:
                 raise ValueError(f"unknown request {op!r}")
-            run = self.create(plan, stdio)
         except BaseException as e:
             with contextlib.suppress(OSError):
                 send_message(channel, ("error", e))
@@ -383,9 +390,10 @@ class Spawner:
             send_message(channel, ("started", run.pid, run.plan.container_id), [run.pidfd])
         except OSError:
             self.kill(run)
-        self.last_start = time.monotonic()
-        if self.replenish_due is None:
-            self.replenish_due = self.last_start + REPLENISH_DELAY
+        if not run.exec:
+            self.last_start = time.monotonic()
+            if self.replenish_due is None:
+                self.replenish_due = self.last_start + REPLENISH_DELAY
         self.running[run.pidfd] = run
         self.by_channel[channel.fileno()] = run
         self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
@@ -484,11 +492,11 @@ class Spawner:
             if plan.cgroup_path is not None:
                 self.cgroup_paths.add(plan.cgroup_path)
             taken, warm = warm, None
-            if prefiltered:
-                # The early part is in place: the rest is a few instructions.
-                plan = attrs.evolve(plan, seccomp=plan.seccomp_late)
+            # The early part is in place: the rest is a few instructions (an exec gets
+            # the whole filter: the plan kept below has it).
+            sent = attrs.evolve(plan, seccomp=plan.seccomp_late) if prefiltered else plan
             pid = self.start(
-                plan, stdio, cgroup, taken, only=to_join if own else None, premounted=premounted
+                sent, stdio, cgroup, taken, only=to_join if own else None, premounted=premounted
             )
         except BaseException:
             if warm is not None:
@@ -644,6 +652,9 @@ class Spawner:
         self.selector.unregister(run.pidfd)
         stats = CgroupStats()
         failure = None
+        if run.exec:
+            self.forget(run, ("exited", status, stats, None))
+            return
         if run.cgroup is not None:
             with contextlib.suppress(OSError):
                 stats = run.cgroup.stats()
@@ -657,6 +668,14 @@ class Spawner:
             except OSError as e:
                 failure = failure or e
         trashed = self.to_trash(run.plan.rw_dir)
+        self.forget(run, ("exited", status, stats, failure))
+        # What no one waits for, once the owner has its answer: the next start first.
+        self.replenish()
+        if trashed is not None:
+            self.throw_away(trashed)
+
+    def forget(self, run: _Running, last: tuple[Any, ...]) -> None:
+        """Let go of a process that has been reaped, telling its owner ``last``."""
         del self.running[run.pidfd]
         os.close(run.pidfd)
         channel = run.channel
@@ -664,12 +683,75 @@ class Spawner:
             if self.by_channel.pop(channel.fileno(), None) is not None:
                 self.selector.unregister(channel)
             with contextlib.suppress(OSError):
-                send_message(channel, ("exited", status, stats, failure))
+                send_message(channel, last)
             channel.close()
-        # What no one waits for, once the owner has its answer: the next start first.
-        self.replenish()
-        if trashed is not None:
-            self.throw_away(trashed)
+
+    def start_exec(self, request: ExecRequest, stdio: tuple[int, int, int]) -> _Running:
+        """Start the process of ``request`` in its running container (see ``clib-init
+        --exec`` in ``_init.c``): the spawner's child, in the container's namespaces and
+        cgroup, with its credentials, capabilities and filter.
+
+        Raises:
+            ContainerSetupError: the container does not run here, there is no native
+                helper, or a step failed (naming it); nothing is left behind.
+        """
+        cid = request.container_id
+        run = next(
+            (r for r in self.running.values() if not r.exec and r.plan.container_id == cid),
+            None,
+        )
+        if run is None:
+            raise ContainerSetupError(
+                "exec in the container", errno.ESRCH, cid, "it does not run (any more)"
+            )
+        if self.native_init is None:
+            raise ContainerSetupError(
+                "exec in the container",
+                errno.EOPNOTSUPP,
+                cid,
+                "exec needs the native init helper, which needs a C compiler (cc or gcc): "
+                f"{nativeinit.build_error or 'it is turned off'}",
+            )
+        plan = exec_plan(run.plan, request)
+        flags = plan.clone_flags | (sc.CLONE_NEWCGROUP if plan.new_cgroupns else 0)
+        data = nativeinit.encode(
+            plan,
+            run.cgroup.join_files() if run.cgroup is not None else [],
+            False,
+            self.last_cap,
+            setgroups=setgroups_allowed(plan.gid_map),
+            join_flags=flags,
+        )
+        helper, sock = start_exec_helper(self.native_init)
+        pid = -1
+        report = b""
+        try:
+            try:
+                anc = [
+                    (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [*stdio, run.pidfd]))
+                ]
+                sock.sendmsg([data], anc)
+                first = sock.recv(4096)
+            except OSError as e:
+                first = b"%d\0send the plan to the exec process" % (e.errno or errno.EIO)
+            if first[:1] == b"P" and len(first) == 9:
+                pid = int.from_bytes(first[1:], sys.byteorder, signed=True)
+            else:
+                report = first
+            os.waitpid(helper, 0)
+            # The new process's socket closes at its exec; before that, a report may come.
+            while pid > 0 and (chunk := sock.recv(4096)):
+                report += chunk
+        finally:
+            sock.close()
+        if report:
+            if pid > 0:
+                os.waitpid(pid, 0)
+            err, _, step = report.partition(b"\0")
+            raise ContainerSetupError(
+                step.decode(errors="replace") or "exec in the container", int(err or errno.EIO), cid
+            )
+        return _Running(plan, pid, os.pidfd_open(pid), None, exec=True)
 
     def run_here(
         self,

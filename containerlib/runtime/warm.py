@@ -40,6 +40,7 @@ __all__ = [
     "new_slot",
     "premount_key",
     "premount_stamps",
+    "start_exec_helper",
 ]
 
 _MAX_FD = os.sysconf("SC_OPEN_MAX")
@@ -334,6 +335,33 @@ def discard(warm: Warm) -> None:
     if warm.slot is not None:
         with contextlib.suppress(OSError):
             warm.slot.cgroup.destroy()
+
+
+def start_exec_helper(helper: str) -> tuple[int, socket.socket]:
+    """Start ``clib-init --exec`` (see ``_init.c``), a child of this process, in this
+    process's namespaces; returns its pid and the socket to send it the exec's plan on.
+
+    Raises:
+        OSError: it could not be started.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = sc.clone(signal.SIGCHLD)
+        if pid == 0:  # pragma: no cover - runs in the child
+            fd = theirs.fileno()
+            try:
+                os.closerange(3, fd)
+                os.closerange(fd + 1, _MAX_FD)
+                os.set_inheritable(fd, True)
+                os.execve(helper, [helper, "--exec", str(fd)], {})
+            finally:
+                os._exit(SETUP_FAILED)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return pid, ours
 
 
 def _default_signals() -> None:  # pragma: no cover - runs in the child

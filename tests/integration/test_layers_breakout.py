@@ -103,20 +103,28 @@ descriptor size)                     test_digest_mismatch_names_the_blob,
                                      test_size_mismatch_names_the_blob
 ==================================== ==============================================================
 
+Every case runs as root and as any other user (rootless): a hostile layer must not escape
+for either. A non-root user's unpack differs only where privilege is needed (owners are
+the caller's, opaque directories carry ``user.overlay.opaque``), and its layers are stacked
+in a user namespace with ``userxattr``, as its containers stack them.
+
 Our own cases beyond upstream's: dotdot-new-file, dotdot-in-the-middle, dot-then-dotdot,
 absolute-into-outside, relative-symlink-up, symlink-to-dotdot, symlink-then-new-file-through,
 symlink-then-directory-through, hardlink-to-root, hardlink-named-through-symlink,
-opaque-through-symlink, test_replacing_a_directory_does_not_follow_links_inside_it.
+opaque-through-symlink, test_replacing_a_directory_does_not_follow_links_inside_it,
+test_xattrs_of_a_link_out_are_never_set_outside.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import subprocess
+import sys
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -139,16 +147,17 @@ from tests.image_builders import (
     tar_bytes,
     whiteout,
 )
+from tests.integration.conftest import ROOT
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: whiteouts are device nodes"),
-]
+pytestmark = [pytest.mark.root]
 
 UNIQUE = f"containerlib-breakout-{os.getpid()}"
 # Enough ".." to climb from anywhere under the arena to "/"; followed by the outside
 # directory's absolute path without its leading "/", it reaches outside/.
 CLIMB = "../" * 40
+# The marker of an opaque directory: for the overlays root mounts, or a user's with
+# ``userxattr`` in a user namespace.
+OPAQUE = "trusted.overlay.opaque" if ROOT else "user.overlay.opaque"
 
 
 def _snapshot(top: Path, skip: Path) -> dict[str, tuple[object, ...]]:
@@ -566,7 +575,7 @@ def test_opaque_and_whiteout_of_a_directory_of_escaping_links(arena: Path) -> No
         symlink("dir/up", "../../outside"),
     ]
     target = _unpack_ok(arena, [*escaping, opaque("dir"), file("dir/new", b"n")])
-    assert os.getxattr(target / "dir", "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(target / "dir", OPAQUE) == b"y"
     assert os.readlink(target / "dir/verybadlink") == _up(outside) + "/sentinel"
     assert (target / "dir/new").read_bytes() == b"n"
     (arena / "target2").mkdir()
@@ -585,17 +594,65 @@ def test_replaced_directory_gets_no_metadata_through_a_link(arena: Path) -> None
     assert stat.S_IMODE((outside / "dir").stat().st_mode) == 0o755
 
 
-@pytest.fixture
-def mountpoint(arena: Path) -> Iterator[Path]:
-    """An empty directory in the target, unmounted again if a test left it mounted."""
-    path = arena / "target" / "merged"
-    path.mkdir()
-    yield path
-    if os.path.ismount(path):
-        subprocess.run(["umount", str(path)], check=True)
+def test_xattrs_of_a_link_out_are_never_set_outside(arena: Path) -> None:
+    """A symlink's xattrs go on the link or nowhere: never on what it points at. (The
+    kernel refuses user.* on symlinks, trusted.* to anyone but root: both are left out
+    or set on the link itself, and the snapshot shows the xattrs of everything outside.)"""
+    outside = arena / "outside"
+    marks = {"SCHILY.xattr.user.mark": "pwned", "SCHILY.xattr.trusted.mark": "pwned"}
+    to_file = symlink("file-out", str(outside / "sentinel"))
+    to_dir = symlink("dir-out", "../outside/dir")
+    to_file.info.pax_headers = to_dir.info.pax_headers = marks
+    target = _unpack_ok(arena, [to_file, to_dir])
+    assert os.readlink(target / "file-out") == str(outside / "sentinel")
+    assert os.readlink(target / "dir-out") == "../outside/dir"
 
 
-def test_links_across_layers_stay_links(arena: Path, mountpoint: Path) -> None:
+# Run in a mount namespace of its own, so that the overlay goes with the process: mounts
+# an overlay (argv: its options and mountpoint) and prints, as JSON, what each name
+# given after them is in it.
+_LOOK_IN_OVERLAY = """
+import json, os, subprocess, sys
+options, mountpoint, *names = sys.argv[1:]
+subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, mountpoint], check=True)
+seen = {}
+for name in names:
+    path = os.path.join(mountpoint, name)
+    if os.path.islink(path):
+        seen[name] = ["link", os.readlink(path)]
+    elif os.path.isdir(path):
+        seen[name] = ["dir"]
+    elif os.path.isfile(path):
+        with open(path, "rb") as f:
+            seen[name] = ["file", f.read().decode()]
+    else:
+        seen[name] = ["other"] if os.path.lexists(path) else None
+print(json.dumps(seen))
+"""
+
+
+def _look_in_overlay(
+    lowers: tuple[Path, ...], mountpoint: Path, names: list[str]
+) -> dict[str, list[str] | None]:
+    """What each of ``names`` is in an overlay of ``lowers`` (the lowest first), mounted
+    as this user's containers mount it: ``["link", target]``, ``["dir"]``,
+    ``["file", text]``, or None where nothing is. Root mounts it in a mount namespace of
+    its own; another user in a user namespace too, with ``userxattr``. Either way the
+    mount ends with the process and is never seen on the host."""
+    stack = ":".join(str(p) for p in reversed(lowers))
+    if ROOT:
+        unshare, options = ["unshare", "--mount"], f"lowerdir={stack}"
+    else:
+        unshare = ["unshare", "--user", "--map-root-user", "--mount"]
+        options = f"userxattr,lowerdir={stack}"
+    look = [*unshare, sys.executable, "-c", _LOOK_IN_OVERLAY, options, str(mountpoint), *names]
+    result = subprocess.run(look, check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    seen: dict[str, list[str] | None] = json.loads(result.stdout)
+    return seen
+
+
+def test_links_across_layers_stay_links(arena: Path) -> None:
     """An earlier layer's link is never under a later layer's files: each has its own tree."""
     outside = arena / "outside"
     before = _snapshot(arena, arena / "target")
@@ -625,19 +682,16 @@ def test_links_across_layers_stay_links(arena: Path, mountpoint: Path) -> None:
     assert (lowers[1] / "localetc").is_dir()
     assert not (lowers[1] / "localetc").is_symlink()
 
-    stack = ":".join(str(p) for p in reversed(lowers))
-    subprocess.run(
-        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={stack}", str(mountpoint)],
-        check=True,
-    )
-    try:
+    mountpoint = arena / "target" / "merged"
+    mountpoint.mkdir()
+    names = ["localetc", "localetc/sentinel", "up/sentinel", "override", "gone", "etc/passwd"]
+    assert _look_in_overlay(lowers, mountpoint, names) == {
         # The upper layer's directory hides the lower layer's link to the same name.
-        assert not (mountpoint / "localetc").is_symlink()
-        assert (mountpoint / "localetc/sentinel").read_bytes() == b"pwned"
-        assert (mountpoint / "up/sentinel").read_bytes() == b"pwned"
-        assert os.readlink(mountpoint / "override") == str(outside)
-        assert not os.path.lexists(mountpoint / "gone")
-        assert (mountpoint / "etc/passwd").read_bytes() == b"inside"
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
+        "localetc": ["dir"],
+        "localetc/sentinel": ["file", "pwned"],
+        "up/sentinel": ["file", "pwned"],
+        "override": ["link", str(outside)],
+        "gone": None,
+        "etc/passwd": ["file", "inside"],
+    }
     _check_nothing_escaped(arena, before)

@@ -1,10 +1,15 @@
-"""The layer cache: one unpack per diff ID across threads and processes, nothing half-made."""
+"""The layer cache: one unpack per diff ID across threads and processes, nothing half-made.
+
+Everything here runs as root and as any other user, who owns every file it unpacks and
+must still remove layers whose directories not even their owner may write or enter.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -31,10 +36,7 @@ from tests.image_builders import (
 )
 from tests.layer_holders import hold_elsewhere, release
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: keeps owners of image files"),
-]
+pytestmark = [pytest.mark.root]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -220,6 +222,37 @@ def test_a_crashed_unpack_is_cleaned_up(tmp_path: Path) -> None:
     (path,) = LayerCache(tmp_path / "c").ensure(_image(tmp_path / "l"))
     assert (path / "a").read_bytes() == b"1"
     assert not stale.exists()
+
+
+# Directories that a user other than root may neither empty nor, for 0000, enter, with
+# content below them, as images have them (/proc is 0555 in most).
+_LOCKED = [
+    directory("proc", mode=0o555),
+    directory("proc/self", mode=0o555),
+    file("proc/self/status", b"x"),
+    directory("vault", mode=0o000),
+    directory("vault/inner", mode=0o500),
+    file("vault/inner/secret", b"s", mode=0o000),
+]
+
+
+def test_a_layer_of_locked_directories_is_unpacked_and_pruned(tmp_path: Path) -> None:
+    built = build_oci_layout(tmp_path / "l", [_LOCKED])
+    cache = LayerCache(tmp_path / "c")
+    (path,) = cache.ensure(_image(tmp_path / "l"))
+    assert stat.S_IMODE((path / "vault").stat().st_mode) == 0o000
+    assert stat.S_IMODE((path / "proc/self").stat().st_mode) == 0o555
+    assert (path / "proc/self/status").read_bytes() == b"x"
+    assert cache.prune(keep=()) == list(built.diff_ids)
+    assert _left_in(cache.root) == []
+
+
+def test_a_refused_layer_of_locked_directories_leaves_nothing(tmp_path: Path) -> None:
+    wrong = "sha256:" + "0" * 64
+    build_oci_layout(tmp_path / "l", [_LOCKED], diff_ids=[wrong])
+    with pytest.raises(LayerError, match=f"says {wrong}"):
+        LayerCache(tmp_path / "c").ensure(_image(tmp_path / "l"))
+    assert _left_in(tmp_path / "c") == []
 
 
 def test_bad_diff_ids_are_refused(tmp_path: Path) -> None:

@@ -1,4 +1,10 @@
-"""Unpacking layers as root: every member type with its owner, mode, times and xattrs."""
+"""Unpacking layers: every member type with its owner, mode, times and xattrs.
+
+As root, owners, device nodes and every xattr are kept. As any other user (rootless), the
+unpacking user owns every file, ``trusted.*`` xattrs and file capabilities are left out,
+opaque directories carry ``user.overlay.opaque`` and device nodes other than whiteouts are
+refused: the tests check what each user gets.
+"""
 
 from __future__ import annotations
 
@@ -29,15 +35,22 @@ from tests.image_builders import (
     tar_bytes,
     whiteout,
 )
+from tests.integration.conftest import ROOT, needs_root
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: owners, device nodes, xattrs"),
-]
+pytestmark = [pytest.mark.root]
 
 MTIME = 1_600_000_000
+# The marker of an opaque directory: for the overlays root mounts, or a user's with
+# ``userxattr`` in a user namespace.
+OPAQUE = "trusted.overlay.opaque" if ROOT else "user.overlay.opaque"
 # A file capability (vfs_cap_data revision 2): cap_net_bind_service in the permitted set.
 CAPABILITY = bytes.fromhex("0100000200040000000000000000000000000000")
+
+
+def _owner(uid: int, gid: int) -> tuple[int, int]:
+    """Who owns a file whose header says ``uid``:``gid``: that owner as root, the
+    unpacking user otherwise."""
+    return (uid, gid) if ROOT else (os.geteuid(), os.getegid())
 
 
 def _unpack(target: Path, entries: list[Entry]) -> str:
@@ -60,8 +73,6 @@ def test_every_member_type(tmp_path: Path) -> None:
             symlink("home/user/rel", "notes", mtime=MTIME + 3),
             hardlink("home/user/again", "home/user/notes"),
             fifo("run/pipe", mode=0o620, uid=5, gid=6),
-            chardev("dev/null", 1, 3, mode=0o666),
-            blockdev("dev/loop9", 7, 9, mode=0o660),
         ]
     )
     t.mkdir()
@@ -73,12 +84,14 @@ def test_every_member_type(tmp_path: Path) -> None:
     assert root.st_mtime == MTIME
 
     user = (t / "home/user").stat()
-    assert (user.st_uid, user.st_gid, stat.S_IMODE(user.st_mode)) == (1000, 1001, 0o700)
+    assert (user.st_uid, user.st_gid) == _owner(1000, 1001)
+    assert stat.S_IMODE(user.st_mode) == 0o700
     assert user.st_mtime == MTIME + 1, "a directory's mtime is set after its contents"
 
     notes = (t / "home/user/notes").stat()
     assert (t / "home/user/notes").read_bytes() == b"hello\n"
-    assert (notes.st_uid, notes.st_gid, stat.S_IMODE(notes.st_mode)) == (1000, 1001, 0o640)
+    assert (notes.st_uid, notes.st_gid) == _owner(1000, 1001)
+    assert stat.S_IMODE(notes.st_mode) == 0o640
     assert notes.st_mtime == MTIME
     assert notes.st_nlink == 2
     assert (t / "home/user/again").stat().st_ino == notes.st_ino
@@ -88,14 +101,20 @@ def test_every_member_type(tmp_path: Path) -> None:
 
     abs_link = (t / "home/user/abs").lstat()
     assert os.readlink(t / "home/user/abs") == "/etc/passwd"
-    assert (abs_link.st_uid, abs_link.st_gid) == (1000, 1001)
+    assert (abs_link.st_uid, abs_link.st_gid) == _owner(1000, 1001)
     assert abs_link.st_mtime == MTIME + 2
     assert os.readlink(t / "home/user/rel") == "notes"
 
     pipe = (t / "run/pipe").lstat()
     assert stat.S_ISFIFO(pipe.st_mode)
-    assert (pipe.st_uid, pipe.st_gid, stat.S_IMODE(pipe.st_mode)) == (5, 6, 0o620)
+    assert (pipe.st_uid, pipe.st_gid) == _owner(5, 6)
+    assert stat.S_IMODE(pipe.st_mode) == 0o620
 
+
+@needs_root("device nodes other than whiteouts need CAP_MKNOD in the host's user namespace")
+def test_device_nodes(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    _unpack(t, [chardev("dev/null", 1, 3, mode=0o666), blockdev("dev/loop9", 7, 9, mode=0o660)])
     null = (t / "dev/null").lstat()
     assert stat.S_ISCHR(null.st_mode)
     assert (os.major(null.st_rdev), os.minor(null.st_rdev)) == (1, 3)
@@ -103,6 +122,15 @@ def test_every_member_type(tmp_path: Path) -> None:
     loop = (t / "dev/loop9").lstat()
     assert stat.S_ISBLK(loop.st_mode)
     assert (os.major(loop.st_rdev), os.minor(loop.st_rdev)) == (7, 9)
+
+
+@pytest.mark.skipif(ROOT, reason="root makes device nodes")
+@pytest.mark.parametrize("device", [chardev("dev/null", 1, 3), blockdev("dev/loop9", 7, 9)])
+def test_device_nodes_are_refused_without_root(tmp_path: Path, device: Entry) -> None:
+    name = device.info.name
+    with pytest.raises(LayerError, match=f"layer member '{name}': .*device nodes needs root"):
+        _unpack(tmp_path / "t", [directory("dev"), file("dev/before", b"b"), device])
+    assert not os.path.lexists(tmp_path / "t" / name)
 
 
 def test_xattrs_are_kept_except_overlay_and_security_ones(tmp_path: Path) -> None:
@@ -124,7 +152,14 @@ def test_xattrs_are_kept_except_overlay_and_security_ones(tmp_path: Path) -> Non
                 },
             ),
             directory(
-                "d", xattrs={"user.kind": "dir", "trusted.overlay.opaque": "y", "trusted.note": "t"}
+                "d",
+                xattrs={
+                    "user.kind": "dir",
+                    "trusted.overlay.opaque": "y",
+                    "user.overlay.opaque": "y",
+                    "user.overlay.redirect": "/etc",
+                    "trusted.note": "t",
+                },
             ),
             symlink("link", "ping"),
             fifo("pipe"),
@@ -133,17 +168,61 @@ def test_xattrs_are_kept_except_overlay_and_security_ones(tmp_path: Path) -> Non
     ping = t / "ping"
     assert os.getxattr(ping, "user.origin") == b"layer"
     assert os.getxattr(ping, "user.binary") == b"\x00\xff\xfe"
-    assert os.getxattr(ping, "security.capability") == CAPABILITY
-    assert "trusted.overlay.redirect" not in os.listxattr(ping)
     selinux = os.listxattr(ping)
     assert "security.selinux" not in selinux or os.getxattr(ping, "security.selinux") != (
         b"system_u:object_r:bin_t:s0"
     )
     assert os.getxattr(t / "d", "user.kind") == b"dir"
+    # The overlays of a user other than root read user.overlay.*: forged, they could
+    # make a directory opaque or redirect it.
+    forged = [k for k in os.listxattr(t / "d") if k.startswith("user.overlay.")]
+    assert forged == [], "a layer cannot forge overlayfs metadata"
+
+
+@needs_root("only root may set trusted.* xattrs and file capabilities (security.capability)")
+def test_privileged_xattrs_are_kept_as_root(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    _unpack(
+        t,
+        [
+            file(
+                "ping",
+                b"\x7fELF",
+                mode=0o755,
+                uid=0,
+                xattrs={"security.capability": CAPABILITY, "trusted.overlay.redirect": "/etc"},
+            ),
+            directory("d", xattrs={"trusted.overlay.opaque": "y", "trusted.note": "t"}),
+        ],
+    )
+    assert os.getxattr(t / "ping", "security.capability") == CAPABILITY
+    assert "trusted.overlay.redirect" not in os.listxattr(t / "ping")
     assert os.getxattr(t / "d", "trusted.note") == b"t"
     assert "trusted.overlay.opaque" not in os.listxattr(t / "d"), "a layer cannot forge opacity"
 
 
+@pytest.mark.skipif(ROOT, reason="root keeps privileged xattrs")
+def test_privileged_xattrs_are_left_out_without_root(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    _unpack(
+        t,
+        [
+            file(
+                "ping",
+                b"\x7fELF",
+                mode=0o755,
+                xattrs={"security.capability": CAPABILITY, "trusted.note": "t", "user.kept": "k"},
+            ),
+            directory("d", xattrs={"trusted.note": "t", "user.kept": "k"}),
+        ],
+    )
+    # The layer unpacks; what only root may set is left out, the rest is kept.
+    assert os.listxattr(t / "ping") == ["user.kept"]
+    assert stat.S_IMODE((t / "ping").stat().st_mode) == 0o755
+    assert os.listxattr(t / "d") == ["user.kept"]
+
+
+@needs_root("only root may set an xattr on a symlink (user.* ones are refused to everyone)")
 def test_xattr_on_a_symlink_is_set_on_the_link(tmp_path: Path) -> None:
     t = tmp_path / "t"
     link = symlink("link", "target")
@@ -151,6 +230,50 @@ def test_xattr_on_a_symlink_is_set_on_the_link(tmp_path: Path) -> None:
     _unpack(t, [file("target"), link])
     assert os.getxattr(t / "link", "trusted.mark", follow_symlinks=False) == b"on-link"
     assert "trusted.mark" not in os.listxattr(t / "target")
+
+
+def test_user_xattrs_of_links_and_fifos_are_left_out(tmp_path: Path) -> None:
+    """The kernel takes user.* xattrs on regular files and directories only (xattr(7)),
+    from root too: on a symlink or FIFO they are left out, and never set on what a
+    symlink points at."""
+    t = tmp_path / "t"
+    link = symlink("link", "target")
+    link.info.pax_headers = {"SCHILY.xattr.user.mark": "on-link"}
+    pipe = fifo("pipe")
+    pipe.info.pax_headers = {"SCHILY.xattr.user.mark": "on-pipe"}
+    _unpack(t, [file("target", b"t"), link, pipe])
+    assert os.listxattr(t / "link", follow_symlinks=False) == []
+    assert os.listxattr(t / "pipe") == []
+    assert os.listxattr(t / "target") == []
+    assert os.readlink(t / "link") == "target"
+
+
+def test_directories_without_search_permission(tmp_path: Path) -> None:
+    """A directory that not even its owner may enter (``0000``), with directories in it:
+    a user other than root must still reach them to set their modes and times."""
+    t = tmp_path / "t"
+    _unpack(
+        t,
+        [
+            directory("locked", mode=0o000, mtime=MTIME),
+            directory("locked/inner", mode=0o750, mtime=MTIME + 1),
+            directory("locked/inner/deeper", mode=0o500, mtime=MTIME + 2),
+            file("locked/inner/f", b"reached\n", mode=0o600),
+            directory("read-only", mode=0o555, mtime=MTIME),
+            directory("read-only/sub", mode=0o111, mtime=MTIME + 3),
+        ],
+    )
+    locked = (t / "locked").stat()
+    assert (stat.S_IMODE(locked.st_mode), locked.st_mtime) == (0o000, MTIME)
+    os.chmod(t / "locked", 0o700)  # to look inside, as a user other than root must
+    inner = (t / "locked/inner").stat()
+    assert (stat.S_IMODE(inner.st_mode), inner.st_mtime) == (0o750, MTIME + 1)
+    deeper = (t / "locked/inner/deeper").stat()
+    assert (stat.S_IMODE(deeper.st_mode), deeper.st_mtime) == (0o500, MTIME + 2)
+    assert (t / "locked/inner/f").read_bytes() == b"reached\n"
+    sub = (t / "read-only/sub").stat()
+    assert (stat.S_IMODE(sub.st_mode), sub.st_mtime) == (0o111, MTIME + 3)
+    assert stat.S_IMODE((t / "read-only").stat().st_mode) == 0o555
 
 
 def test_whiteouts_become_overlay_whiteouts(tmp_path: Path) -> None:
@@ -171,7 +294,7 @@ def test_whiteouts_become_overlay_whiteouts(tmp_path: Path) -> None:
         st = (t / name).lstat()
         assert stat.S_ISCHR(st.st_mode)
         assert st.st_rdev == 0
-    assert os.getxattr(t / "var/cache", "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(t / "var/cache", OPAQUE) == b"y"
     assert (t / "var/cache/new").read_bytes() == b"n"
     assert not (t / "etc/.wh.motd").exists()
     assert not list(t.rglob(".wh.*")), "no whiteout file names are left"
@@ -227,7 +350,8 @@ def test_hard_link_takes_no_owner_or_mode(tmp_path: Path) -> None:
     link.info.uid, link.info.gid, link.info.mode = 1337, 2020, 0o4777
     _unpack(t, [file("notes", b"x", mode=0o640, uid=10, gid=20), symlink("s", "notes"), link])
     notes = (t / "notes").stat()
-    assert (notes.st_uid, notes.st_gid, stat.S_IMODE(notes.st_mode)) == (10, 20, 0o640)
+    assert (notes.st_uid, notes.st_gid) == _owner(10, 20)
+    assert stat.S_IMODE(notes.st_mode) == 0o640
     assert (t / "again").stat().st_ino == notes.st_ino
 
 

@@ -131,6 +131,7 @@ def expected(
         "userns": bool(plan.clone_flags & sc.CLONE_NEWUSER),
         "setgroups": True,
         "rootfs_fd": False,
+        "join_flags": 0,
     }
 
 
@@ -227,6 +228,17 @@ def test_the_helper_reads_what_encode_writes(
 ) -> None:
     data = nativeinit.encode(plan, files, cg2, last_cap)
     assert decode(helper, data) == expected(plan, files, cg2, last_cap)
+
+
+def test_an_exec_message_names_the_namespaces_to_join(helper: str) -> None:
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
+    data = nativeinit.encode(
+        MINIMAL, ["/sys/fs/cgroup/pids/c1/cgroup.procs"], False, 40, join_flags=flags
+    )
+    assert data[:4] == data[-4:] == b"CLIX"
+    want = expected(MINIMAL, ["/sys/fs/cgroup/pids/c1/cgroup.procs"], False, 40)
+    want.update(join_flags=flags)
+    assert decode(helper, data) == want
 
 
 def test_a_user_namespace_plan_says_what_the_namespace_allows(helper: str) -> None:
@@ -408,22 +420,22 @@ def test_bad_values_are_refused(helper: str) -> None:
     assert "rootfs: missing" in refused(helper, _patch(data, at, 0))
     huge = _patch(data, at, 2**32 - 1)
     assert "rootfs: truncated" in refused(helper, huge)
-    # At the end, before the final magic: rootfs_fd, setgroups, userns and set_home
-    # (booleans) and user (None: a 0 length).
-    assert "rootfs_fd: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 8, 2))
-    assert "setgroups: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 12, 2))
-    assert "userns: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 16, 2))
-    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 20, 2))
+    # At the end, before the final magic: join_flags (u64), then rootfs_fd, setgroups,
+    # userns and set_home (booleans) and user (None: a 0 length).
+    assert "rootfs_fd: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 16, 2))
+    assert "setgroups: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 20, 2))
+    assert "userns: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 24, 2))
+    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 28, 2))
     # Without a filter, seccomp is an empty byte string (its length, 0); seccomp_flags
     # before it.
-    assert "seccomp: 12 bytes" in refused(helper, _patch(data, len(data) - 28, 12))
-    assert "seccomp: truncated" in refused(helper, _patch(data, len(data) - 28, 32))
+    assert "seccomp: 12 bytes" in refused(helper, _patch(data, len(data) - 36, 12))
+    assert "seccomp: truncated" in refused(helper, _patch(data, len(data) - 36, 40))
     # premounted, a boolean, before them.
-    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 36, 2))
+    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 44, 2))
     # last_cap comes before it.
-    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 40, 64))
+    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 48, 64))
     # have_cgroup2, a boolean, before that.
-    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 44, 2))
+    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 52, 2))
 
 
 def test_args_must_not_be_empty(helper: str) -> None:
