@@ -230,8 +230,9 @@ def notebooks(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Compare containerlib with runc, crun and bubblewrap (benchmarks/run.py), back to back
     and one start at a time (benchmarks/sporadic.py), the cost of cgroups
-    (benchmarks/cgroups.py), and pulling and unpacking a 200 MB image beside skopeo + umoci
-    and GNU tar (benchmarks/images.py). Needs root.
+    (benchmarks/cgroups.py), exec beside runc exec (benchmarks/exec.py), and pulling and
+    unpacking a 200 MB image beside skopeo + umoci and GNU tar (benchmarks/images.py).
+    Needs root.
 
     Not in the default set. The peers come from Debian: apt-get install runc crun
     bubblewrap podman skopeo umoci docker-registry.
@@ -241,4 +242,5 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/sporadic.py")
     session.run("python", "benchmarks/cgroups.py")
+    session.run("python", "benchmarks/exec.py")
     session.run("python", "benchmarks/images.py")

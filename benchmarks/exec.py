@@ -1,0 +1,140 @@
+"""Exec latency: starting ``/bin/true`` in a running container and seeing it exit.
+
+Beside containerlib's ``RunningContainer.exec(["/bin/true"])``, ``runc exec`` into a runc
+container running the same ``sleep`` on the same busybox root (one process a run, as a
+user of runc pays; runc's own default spec). The runs alternate between the two, in
+rounds, so that both share the machine's conditions. Written to docs/benchmarks-exec.md.
+
+Run as root from the repository: ``python benchmarks/exec.py`` (``--runs N``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cases import _make_bundle
+from rootfs import build_rootfs
+
+from containerlib import Container, Image
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-exec.md"
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def measure(rootfs: Path, work: Path, runs: int, rounds: int) -> dict[str, list[float] | str]:
+    times: dict[str, list[float] | str] = {"containerlib `exec`": []}
+    runc = ["runc", "--root", str(work / "runc-state")]
+    cid = f"clib-bench-exec-{os.getpid()}"
+    have_runc = shutil.which("runc") is not None
+    if have_runc:
+        bundle = work / "bundle"
+        _make_bundle(bundle, rootfs)
+        config = json.loads((bundle / "config.json").read_text())
+        config["process"]["args"] = ["sleep", "600"]
+        (bundle / "config.json").write_text(json.dumps(config))
+        subprocess.run(
+            [*runc, "run", "-d", "--bundle", str(bundle), cid],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        times["runc exec"] = []
+    else:
+        times["runc exec"] = "skipped: runc is not installed"
+
+    def runc_exec() -> None:
+        subprocess.run([*runc, "exec", cid, "/bin/true"], check=True, capture_output=True)
+
+    try:
+        with Container(Image.from_rootfs(rootfs)).start(["sleep", "600"]) as box:
+
+            def clib_exec() -> None:
+                if box.exec(["/bin/true"]).exit_code != 0:
+                    raise RuntimeError("containerlib exec /bin/true failed")
+
+            clib_exec()  # the untimed warm-up run of each
+            if have_runc:
+                runc_exec()
+            per_round = max(1, runs // rounds)
+            for _ in range(rounds):
+                for name, fn in (("containerlib `exec`", clib_exec), ("runc exec", runc_exec)):
+                    bucket = times[name]
+                    if isinstance(bucket, list):
+                        bucket += [_timed(fn) for _ in range(per_round)]
+            box.kill()
+    finally:
+        if have_runc:
+            subprocess.run([*runc, "delete", "--force", cid], check=False, capture_output=True)
+    return times
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200, help="timed runs each (200)")
+    parser.add_argument("--no-docs", action="store_true", help="do not write the docs page")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("exec.py needs root", file=sys.stderr)
+        return 2
+    started = datetime.now(UTC)
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="containerlib-bench-exec-") as tmp:
+        work = Path(tmp)
+        rootfs, _how = build_rootfs(work / "rootfs")
+        results = measure(rootfs, work, args.runs, rounds=20)
+    lines = [
+        "# Exec latency",
+        "",
+        "<!-- Written by `python benchmarks/exec.py`: rerun it rather than edit. -->",
+        "",
+        __doc__.split("\n\n", 1)[1].split("Run as root")[0].strip(),
+        "",
+        f"Last run: {started:%Y-%m-%d %H:%M} UTC, Linux {platform.release()}, "
+        f"{os.cpu_count()} CPUs, load average {load:.2f} at the start, {args.runs} runs "
+        "each (`python benchmarks/exec.py`).",
+        "",
+        "| how | runs | median | p90 | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    base = None
+    for name, times in results.items():
+        if isinstance(times, str):
+            lines.append(f"| {name} | - | {times} | | |")
+            continue
+        med = statistics.median(times) * 1e3
+        p90 = sorted(times)[int(len(times) * 0.9)] * 1e3
+        base = base or med
+        lines.append(f"| {name} | {len(times)} | {med:.2f} ms | {p90:.2f} ms | {med / base:.2f}x |")
+    lines += [
+        "",
+        "containerlib's exec is a request to its spawner, which starts `clib-init --exec`",
+        "(it joins the container's cgroup and namespaces, then clones the command's process);",
+        "`runc exec` is a whole runc process each time, which re-executes itself to join.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_docs:
+        DOCS.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
