@@ -217,7 +217,9 @@ def _set_credentials(plan: Plan, last_cap: int) -> None:
         sc.capset(plan.cap_effective, plan.cap_permitted, plan.cap_inheritable)
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
         for cap in plan.cap_ambient:
-            sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
+            # Not permitted and inheritable: runc goes on without it, and so do we.
+            with contextlib.suppress(PermissionError):
+                sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_RAISE, cap)
         # A change of uid clears the parent-death signal; ask for it again.
         step = "set the parent-death signal"
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -65,7 +65,13 @@
  *   ostr user (a "user[:group]" to look up in the container's /etc/passwd and /etc/group;
  *   it then replaces uid and gid), bool set_home, bool userns, bool setgroups,
  *   bool rootfs_fd, u64 join_flags (for --exec: the CLONE_NEW* namespaces to join; 0
- *   otherwise), u32 magic again.
+ *   otherwise), bool bind_root, ostr exec_fifo, u32 magic again.
+ * With bind_root, the rootfs is the directory lowerdirs[0] itself (an OCI bundle's, as
+ * runc uses it: bound on itself, no overlay). With exec_fifo (the OCI create/start split),
+ * the process answers "C" once the setup is done, then opens that FIFO for writing, which
+ * blocks until `start` opens it for reading, writes a byte and goes on to the exec.
+ * `clib-init FD FLAGS --detached` starts a process that does not die with its parent (a
+ * container created by the OCI command line outlives it).
  * With userns, the process is in a new user namespace whose maps the spawner has written:
  * it becomes that namespace's root before it mounts anything, bind-mounts the host's
  * device nodes (mknod is refused in a user namespace), and skips setgroups(2) where the
@@ -233,11 +239,17 @@ struct plan {
 	bool set_home;
 	bool userns, setgroups, rootfs_fd;
 	uint64_t join_flags;
+	bool bind_root;
+	const char *exec_fifo;
 };
 
 /* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
 static struct plan plan;
 static unsigned char plan_buf[MAX_PLAN];
+/* Not to die with the parent (see --detached above). */
+static bool detached;
+/* The exec FIFO, opened (O_PATH) before the rootfs hides its path, or -1. */
+static int exec_fifo_fd = -1;
 /* The descriptor that came after the stdio ones, or -1: the rootfs (see rootfs_fd above),
  * or, for `--exec`, a pidfd of the container's first process. */
 static int received_rootfs = -1;
@@ -487,6 +499,8 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uin
 	p->setgroups = read_bool(&r, "setgroups");
 	p->rootfs_fd = read_bool(&r, "rootfs_fd");
 	p->join_flags = read_u64(&r, "join_flags");
+	p->bind_root = read_bool(&r, "bind_root");
+	p->exec_fifo = read_ostr(&r, "exec_fifo");
 	if (read_u32(&r, "final magic") != magic)
 		bad_plan("bad final magic");
 	if (r.p != r.end)
@@ -565,7 +579,7 @@ static void warm_up(int sock, unsigned long clone_flags)
 {
 	/* Die with the spawner. The cloned child set it before the exec, which keeps it;
 	 * set here too, so the helper does not depend on its caller for it. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L) < 0)
+	if (!detached && prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L) < 0)
 		fail(errno, "set the parent-death signal");
 	/* Nothing else of the spawner's (other containers' channels) stays open in a
 	 * process that may wait a long time for its plan. */
@@ -1164,12 +1178,16 @@ static void set_credentials(void)
 	if (prctl0(PR_SET_KEEPCAPS, 0) < 0 || capset_all() < 0 ||
 	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0UL, 0UL, 0UL) < 0)
 		fail(errno, "set capabilities");
+	/* The kernel raises an ambient capability only if it is permitted and inheritable;
+	 * runc's own template asks for ambient ones without inheritable, and runc goes on
+	 * without them (with a warning). So does this: EPERM is not a failure. */
 	for (uint32_t i = 0; i < plan.n_cap_ambient; i++)
 		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, (unsigned long)plan.cap_ambient[i],
-			  0UL, 0UL) < 0)
+			  0UL, 0UL) < 0 &&
+		    errno != EPERM)
 			fail(errno, "set capabilities");
 	/* A change of uid clears the parent-death signal; ask for it again. */
-	if (prctl0(PR_SET_PDEATHSIG, SIGKILL) < 0)
+	if (!detached && prctl0(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		fail(errno, "set the parent-death signal");
 	if (plan.no_new_privileges && prctl0(PR_SET_NO_NEW_PRIVS, 1) < 0)
 		fail(errno, "set no_new_privs");
@@ -1385,6 +1403,13 @@ static void setup(void)
 	if (pre_ok && plan.premounted) {
 		rootfd = pre_rootfd;
 		first = pre_mounts;
+	} else if (plan.bind_root) {
+		const char *root = plan.lowerdirs[0];
+		if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
+			fail(errno, "bind the rootfs '%s'", root);
+		rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (rootfd < 0)
+			fail(errno, "open the rootfs '%s'", root);
 	} else if (plan.userns) {
 		if (pre_rootfd >= 0)
 			drop_premount(NULL);
@@ -1401,6 +1426,11 @@ static void setup(void)
 		mount_one(rootfd, &plan.mounts[i]);
 	if (plan.n_devices || plan.n_dev_symlinks)
 		make_dev(rootfd);
+	if (plan.exec_fifo) {
+		exec_fifo_fd = open(plan.exec_fifo, O_PATH | O_CLOEXEC);
+		if (exec_fifo_fd < 0)
+			fail(errno, "open the exec FIFO '%s'", plan.exec_fifo);
+	}
 	enter_rootfs(rootfd);
 	write_sysctls();
 	mask_paths();
@@ -1690,6 +1720,8 @@ static void dump_plan(const struct plan *p)
 	json_bool("setgroups", p->setgroups);
 	json_bool("rootfs_fd", p->rootfs_fd);
 	json_u64("join_flags", p->join_flags);
+	json_bool("bind_root", p->bind_root);
+	json_ostr("exec_fifo", p->exec_fifo);
 	puts("}");
 }
 
@@ -1739,6 +1771,26 @@ static bool parse_number(const char *s, unsigned long long max, unsigned long lo
 
 /* -- the forker ------------------------------------------------------------------------ */
 
+/* Created, not started (the OCI create/start split): say so, then wait until `start`
+ * opens the exec FIFO for reading. */
+static void wait_for_start(int sock)
+{
+	char path[64];
+	if (send(sock, "C", 1, MSG_NOSIGNAL) < 0)
+		fail(errno, "answer the create");
+	fd_path(path, sizeof path, exec_fifo_fd);
+	int fd;
+	do
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		fail(errno, "open the exec FIFO");
+	if (write(fd, "0", 1) != 1)
+		fail(errno, "write the exec FIFO");
+	close(fd);
+	close(exec_fifo_fd);
+}
+
 /* The rest of a warm process's life, from its socket on: set up, wait, run the plan. */
 static _Noreturn void warm_main(int sock, unsigned long flags)
 {
@@ -1757,6 +1809,8 @@ static _Noreturn void warm_main(int sock, unsigned long flags)
 	set_up_stdio(stdio);
 	setup();
 	reset_signals();
+	if (exec_fifo_fd >= 0)
+		wait_for_start(sock);
 	if (plan.no_new_privileges)
 		install_seccomp();
 	exec_command();
@@ -1985,6 +2039,10 @@ int main(int argc, char **argv)
 		if (!parse_number(argv[2], INT_MAX, &fd))
 			return SETUP_FAILED;
 		return forker_main((int)fd);
+	}
+	if (argc == 4 && strcmp(argv[3], "--detached") == 0) {
+		detached = true;
+		argc = 3;
 	}
 	if (argc != 3 || !parse_number(argv[1], INT_MAX, &fd) ||
 	    !parse_number(argv[2], ULONG_MAX, &flags)) {

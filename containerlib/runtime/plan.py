@@ -123,6 +123,12 @@ class Plan:
     cwd: bytes = b"/"
     args: tuple[bytes, ...]
     env: tuple[bytes, ...] = ()
+    #: The rootfs is the directory ``lowerdirs[0]`` itself, bound on itself, with no
+    #: overlay and no writable layer (an OCI bundle's, as runc uses it).
+    bind_root: bool = False
+    #: The OCI create/start split: the process waits, set up, until ``start`` opens this
+    #: FIFO (see ``_init.c``).
+    exec_fifo: str | None = None
 
     def with_id(self, container_id: str) -> Plan:
         """This plan for the container ``container_id``."""
@@ -145,8 +151,9 @@ class Plan:
     @property
     def rootfs(self) -> str:
         """Where the overlay is mounted, in the container's own mount namespace: beside
-        the upper and work directories, so that no other directory has to be made."""
-        return self.rw_dir + "/rootfs"
+        the upper and work directories, so that no other directory has to be made (with
+        ``bind_root``: the directory itself)."""
+        return self.lowerdirs[0] if self.bind_root else self.rw_dir + "/rootfs"
 
 
 def _renamed(path: str, old: str, new: str) -> str:

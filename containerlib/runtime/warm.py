@@ -198,7 +198,14 @@ def make_slot(pid: int, cgroup_parent: str, driver: CgroupDriver) -> Slot:
     return Slot(cid, cgroup)
 
 
-def clone_warm(flags: int, helper: str | None, last_cap: int, *, sibling: bool = False) -> Warm:
+def clone_warm(
+    flags: int,
+    helper: str | None,
+    last_cap: int,
+    *,
+    sibling: bool = False,
+    detached: bool = False,
+) -> Warm:
     """Clone a warm process into the namespaces of ``flags``.
 
     Args:
@@ -207,6 +214,8 @@ def clone_warm(flags: int, helper: str | None, last_cap: int, *, sibling: bool =
         last_cap: the highest capability number of this kernel.
         sibling: make the process a child of this process's parent (CLONE_PARENT), as the
             janitor does for the spawner, which must be the container's parent.
+        detached: the process outlives this one (no parent-death signal), as a container
+            created by the OCI command line does; native helper only.
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
@@ -225,7 +234,7 @@ def clone_warm(flags: int, helper: str | None, last_cap: int, *, sibling: bool =
                 sc.set_process_name(b"clib-init-py")
                 _default_signals()
                 child_main(theirs, flags, last_cap)
-            _exec_helper(helper, theirs, flags)
+            _exec_helper(helper, theirs, flags, detached=detached)
     except BaseException:
         ours.close()
         raise
@@ -375,14 +384,20 @@ def _default_signals() -> None:  # pragma: no cover - runs in the child
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def _exec_helper(helper: str, sock: socket.socket, flags: int) -> NoReturn:  # pragma: no cover
+def _exec_helper(
+    helper: str, sock: socket.socket, flags: int, *, detached: bool = False
+) -> NoReturn:  # pragma: no cover
     """In a child just cloned: become the native helper, which waits on ``sock``."""
     fd = sock.fileno()
     try:
-        # Until the helper sets it again itself; it survives the exec.
-        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        argv = [helper, str(fd), str(flags)]
+        if detached:
+            argv.append("--detached")
+        else:
+            # Until the helper sets it again itself; it survives the exec.
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         os.set_inheritable(fd, True)
-        os.execve(helper, [helper, str(fd), str(flags)], {})
+        os.execve(helper, argv, {})
     except BaseException as e:
         err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
         with contextlib.suppress(BaseException):

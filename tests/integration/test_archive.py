@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -124,6 +125,11 @@ def podman_root() -> Iterator[Podman]:
             podman("rm", "--all", "--force")
         with contextlib.suppress(RuntimeError):
             podman("rmi", "--all", "--force")
+        # Rootless, podman keeps its user namespace in a "pause" process that outlives
+        # it: one this test started, so this test ends it.
+        for pid_file in base.glob("**/pause.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
         mounts = Path("/proc/self/mountinfo").read_text().splitlines()
         assert not [line for line in mounts if str(base) in line]
         shutil.rmtree(base)

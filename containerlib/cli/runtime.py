@@ -1,0 +1,196 @@
+"""``containerlib-runtime``: an OCI runtime command line, as runc's, for podman, conmon and
+containerd to drive (``podman --runtime containerlib-runtime``).
+
+Commands so far: ``create``, ``start``, ``state``, ``kill``, ``delete``, ``run``, ``list``
+and ``spec``, with runc's global flags ``--root``, ``--log`` and ``--log-format``
+(``--systemd-cgroup`` is refused: containerlib manages cgroups itself). Errors go to
+standard error and, with ``--log``, to that file (one JSON object a line with
+``--log-format json``, as conmon reads runc's); the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+DEFAULT_ROOT = "/run/containerlib"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="containerlib-runtime", description="An OCI runtime, as runc, from containerlib."
+    )
+    parser.add_argument("--root", default=None, help=f"state directory ({DEFAULT_ROOT})")
+    parser.add_argument("--log", help="also write errors to this file")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--debug", action="store_true", help="accepted, as runc's")
+    parser.add_argument(
+        "--systemd-cgroup", action="store_true", help="refused: cgroups are containerlib's"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_bundle(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bundle", "-b", default=".", help="the bundle directory (.)")
+        p.add_argument("--pid-file", help="write the first process's pid here")
+        p.add_argument("--console-socket", help="refused for now: no terminals yet")
+        p.add_argument("--no-pivot", action="store_true", help="accepted, as runc's")
+        p.add_argument("--no-new-keyring", action="store_true", help="accepted, as runc's")
+        p.add_argument("id")
+
+    with_bundle(commands.add_parser("create", help="create a container, not started"))
+    run = commands.add_parser("run", help="create, start and wait for a container")
+    with_bundle(run)
+    run.add_argument("--detach", "-d", action="store_true", help="do not wait for it")
+    commands.add_parser("start", help="start a created container").add_argument("id")
+    commands.add_parser("state", help="print a container's state").add_argument("id")
+    kill = commands.add_parser("kill", help="send a signal to a container")
+    kill.add_argument("--all", "-a", action="store_true", help="to every process in it")
+    kill.add_argument("id")
+    kill.add_argument("signal", nargs="?", default="SIGTERM")
+    delete = commands.add_parser("delete", help="remove a container")
+    delete.add_argument("--force", "-f", action="store_true", help="kill it if it runs")
+    delete.add_argument("id")
+    listing = commands.add_parser("list", help="list the containers")
+    listing.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    listing.add_argument("--quiet", "-q", action="store_true", help="ids only")
+    spec = commands.add_parser("spec", help="write a default config.json")
+    spec.add_argument("--bundle", "-b", default=".")
+    spec.add_argument("--rootless", action="store_true")
+    return parser
+
+
+def _signal(text: str) -> int:
+    """``SIGTERM``, ``TERM`` or ``15`` as a signal number."""
+    from containerlib.errors import SpecError
+
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signal.NSIG:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else f"SIG{name}"
+        sig = getattr(signal.Signals, name, None)
+        if sig is not None:
+            return int(sig)
+    raise SpecError("signal", f"{text!r} is not a signal")
+
+
+def _log(args: argparse.Namespace, message: str) -> None:
+    print(f"containerlib-runtime: {message}", file=sys.stderr)
+    if not args.log:
+        return
+    line = message
+    if args.log_format == "json":
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        line = json.dumps({"level": "error", "msg": message, "time": stamp})
+    try:
+        with open(args.log, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass
+
+
+def _run(args: argparse.Namespace) -> int:
+    from containerlib.errors import SpecError
+    from containerlib.runtime.bundle import BundleRuntime
+
+    if args.systemd_cgroup:
+        raise SpecError(
+            "--systemd-cgroup", "is not supported: containerlib makes its cgroups itself"
+        )
+    if getattr(args, "console_socket", None):
+        raise SpecError("--console-socket", "terminals are not supported yet")
+    runtime = BundleRuntime(args.root or DEFAULT_ROOT)
+    command = args.command
+    if command == "create":
+        runtime.create(args.id, args.bundle, pid_file=args.pid_file)
+    elif command == "run":
+        return _run_container(runtime, args)
+    elif command == "start":
+        runtime.start(args.id)
+    elif command == "state":
+        print(json.dumps(runtime.state(args.id).to_dict(), indent=2))
+    elif command == "kill":
+        runtime.kill(args.id, _signal(args.signal), all_processes=args.all)
+    elif command == "delete":
+        runtime.delete(args.id, force=args.force)
+    elif command == "list":
+        states = runtime.list()
+        if args.quiet:
+            for s in states:
+                print(s.id)
+        elif args.format == "json":
+            print(json.dumps([s.to_dict() for s in states]))
+        else:
+            print(f"{'ID':<20} {'PID':<8} {'STATUS':<10} {'BUNDLE':<40} CREATED")
+            for s in states:
+                print(f"{s.id:<20} {s.pid:<8} {s.status:<10} {s.bundle:<40} {s.created}")
+    elif command == "spec":
+        from containerlib.spec.defaults import default_spec
+
+        path = os.path.join(args.bundle, "config.json")
+        if os.path.exists(path):
+            raise SpecError("spec", f"{path} exists already")
+        text = json.dumps(default_spec(rootless=args.rootless).to_dict(), indent="\t")
+        with open(path, "x", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return 0
+
+
+def _run_container(runtime: object, args: argparse.Namespace) -> int:
+    """``run``: create and start; without ``--detach``, wait, pass on SIGINT, SIGTERM and
+    SIGHUP, remove the container and exit with its code."""
+    from containerlib.runtime.bundle import BundleRuntime
+
+    assert isinstance(runtime, BundleRuntime)
+    state = runtime.create(args.id, args.bundle, pid_file=args.pid_file, detached=args.detach)
+    try:
+        runtime.start(args.id)
+    except BaseException:
+        runtime.delete(args.id, force=True)
+        raise
+    if args.detach:
+        return 0
+    pid = state.pid
+
+    def relay(sig: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, relay)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    runtime.delete(args.id, force=True)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    from containerlib.errors import ContainerlibError
+
+    try:
+        return _run(args)
+    except (ContainerlibError, OSError) as e:
+        _log(args, str(e))
+        return 1
+
+
+def console_main() -> None:
+    """The ``containerlib-runtime`` console script."""
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""OCI bundles run the way runc runs them: create, start, state, kill, delete.
+
+This is the engine under ``containerlib-runtime``, the command line that podman, conmon
+and containerd drive as they drive runc (:mod:`containerlib.cli.runtime`). Each command
+is a short process; between them a container's state lives in ``<root>/<id>/``:
+
+- ``state.json``: what ``state`` reports, and what ``delete`` must remove (the cgroup);
+- ``exec.fifo``: there from ``create`` to ``start``. The container's first process, its
+  setup done, blocks opening it for writing; ``start`` opens it for reading, which lets
+  it go on to run the command (the OCI create/start split, as runc does it).
+
+The container's first process is the native helper (``clib-init``, see ``_init.c``),
+started *detached*: it does not die with the ``create`` process, and becomes a child of
+the caller's subreaper (conmon, containerd's shim). Its root file system is the bundle's
+``root.path`` itself, bound on itself, with no overlay: writes go to the bundle, as under
+runc. A process that has ended is noticed from ``/proc`` (its pid and start time), so
+``state`` says ``stopped`` for a container that exited while nobody watched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from containerlib.errors import ContainerSetupError, SpecError
+from containerlib.linux.capabilities import last_cap
+from containerlib.linux.cgroups import CgroupDriver, probe
+from containerlib.runtime import nativeinit
+from containerlib.runtime.plan import Plan
+from containerlib.runtime.specconv import Roots, check_id, plan_from_spec
+from containerlib.runtime.warm import clone_warm, discard
+from containerlib.spec import oci
+
+__all__ = ["OCI_VERSION", "BundleRuntime", "ContainerState"]
+
+#: The runtime-spec version ``state`` reports.
+OCI_VERSION: Final = "1.0.2"
+_STATE = "state.json"
+_FIFO = "exec.fifo"
+
+
+@attrs.frozen(kw_only=True)
+class ContainerState:
+    """What ``state`` reports of one container (``runtime-spec/runtime.md``)."""
+
+    id: str
+    status: str
+    pid: int
+    bundle: str
+    created: str
+    annotations: dict[str, str] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OCI state document."""
+        return {
+            "ociVersion": OCI_VERSION,
+            "id": self.id,
+            "status": self.status,
+            "pid": self.pid,
+            "bundle": self.bundle,
+            "annotations": self.annotations,
+            "created": self.created,
+        }
+
+
+def _start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot), None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text.rpartition(")")[2].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+class BundleRuntime:
+    """The containers under one state root (runc's ``--root``).
+
+    Args:
+        root: the state directory; made ``0711`` when first needed.
+        driver: the cgroup driver; probed once by default.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], driver: CgroupDriver | None = None) -> None:
+        self.root = Path(root)
+        self._driver = driver
+
+    @property
+    def driver(self) -> CgroupDriver:
+        if self._driver is None:
+            self._driver = probe()
+        return self._driver
+
+    def _dir(self, cid: str) -> Path:
+        return self.root / check_id(cid)
+
+    # -- create and start ---------------------------------------------------------------
+
+    def create(
+        self,
+        cid: str,
+        bundle: str | os.PathLike[str],
+        *,
+        pid_file: str | os.PathLike[str] | None = None,
+        stdio: tuple[int, int, int] = (0, 1, 2),
+        detached: bool = True,
+    ) -> ContainerState:
+        """Create container ``cid`` from the bundle: its namespaces, cgroup and mounts,
+        its first process set up and waiting for :meth:`start`.
+
+        Args:
+            pid_file: where to write the first process's pid.
+            stdio: the first process's stdin, stdout and stderr.
+            detached: the first process outlives this one (``create``); ``run`` keeps
+                it as a child that dies with this process.
+
+        Raises:
+            SpecError: the bundle's config.json is missing or invalid, or asks for what
+                containerlib cannot do yet; nothing was made.
+            ContainerSetupError: a container ``cid`` exists, or a step failed (naming it);
+                nothing is left behind.
+        """
+        state_dir = self._dir(cid)
+        bundle_dir = Path(bundle).resolve()
+        try:
+            spec = oci.Spec.from_json((bundle_dir / "config.json").read_bytes())
+        except OSError as e:
+            raise SpecError("bundle", f"cannot read {bundle_dir}/config.json: {e.strerror}") from e
+        if spec.root is None:
+            raise SpecError("root", "the bundle's config.json names no root file system")
+        rootfs = (bundle_dir / spec.root.path).resolve()
+        if not rootfs.is_dir():
+            raise SpecError("root.path", f"{rootfs} is not a directory")
+        linux = spec.linux
+        if linux is not None and linux.namespace("user") is not None:
+            raise SpecError("linux.namespaces", "containerlib-runtime has no user namespaces yet")
+        plan = plan_from_spec(
+            spec,
+            container_id=cid,
+            lowerdirs=(str(rootfs),),
+            roots=Roots(run=str(self.root), data=str(self.root)),
+        )
+        plan = attrs.evolve(plan, bind_root=True, exec_fifo=str(state_dir / _FIFO))
+        helper = nativeinit.helper_path()
+        if helper is None:
+            raise ContainerSetupError(
+                "create",
+                errno.EOPNOTSUPP,
+                cid,
+                f"containerlib-runtime needs the native init helper: {nativeinit.build_error}",
+            )
+        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        try:
+            state_dir.mkdir(mode=0o711)
+        except FileExistsError:
+            raise ContainerSetupError(
+                f"create {state_dir}", errno.EEXIST, cid, "a container with this id exists"
+            ) from None
+        cgroup = None
+        pid = -1
+        try:
+            os.mkfifo(state_dir / _FIFO, 0o600)
+            if plan.cgroup_path is not None:
+                try:
+                    cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
+                except OSError as e:
+                    raise ContainerSetupError(
+                        f"create cgroup {plan.cgroup_path}", e.errno or errno.EIO, cid
+                    ) from None
+            pid = self._start_process(plan, helper, cgroup, stdio, detached)
+            started = _start_time(pid)
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            record = {
+                "id": cid,
+                "pid": pid,
+                "start_time": started,
+                "bundle": str(bundle_dir),
+                "created": created,
+                "cgroup_path": plan.cgroup_path,
+                "annotations": dict(spec.annotations),
+            }
+            _write_atomically(state_dir / _STATE, json.dumps(record).encode())
+            if pid_file is not None:
+                _write_atomically(Path(pid_file), str(pid).encode())
+        except BaseException:
+            if pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            if cgroup is not None:
+                with contextlib.suppress(OSError):
+                    cgroup.destroy()
+            _remove_state(state_dir)
+            raise
+        return ContainerState(
+            id=cid,
+            status="created",
+            pid=pid,
+            bundle=str(bundle_dir),
+            created=created,
+            annotations=dict(spec.annotations),
+        )
+
+    def _start_process(
+        self,
+        plan: Plan,
+        helper: str,
+        cgroup: Any,
+        stdio: tuple[int, int, int],
+        detached: bool,
+    ) -> int:
+        """Clone the first process, send it its plan and wait until it is set up."""
+        cid = plan.container_id
+        warm = clone_warm(plan.clone_flags, helper, last_cap(), detached=detached)
+        files = cgroup.join_files() if cgroup is not None else []
+        into = cgroup.clone_into() if cgroup is not None else None
+        have_cgroup2 = into is not None and os.path.exists(os.path.join(into, "cgroup.kill"))
+        try:
+            data = nativeinit.encode(plan, files, have_cgroup2, last_cap())
+            warm.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(_fds(stdio)))])
+            answer = warm.sock.recv(4096)
+        except BaseException:
+            discard(warm)
+            raise
+        if answer == b"C":
+            warm.sock.close()
+            return warm.pid
+        discard(warm)
+        err, _, step = answer.partition(b"\0")
+        raise ContainerSetupError(
+            step.decode(errors="replace") or "start the container's process",
+            int(err or errno.EIO),
+            cid,
+        )
+
+    def start(self, cid: str) -> None:
+        """Let the created container ``cid`` run its command.
+
+        Raises:
+            ContainerSetupError: it does not exist, or is not ``created``.
+        """
+        record = self._record(cid)
+        status = self._status(cid, record)
+        if status != "created":
+            raise ContainerSetupError("start", errno.EINVAL, cid, f"it is {status}, not created")
+        fifo = self._dir(cid) / _FIFO
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            # The writer's open returns once this one exists; then it writes a byte.
+            deadline = time.monotonic() + 10
+            while True:
+                ready, _, _ = select.select([fd], [], [], 0.05)
+                if ready:
+                    with contextlib.suppress(BlockingIOError):
+                        if os.read(fd, 1):
+                            break
+                if _start_time(record["pid"]) is None or time.monotonic() > deadline:
+                    raise ContainerSetupError(
+                        "start", errno.ESRCH, cid, "its first process ended before it started"
+                    )
+        finally:
+            os.close(fd)
+        fifo.unlink()
+
+    # -- looking ------------------------------------------------------------------------
+
+    def _record(self, cid: str) -> dict[str, Any]:
+        try:
+            data = (self._dir(cid) / _STATE).read_bytes()
+        except FileNotFoundError:
+            raise ContainerSetupError(
+                "find the container", errno.ENOENT, cid, "no such container"
+            ) from None
+        record: dict[str, Any] = json.loads(data)
+        return record
+
+    def _status(self, cid: str, record: dict[str, Any]) -> str:
+        if record["start_time"] is None or _start_time(record["pid"]) != record["start_time"]:
+            return "stopped"
+        if (self._dir(cid) / _FIFO).exists():
+            return "created"
+        path = record.get("cgroup_path")
+        if path:
+            with contextlib.suppress(OSError):
+                if _frozen(self.driver.open(path).procs_files()):
+                    return "paused"
+        return "running"
+
+    def state(self, cid: str) -> ContainerState:
+        """What container ``cid`` is now.
+
+        Raises:
+            ContainerSetupError: there is no such container (ENOENT).
+        """
+        record = self._record(cid)
+        status = self._status(cid, record)
+        return ContainerState(
+            id=cid,
+            status=status,
+            pid=record["pid"] if status != "stopped" else 0,
+            bundle=record["bundle"],
+            created=record["created"],
+            annotations=record.get("annotations", {}),
+        )
+
+    def list(self) -> list[ContainerState]:
+        """Every container under the root, by id."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for entry in sorted(self.root.iterdir()):
+            with contextlib.suppress(ContainerSetupError, SpecError, ValueError, KeyError):
+                found.append(self.state(entry.name))
+        return found
+
+    # -- ending -------------------------------------------------------------------------
+
+    def kill(self, cid: str, sig: int = signal.SIGTERM, *, all_processes: bool = False) -> None:
+        """Send ``sig`` to the container's first process (with ``all_processes``, to every
+        process in its cgroup).
+
+        Raises:
+            ContainerSetupError: it does not exist, or has stopped.
+        """
+        record = self._record(cid)
+        if self._status(cid, record) == "stopped":
+            raise ContainerSetupError("kill", errno.ESRCH, cid, "it is not running")
+        pids = [record["pid"]]
+        path = record.get("cgroup_path")
+        if all_processes and path:
+            with contextlib.suppress(OSError):
+                pids = _pids(self.driver.open(path).procs_files()) or pids
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def delete(self, cid: str, *, force: bool = False) -> None:
+        """Remove container ``cid``: its cgroup and state. A created container is
+        killed; a running or paused one only with ``force``.
+
+        Raises:
+            ContainerSetupError: it does not exist, or runs and ``force`` is not given.
+        """
+        record = self._record(cid)
+        status = self._status(cid, record)
+        if status in ("running", "paused") and not force:
+            raise ContainerSetupError(
+                "delete", errno.EBUSY, cid, f"it is {status}: stop it first, or use --force"
+            )
+        path = record.get("cgroup_path")
+        if status != "stopped":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record["pid"], signal.SIGKILL)
+        if path:
+            try:
+                cgroup = self.driver.open(path)
+            except FileNotFoundError:
+                cgroup = None
+            if cgroup is not None:
+                cgroup.destroy()  # kills what is left in it first
+            with contextlib.suppress(OSError):
+                self.driver.remove_parents(path)
+        deadline = time.monotonic() + 10
+        while _start_time(record["pid"]) == record["start_time"] is not None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        _remove_state(self._dir(cid))
+
+
+def _pids(procs_files: list[str]) -> list[int]:
+    """The processes listed in a cgroup's ``cgroup.procs`` files."""
+    found: set[int] = set()
+    for path in procs_files:
+        with contextlib.suppress(OSError):
+            found.update(int(n) for n in Path(path).read_text().split())
+    return sorted(found)
+
+
+def _frozen(procs_files: list[str]) -> bool:
+    """Whether the cgroup of these ``cgroup.procs`` files is frozen (v1 freezer or v2)."""
+    for path in procs_files:
+        where = Path(path).parent
+        with contextlib.suppress(OSError):
+            if (where / "freezer.state").read_text().strip() == "FROZEN":
+                return True
+        with contextlib.suppress(OSError):
+            if "frozen 1" in (where / "cgroup.events").read_text().splitlines():
+                return True
+    return False
+
+
+def _fds(stdio: tuple[int, int, int]) -> bytes:
+    import array
+
+    return array.array("i", stdio).tobytes()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _remove_state(state_dir: Path) -> None:
+    for name in (_STATE, _FIFO):
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / name).unlink()
+    with contextlib.suppress(FileNotFoundError):
+        state_dir.rmdir()

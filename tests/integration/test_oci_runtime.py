@@ -1,0 +1,293 @@
+"""containerlib-runtime, the OCI runtime command line, driven as runc is: by hand through
+its lifecycle (modelled on runtime-tools' lifecycle, state, kill, delete and pidfile
+checks), and by podman (``podman --runtime``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from containerlib.image.builtin import busybox_rootfs
+from containerlib.linux import syscalls as sc
+from containerlib.runtime import nativeinit
+from containerlib.spec.defaults import default_spec
+
+from .conftest import CGROUP_PARENT, needs_root
+
+pytestmark = [
+    pytest.mark.root,
+    needs_root("the OCI command line makes root's containers (no user namespaces yet)"),
+    pytest.mark.usefixtures("state"),
+    pytest.mark.skipif(
+        nativeinit.helper_path() is None, reason="needs the native helper (a C compiler)"
+    ),
+]
+
+RUNTIME = str(Path(sys.executable).with_name("containerlib-runtime"))
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return busybox_rootfs(tmp_path_factory.mktemp("oci") / "rootfs")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subreaper() -> Iterator[None]:
+    """This process adopts the containers ``create`` leaves behind, as conmon or
+    containerd's shim does for theirs, so that their ends are reaped (the host's PID 1
+    need not reap promptly)."""
+    sc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    yield
+    sc.prctl(PR_SET_CHILD_SUBREAPER, 0)
+
+
+def reap_adopted() -> None:
+    """Reap the adopted containers that have ended (zombie children of this process)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(entry.name), 0)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    state = tmp_path / "state"
+    yield state
+    reap_adopted()
+    # Whatever a test left: force-delete it, then check nothing is left.
+    if state.exists():
+        for entry in state.iterdir():
+            subprocess.run(
+                [RUNTIME, "--root", str(state), "delete", "--force", entry.name],
+                capture_output=True,
+                check=False,
+            )
+        assert not list(state.iterdir())
+    reap_adopted()
+
+
+def bundle(where: Path, rootfs: Path, *args: str, **changes: Any) -> Path:
+    """A bundle at ``where`` whose config.json is ``runc spec``'s, running ``args`` on
+    ``rootfs``, in this run's cgroup parent."""
+    where.mkdir()
+    config = default_spec(args=args, terminal=False).to_dict()
+    config["root"] = {"path": str(rootfs), "readonly": False}
+    config["linux"]["cgroupsPath"] = f"{CGROUP_PARENT}/{where.name}"
+    config.update(changes)
+    (where / "config.json").write_text(json.dumps(config))
+    return where
+
+
+def rt(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the runtime. Its output goes through files, not pipes: a created container
+    keeps the stdio of ``create`` (as under runc), and a pipe would not end before it."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code = subprocess.run(
+            [RUNTIME, "--root", str(root), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            check=False,
+        ).returncode
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(args, code, out.read().decode(), err.read().decode())
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def state(root: Path, cid: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(rt(root, "state", cid).stdout)
+    return doc
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_lifecycle_create_start_state_delete(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    b = bundle(tmp_path / "c1", rootfs, "sh", "-c", "echo started > /tmp/mark; sleep 30")
+    pid_file = tmp_path / "pid"
+    rt(root, "create", "--bundle", str(b), "--pid-file", str(pid_file), "c1")
+    s = state(root, "c1")
+    assert (s["ociVersion"], s["id"], s["status"], s["bundle"]) == (
+        "1.0.2",
+        "c1",
+        "created",
+        str(b),
+    )
+    assert int(pid_file.read_text()) == s["pid"]
+    # Created, not started: the command has not run yet.
+    assert not (rootfs / "tmp" / "mark").exists()
+    assert Path(f"/proc/{s['pid']}").exists()
+    rt(root, "start", "c1")
+    wait_for((rootfs / "tmp" / "mark").exists)
+    assert state(root, "c1")["status"] == "running"
+    again = rt(root, "start", "c1", check=False)
+    assert again.returncode == 1
+    assert "running, not created" in again.stderr
+    busy = rt(root, "delete", "c1", check=False)
+    assert busy.returncode == 1
+    assert "--force" in busy.stderr
+    rt(root, "kill", "c1", "KILL")
+    wait_for(lambda: state(root, "c1")["status"] == "stopped")
+    assert state(root, "c1")["pid"] == 0
+    rt(root, "delete", "c1")
+    assert rt(root, "state", "c1", check=False).returncode == 1
+    (rootfs / "tmp" / "mark").unlink()
+
+
+def test_run_passes_output_and_exit_code(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    b = bundle(tmp_path / "c2", rootfs, "sh", "-c", "echo out; echo err >&2; exit 7")
+    done = rt(root, "run", "--bundle", str(b), "c2", check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (7, "out\n", "err\n")
+    assert not (root / "c2").exists()
+
+
+def test_kill_by_name_and_number_and_a_created_container_is_deleted(
+    root: Path, rootfs: Path, tmp_path: Path
+) -> None:
+    b = bundle(tmp_path / "c3", rootfs, "sleep", "30")
+    rt(root, "create", "--bundle", str(b), "c3")
+    rt(root, "start", "c3")
+    rt(root, "kill", "c3", "SIGSTOP")
+    pid = state(root, "c3")["pid"]
+    wait_for(lambda: Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T")
+    rt(root, "kill", "c3", "9")
+    wait_for(lambda: state(root, "c3")["status"] == "stopped")
+    rt(root, "delete", "c3")
+    assert rt(root, "kill", "c3", "KILL", check=False).returncode == 1
+    rt(root, "create", "--bundle", str(b), "c4")
+    pid = state(root, "c4")["pid"]
+    rt(root, "delete", "c4")  # created, never started: deleting kills it
+    wait_for(
+        lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    )
+
+
+def test_list_shows_every_container(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    for name in ("a1", "a2"):
+        rt(root, "create", "--bundle", str(bundle(tmp_path / name, rootfs, "true")), name)
+    listed = json.loads(rt(root, "list", "--format", "json").stdout)
+    assert [(c["id"], c["status"]) for c in listed] == [("a1", "created"), ("a2", "created")]
+    assert rt(root, "list", "-q").stdout.split() == ["a1", "a2"]
+
+
+def test_errors_are_clear_and_leave_nothing(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    missing = rt(root, "create", "--bundle", str(tmp_path / "nothing"), "x", check=False)
+    assert missing.returncode == 1
+    assert "config.json" in missing.stderr
+    b = bundle(tmp_path / "c5", rootfs, "true")
+    rt(root, "create", "--bundle", str(b), "c5")
+    twice = rt(root, "create", "--bundle", str(b), "c5", check=False)
+    assert "exists" in twice.stderr
+    rt(root, "delete", "c5")
+    log = tmp_path / "log.json"
+    bad = subprocess.run(
+        [RUNTIME, "--root", str(root), "--log", str(log), "--log-format", "json",
+         "--systemd-cgroup", "create", "--bundle", str(b), "c6"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error"
+    assert "systemd-cgroup" in entry["msg"]
+    bad_id = rt(root, "create", "--bundle", str(b), "../escape", check=False)
+    assert bad_id.returncode == 1
+    assert "not a valid container id" in bad_id.stderr
+    assert not (root.parent / "escape").exists()
+
+
+# -- podman --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def podman() -> Iterator[list[str]]:
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    # In /tmp: podman refuses a run root of more than 50 characters.
+    store = Path(tempfile.mkdtemp(prefix="clib-podman-", dir="/tmp"))
+    base = [
+        "podman", "--root", str(store / "root"), "--runroot", str(store / "run"),
+        "--runtime", RUNTIME, "--cgroup-manager", "cgroupfs", "--events-backend", "none",
+    ]  # fmt: skip
+    yield base
+    subprocess.run([*base, "rm", "--all", "--force"], capture_output=True, check=False)
+    subprocess.run([*base, "system", "reset", "--force"], capture_output=True, check=False)
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(store) not in mounts
+    shutil.rmtree(store, ignore_errors=True)
+    reap_adopted()  # conmon, which podman leaves to the nearest subreaper
+
+
+# Root here may not raise hard rlimits (no CAP_SYS_RESOURCE); podman's defaults would.
+PODMAN_RUN = ["run", "--network", "none", "--ulimit", "nofile=1024:1024",
+              "--ulimit", "nproc=4096:4096"]  # fmt: skip
+
+
+def test_podman_runs_containers_through_it(podman: list[str], rootfs: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*podman, *PODMAN_RUN, *args], capture_output=True, text=True, timeout=120, check=False
+        )
+
+    hello = run("--rm", "--rootfs", str(rootfs), "sh", "-c", "echo hi from $(hostname)")
+    assert hello.returncode == 0, hello.stderr
+    assert hello.stdout.startswith("hi from ")
+    assert run("--rm", "--rootfs", str(rootfs), "sh", "-c", "exit 42").returncode == 42
+    limited = run("--rm", "--memory", "64m", "--rootfs", str(rootfs), "cat", "/proc/self/cgroup")
+    memory = next(line for line in limited.stdout.splitlines() if ":memory:" in line)
+    path = memory.split(":", 2)[2]
+    # The cgroup it was in had the limit (it is gone now: read it while one runs).
+    detached = run("-d", "--name", "clib-podman", "--memory", "64m", "--rootfs", str(rootfs),
+                   "sleep", "300")  # fmt: skip
+    assert detached.returncode == 0, detached.stderr
+    cid = detached.stdout.strip()
+    inspect = subprocess.run(
+        [*podman, "inspect", "--format", "{{.State.Pid}}", cid],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    pid = int(inspect.stdout)
+    cgroup = next(
+        line.split(":", 2)[2]
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        if ":memory:" in line
+    )
+    limit = Path(f"/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes").read_text()
+    assert int(limit) == 64 << 20
+    assert path.startswith("/libpod_parent/")
+    stop = subprocess.run(
+        [*podman, "stop", "--time", "1", cid], capture_output=True, text=True, check=False
+    )
+    assert stop.returncode == 0, stop.stderr
+    assert not _alive(pid)
+    assert not Path(f"/sys/fs/cgroup/memory{cgroup}").exists()
