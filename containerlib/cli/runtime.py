@@ -1,8 +1,8 @@
 """``containerlib-runtime``: an OCI runtime command line, as runc's, for podman, conmon and
 containerd to drive (``podman --runtime containerlib-runtime``).
 
-Commands so far: ``create``, ``start``, ``state``, ``kill``, ``delete``, ``run``, ``list``
-and ``spec``, with runc's global flags ``--root``, ``--log`` and ``--log-format``
+Commands so far: ``create``, ``start``, ``exec``, ``state``, ``kill``, ``delete``, ``run``,
+``list`` and ``spec``, with runc's global flags ``--root``, ``--log`` and ``--log-format``
 (``--systemd-cgroup`` is refused: containerlib manages cgroups itself). Errors go to
 standard error and, with ``--log``, to that file (one JSON object a line with
 ``--log-format json``, as conmon reads runc's); the exit code is then 1.
@@ -50,6 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     with_bundle(run)
     run.add_argument("--detach", "-d", action="store_true", help="do not wait for it")
     commands.add_parser("start", help="start a created container").add_argument("id")
+    exec_ = commands.add_parser("exec", help="run a process in a running container")
+    exec_.add_argument("--process", "-p", help="an OCI process JSON file")
+    exec_.add_argument("--detach", "-d", action="store_true", help="do not wait for it")
+    exec_.add_argument("--pid-file", help="write the process's pid here")
+    exec_.add_argument("--console-socket", help="refused for now: no terminals yet")
+    exec_.add_argument("--cwd", help="the working directory")
+    exec_.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE")
+    exec_.add_argument("--user", "-u", help="UID[:GID]")
+    exec_.add_argument("--tty", "-t", action="store_true", help="refused for now")
+    exec_.add_argument("id")
+    exec_.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND")
     commands.add_parser("state", help="print a container's state").add_argument("id")
     kill = commands.add_parser("kill", help="send a signal to a container")
     kill.add_argument("--all", "-a", action="store_true", help="to every process in it")
@@ -117,6 +128,8 @@ def _run(args: argparse.Namespace) -> int:
         return _run_container(runtime, args)
     elif command == "start":
         runtime.start(args.id)
+    elif command == "exec":
+        return _exec(runtime, args)
     elif command == "state":
         print(json.dumps(runtime.state(args.id).to_dict(), indent=2))
     elif command == "kill":
@@ -146,6 +159,65 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exec(runtime: object, args: argparse.Namespace) -> int:
+    """``exec``: the process from ``--process``, or the container's with ``args``;
+    without ``--detach``, wait for it and exit with its code."""
+    from containerlib.errors import SpecError
+    from containerlib.runtime.bundle import BundleRuntime
+    from containerlib.spec import oci
+
+    assert isinstance(runtime, BundleRuntime)
+    if args.tty:
+        raise SpecError("--tty", "terminals are not supported yet")
+    if args.process:
+        with open(args.process, "rb") as f:
+            process = oci.Process.from_dict(json.loads(f.read()))
+    else:
+        if not args.args:
+            raise SpecError("exec", "give a command, or --process")
+        bundle = runtime.state(args.id).bundle
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            spec = oci.Spec.from_json(f.read())
+        if spec.process is None:
+            raise SpecError("process", "the container's config.json has none")
+        changes: dict[str, object] = {
+            "args": tuple(args.args),
+            "env": (*spec.process.env, *args.env),
+            "terminal": False,
+        }
+        if args.cwd:
+            changes["cwd"] = args.cwd
+        if args.user:
+            uid, _, gid = args.user.partition(":")
+            changes["user"] = oci.User(uid=int(uid), gid=int(gid or 0))
+        import attrs
+
+        process = attrs.evolve(spec.process, **changes)  # type: ignore[arg-type]
+    pid = runtime.exec(args.id, process, pid_file=args.pid_file)
+    if args.detach:
+        return 0
+    return _wait_relaying(pid)
+
+
+def _wait_relaying(pid: int) -> int:
+    """Wait for child ``pid``, passing SIGINT, SIGTERM and SIGHUP on; its exit code."""
+
+    def relay(sig: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, relay)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
 def _run_container(runtime: object, args: argparse.Namespace) -> int:
     """``run``: create and start; without ``--detach``, wait, pass on SIGINT, SIGTERM and
     SIGHUP, remove the container and exit with its code."""
@@ -160,23 +232,9 @@ def _run_container(runtime: object, args: argparse.Namespace) -> int:
         raise
     if args.detach:
         return 0
-    pid = state.pid
-
-    def relay(sig: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, relay)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
+    code = _wait_relaying(state.pid)
     runtime.delete(args.id, force=True)
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -33,12 +34,13 @@ from typing import Any, Final
 import attrs
 
 from containerlib.errors import ContainerSetupError, SpecError
+from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import CgroupDriver, probe
 from containerlib.runtime import nativeinit
 from containerlib.runtime.plan import Plan
 from containerlib.runtime.specconv import Roots, check_id, plan_from_spec
-from containerlib.runtime.warm import clone_warm, discard
+from containerlib.runtime.warm import clone_warm, discard, start_exec_helper
 from containerlib.spec import oci
 
 __all__ = ["OCI_VERSION", "BundleRuntime", "ContainerState"]
@@ -275,6 +277,62 @@ class BundleRuntime:
             os.close(fd)
         fifo.unlink()
 
+    # -- exec ---------------------------------------------------------------------------
+
+    def exec(
+        self,
+        cid: str,
+        process: oci.Process,
+        *,
+        pid_file: str | os.PathLike[str] | None = None,
+        stdio: tuple[int, int, int] = (0, 1, 2),
+    ) -> int:
+        """Start ``process`` in the running container ``cid`` (``runc exec``): in its
+        namespaces and cgroup, with the container's seccomp filter and ``process``'s own
+        user, capabilities and rlimits, through ``clib-init --exec`` (see ``_init.c``: the
+        joining process is non-dumpable). Returns its pid; it is this process's child.
+
+        Raises:
+            SpecError: ``process`` is not valid, or asks for a terminal.
+            ContainerSetupError: the container does not run, or a step failed.
+        """
+        record = self._record(cid)
+        status = self._status(cid, record)
+        if status != "running":
+            raise ContainerSetupError("exec", errno.EINVAL, cid, f"it is {status}, not running")
+        if process.terminal:
+            raise SpecError("process.terminal", "terminals are not supported yet")
+        bundle_dir = Path(record["bundle"])
+        spec = oci.Spec.from_json((bundle_dir / "config.json").read_bytes())
+        assert spec.root is not None
+        rootfs = (bundle_dir / spec.root.path).resolve()
+        spec = attrs.evolve(spec, process=process)
+        plan = plan_from_spec(
+            spec,
+            container_id=cid,
+            lowerdirs=(str(rootfs),),
+            roots=Roots(run=str(self.root), data=str(self.root)),
+        )
+        helper = nativeinit.helper_path()
+        if helper is None:
+            raise ContainerSetupError("exec", errno.EOPNOTSUPP, cid, str(nativeinit.build_error))
+        files: list[str] = []
+        if record.get("cgroup_path"):
+            with contextlib.suppress(FileNotFoundError):
+                files = self.driver.open(record["cgroup_path"]).join_files()
+        flags = plan.clone_flags | (sc.CLONE_NEWCGROUP if plan.new_cgroupns else 0)
+        data = nativeinit.encode(plan, files, False, last_cap(), join_flags=flags)
+        pidfd = os.pidfd_open(record["pid"])
+        try:
+            if _start_time(record["pid"]) != record["start_time"]:
+                raise ContainerSetupError("exec", errno.ESRCH, cid, "it has stopped")
+            pid = _run_exec_helper(helper, data, stdio, pidfd, cid)
+        finally:
+            os.close(pidfd)
+        if pid_file is not None:
+            _write_atomically(Path(pid_file), str(pid).encode())
+        return pid
+
     # -- looking ------------------------------------------------------------------------
 
     def _record(self, cid: str) -> dict[str, Any]:
@@ -381,6 +439,37 @@ class BundleRuntime:
         _remove_state(self._dir(cid))
 
 
+def _run_exec_helper(
+    helper: str, data: bytes, stdio: tuple[int, int, int], pidfd: int, cid: str
+) -> int:
+    """Start ``clib-init --exec``, send it the exec message, and return the pid of the
+    process it started (when that process has exec'd its command)."""
+    child, sock = start_exec_helper(helper)
+    pid = -1
+    report = b""
+    try:
+        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fds((*stdio, pidfd)))])
+        first = sock.recv(4096)
+        if first[:1] == b"P" and len(first) == 9:
+            pid = int.from_bytes(first[1:], sys.byteorder, signed=True)
+        else:
+            report = first
+        os.waitpid(child, 0)
+        while pid > 0 and (chunk := sock.recv(4096)):
+            report += chunk
+    finally:
+        sock.close()
+    if report:
+        if pid > 0:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        err, _, step = report.partition(b"\0")
+        raise ContainerSetupError(
+            step.decode(errors="replace") or "exec", int(err or errno.EIO), cid
+        )
+    return pid
+
+
 def _pids(procs_files: list[str]) -> list[int]:
     """The processes listed in a cgroup's ``cgroup.procs`` files."""
     found: set[int] = set()
@@ -403,10 +492,10 @@ def _frozen(procs_files: list[str]) -> bool:
     return False
 
 
-def _fds(stdio: tuple[int, int, int]) -> bytes:
+def _fds(fds: tuple[int, ...]) -> bytes:
     import array
 
-    return array.array("i", stdio).tobytes()
+    return array.array("i", fds).tobytes()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -194,6 +194,33 @@ def test_kill_by_name_and_number_and_a_created_container_is_deleted(
     )
 
 
+def test_exec_joins_the_running_container(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    b = bundle(tmp_path / "c7", rootfs, "sh", "-c", "echo first > /tmp/by-first; sleep 30")
+    rt(root, "create", "--bundle", str(b), "c7")
+    rt(root, "start", "c7")
+    wait_for((rootfs / "tmp" / "by-first").exists)
+    first = state(root, "c7")["pid"]
+    done = rt(root, "exec", "c7", "sh", "-c", "cat /tmp/by-first; echo $$; exit 5", check=False)
+    assert done.returncode == 5
+    text, pid = done.stdout.split()
+    assert text == "first"
+    assert int(pid) > 1  # in the container's PID namespace, beside its PID 1
+    assert Path(f"/proc/{first}/ns/pid").resolve() != Path("/proc/self/ns/pid").resolve()
+    process = json.loads((b / "config.json").read_text())["process"]
+    process["args"] = ["id", "-u"]
+    process["user"] = {"uid": 65534, "gid": 65534}
+    (tmp_path / "process.json").write_text(json.dumps(process))
+    as_nobody = rt(root, "exec", "--process", str(tmp_path / "process.json"), "c7")
+    assert as_nobody.stdout == "65534\n"
+    rt(root, "kill", "c7", "KILL")
+    wait_for(lambda: state(root, "c7")["status"] == "stopped")
+    stopped = rt(root, "exec", "c7", "true", check=False)
+    assert stopped.returncode == 1
+    assert "stopped, not running" in stopped.stderr
+    rt(root, "delete", "c7")
+    (rootfs / "tmp" / "by-first").unlink()
+
+
 def test_list_shows_every_container(root: Path, rootfs: Path, tmp_path: Path) -> None:
     for name in ("a1", "a2"):
         rt(root, "create", "--bundle", str(bundle(tmp_path / name, rootfs, "true")), name)
@@ -285,6 +312,11 @@ def test_podman_runs_containers_through_it(podman: list[str], rootfs: Path) -> N
     limit = Path(f"/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes").read_text()
     assert int(limit) == 64 << 20
     assert path.startswith("/libpod_parent/")
+    executed = subprocess.run(
+        [*podman, "exec", cid, "sh", "-c", "echo in $(hostname); exit 4"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (executed.returncode, executed.stdout) == (4, f"in {cid[:12]}\n"), executed.stderr
     stop = subprocess.run(
         [*podman, "stop", "--time", "1", cid], capture_output=True, text=True, check=False
     )
