@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     def with_bundle(p: argparse.ArgumentParser) -> None:
         p.add_argument("--bundle", "-b", default=".", help="the bundle directory (.)")
         p.add_argument("--pid-file", help="write the first process's pid here")
-        p.add_argument("--console-socket", help="refused for now: no terminals yet")
+        p.add_argument("--console-socket", help="for a terminal: where its master end goes")
         p.add_argument("--no-pivot", action="store_true", help="accepted, as runc's")
         p.add_argument("--no-new-keyring", action="store_true", help="accepted, as runc's")
         p.add_argument("id")
@@ -54,11 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     exec_.add_argument("--process", "-p", help="an OCI process JSON file")
     exec_.add_argument("--detach", "-d", action="store_true", help="do not wait for it")
     exec_.add_argument("--pid-file", help="write the process's pid here")
-    exec_.add_argument("--console-socket", help="refused for now: no terminals yet")
+    exec_.add_argument("--console-socket", help="for a terminal: where its master end goes")
     exec_.add_argument("--cwd", help="the working directory")
     exec_.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE")
     exec_.add_argument("--user", "-u", help="UID[:GID]")
-    exec_.add_argument("--tty", "-t", action="store_true", help="refused for now")
+    exec_.add_argument("--tty", "-t", action="store_true", help="give it a terminal")
     exec_.add_argument("id")
     exec_.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND")
     commands.add_parser("state", help="print a container's state").add_argument("id")
@@ -118,12 +118,12 @@ def _run(args: argparse.Namespace) -> int:
         raise SpecError(
             "--systemd-cgroup", "is not supported: containerlib makes its cgroups itself"
         )
-    if getattr(args, "console_socket", None):
-        raise SpecError("--console-socket", "terminals are not supported yet")
     runtime = BundleRuntime(args.root or DEFAULT_ROOT)
     command = args.command
     if command == "create":
-        runtime.create(args.id, args.bundle, pid_file=args.pid_file)
+        runtime.create(
+            args.id, args.bundle, pid_file=args.pid_file, console_socket=args.console_socket
+        )
     elif command == "run":
         return _run_container(runtime, args)
     elif command == "start":
@@ -167,8 +167,6 @@ def _exec(runtime: object, args: argparse.Namespace) -> int:
     from containerlib.spec import oci
 
     assert isinstance(runtime, BundleRuntime)
-    if args.tty:
-        raise SpecError("--tty", "terminals are not supported yet")
     if args.process:
         with open(args.process, "rb") as f:
             process = oci.Process.from_dict(json.loads(f.read()))
@@ -183,7 +181,7 @@ def _exec(runtime: object, args: argparse.Namespace) -> int:
         changes: dict[str, object] = {
             "args": tuple(args.args),
             "env": (*spec.process.env, *args.env),
-            "terminal": False,
+            "terminal": args.tty,
         }
         if args.cwd:
             changes["cwd"] = args.cwd
@@ -193,7 +191,7 @@ def _exec(runtime: object, args: argparse.Namespace) -> int:
         import attrs
 
         process = attrs.evolve(spec.process, **changes)  # type: ignore[arg-type]
-    pid = runtime.exec(args.id, process, pid_file=args.pid_file)
+    pid = runtime.exec(args.id, process, pid_file=args.pid_file, console_socket=args.console_socket)
     if args.detach:
         return 0
     return _wait_relaying(pid)
@@ -224,7 +222,13 @@ def _run_container(runtime: object, args: argparse.Namespace) -> int:
     from containerlib.runtime.bundle import BundleRuntime
 
     assert isinstance(runtime, BundleRuntime)
-    state = runtime.create(args.id, args.bundle, pid_file=args.pid_file, detached=args.detach)
+    state = runtime.create(
+        args.id,
+        args.bundle,
+        pid_file=args.pid_file,
+        console_socket=args.console_socket,
+        detached=args.detach,
+    )
     try:
         runtime.start(args.id)
     except BaseException:

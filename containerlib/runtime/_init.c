@@ -65,7 +65,13 @@
  *   ostr user (a "user[:group]" to look up in the container's /etc/passwd and /etc/group;
  *   it then replaces uid and gid), bool set_home, bool userns, bool setgroups,
  *   bool rootfs_fd, u64 join_flags (for --exec: the CLONE_NEW* namespaces to join; 0
- *   otherwise), bool bind_root, ostr exec_fifo, u32 magic again.
+ *   otherwise), bool bind_root, ostr exec_fifo, bool terminal, u32 console_width,
+ *   u32 console_height, u32 magic again.
+ * With terminal, a descriptor after the others (after the rootfs, if rootfs_fd) is a
+ * socket connected to the caller's console socket: the process opens a new pseudo
+ * terminal in the container's own devpts, gets its other end by ioctl (TIOCGPTPEER, no
+ * path to follow), sends the master end on that socket (SCM_RIGHTS, as runc does for
+ * conmon and containerd), and makes the other end its controlling terminal and stdio.
  * With bind_root, the rootfs is the directory lowerdirs[0] itself (an OCI bundle's, as
  * runc uses it: bound on itself, no overlay). With exec_fifo (the OCI create/start split),
  * the process answers "C" once the setup is done, then opens that FIFO for writing, which
@@ -241,6 +247,8 @@ struct plan {
 	uint64_t join_flags;
 	bool bind_root;
 	const char *exec_fifo;
+	bool terminal;
+	uint32_t console_width, console_height;
 };
 
 /* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
@@ -250,9 +258,12 @@ static unsigned char plan_buf[MAX_PLAN];
 static bool detached;
 /* The exec FIFO, opened (O_PATH) before the rootfs hides its path, or -1. */
 static int exec_fifo_fd = -1;
-/* The descriptor that came after the stdio ones, or -1: the rootfs (see rootfs_fd above),
- * or, for `--exec`, a pidfd of the container's first process. */
+/* The descriptors that came after the stdio ones, in order: the rootfs (rootfs_fd above)
+ * or, for `--exec`, a pidfd of the container's first process; then the console socket
+ * (terminal above). take_extra_fds() sorts them out once the plan says which came. */
+static int extra_fds[2] = {-1, -1};
 static int received_rootfs = -1;
+static int received_console = -1;
 /* In a user namespace: the sources of bind mounts, opened before the process became the
  * namespace's root (which may not search the host directories that lead to them). */
 static int bind_sources[MAX_MOUNTS];
@@ -501,6 +512,9 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uin
 	p->join_flags = read_u64(&r, "join_flags");
 	p->bind_root = read_bool(&r, "bind_root");
 	p->exec_fifo = read_ostr(&r, "exec_fifo");
+	p->terminal = read_bool(&r, "terminal");
+	p->console_width = read_u32(&r, "console_width");
+	p->console_height = read_u32(&r, "console_height");
 	if (read_u32(&r, "final magic") != magic)
 		bad_plan("bad final magic");
 	if (r.p != r.end)
@@ -610,7 +624,7 @@ static size_t receive_plan(int sock, int stdio[3])
 {
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
+		char buf[CMSG_SPACE(5 * sizeof(int))];
 	} control;
 	struct iovec iov = {plan_buf, sizeof plan_buf};
 	struct msghdr msg = {
@@ -639,8 +653,10 @@ static size_t receive_plan(int sock, int stdio[3])
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
 			if (count < 3)
 				stdio[count++] = fd;
-			else if (received_rootfs < 0)
-				received_rootfs = fd;
+			else if (extra_fds[0] < 0)
+				extra_fds[0] = fd;
+			else if (extra_fds[1] < 0)
+				extra_fds[1] = fd;
 			else
 				close(fd);
 		}
@@ -1392,6 +1408,62 @@ static void resolve_user(void)
 	}
 }
 
+/* -- a terminal ----------------------------------------------------------------------- */
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+/* Send the master end of a new pseudo terminal to the console socket and make the other
+ * end this process's controlling terminal and stdio (see terminal above). The process
+ * must lead its own session already. */
+static void set_up_console(int console)
+{
+	if (console < 0)
+		fail(EBADMSG, "set up the terminal: no console socket came with the plan");
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		fail(errno, "open '/dev/ptmx'");
+	int unlock = 0;
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+		fail(errno, "unlock the terminal");
+	int peer = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (peer < 0)
+		fail(errno, "open the terminal's other end");
+	if (plan.console_width && plan.console_height) {
+		struct winsize size = {.ws_row = (unsigned short)plan.console_height,
+				       .ws_col = (unsigned short)plan.console_width};
+		if (ioctl(peer, TIOCSWINSZ, &size) < 0)
+			fail(errno, "set the terminal's size");
+	}
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	memset(&control, 0, sizeof control);
+	char name[] = "/dev/ptmx";
+	struct iovec iov = {name, sizeof name - 1};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			     .msg_controllen = sizeof control.buf};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof(int));
+	if (sendmsg(console, &msg, MSG_NOSIGNAL) < 0)
+		fail(errno, "send the terminal to the console socket");
+	close(master);
+	close(console);
+	if (fchown(peer, plan.uid, (gid_t)-1) < 0)
+		fail(errno, "give the terminal to uid %u", plan.uid);
+	if (ioctl(peer, TIOCSCTTY, 0) < 0)
+		fail(errno, "make the terminal controlling");
+	for (int i = 0; i < 3; i++)
+		if (dup2(peer, i) < 0)
+			fail(errno, "set up stdio on the terminal");
+	close(peer);
+}
+
 /* -- the whole setup, in the order of _child._setup ----------------------------------- */
 
 static void setup(void)
@@ -1445,6 +1517,8 @@ static void setup(void)
 	set_rlimits();
 	if (plan.user)
 		resolve_user();
+	if (plan.terminal)
+		set_up_console(received_console);
 	if (!plan.no_new_privileges)
 		install_seccomp();
 	set_credentials();
@@ -1722,6 +1796,9 @@ static void dump_plan(const struct plan *p)
 	json_u64("join_flags", p->join_flags);
 	json_bool("bind_root", p->bind_root);
 	json_ostr("exec_fifo", p->exec_fifo);
+	json_bool("terminal", p->terminal);
+	json_u64("console_width", p->console_width);
+	json_u64("console_height", p->console_height);
 	puts("}");
 }
 
@@ -1771,6 +1848,19 @@ static bool parse_number(const char *s, unsigned long long max, unsigned long lo
 
 /* -- the forker ------------------------------------------------------------------------ */
 
+/* Which of the extra descriptors is which: `first` says whether the plan's first one
+ * (the rootfs, or the exec's pidfd) came. */
+static void take_extra_fds(bool first)
+{
+	int i = 0;
+	if (first)
+		received_rootfs = extra_fds[i++];
+	if (plan.terminal)
+		received_console = extra_fds[i++];
+	if (i < 2 && extra_fds[i] >= 0)
+		fail(EBADMSG, "receive the plan: a descriptor too many");
+}
+
 /* Created, not started (the OCI create/start split): say so, then wait until `start`
  * opens the exec FIFO for reading. */
 static void wait_for_start(int sock)
@@ -1806,6 +1896,7 @@ static _Noreturn void warm_main(int sock, unsigned long flags)
 		len = receive_plan(sock, stdio);
 	}
 	parse_plan(plan_buf, len, &plan, PLAN_MAGIC);
+	take_extra_fds(plan.rootfs_fd);
 	set_up_stdio(stdio);
 	setup();
 	reset_signals();
@@ -1888,6 +1979,7 @@ static int exec_main(int sock)
 	int stdio[3];
 	size_t len = receive_plan(sock, stdio);
 	parse_plan(plan_buf, len, &plan, EXEC_MAGIC);
+	take_extra_fds(true);
 	int pidfd = received_rootfs;
 	if (pidfd < 0)
 		fail(EBADMSG, "receive the container's pidfd");
@@ -1910,6 +2002,8 @@ static int exec_main(int sock)
 		set_rlimits();
 		if (plan.user)
 			resolve_user();
+		if (plan.terminal)
+			set_up_console(received_console);
 		if (!plan.no_new_privileges)
 			install_seccomp();
 		set_credentials();

@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -116,6 +117,7 @@ class BundleRuntime:
         bundle: str | os.PathLike[str],
         *,
         pid_file: str | os.PathLike[str] | None = None,
+        console_socket: str | os.PathLike[str] | None = None,
         stdio: tuple[int, int, int] = (0, 1, 2),
         detached: bool = True,
     ) -> ContainerState:
@@ -124,6 +126,8 @@ class BundleRuntime:
 
         Args:
             pid_file: where to write the first process's pid.
+            console_socket: for a process with a terminal, the unix socket the terminal's
+                master end is sent to (runc's ``--console-socket``).
             stdio: the first process's stdin, stdout and stderr.
             detached: the first process outlives this one (``create``); ``run`` keeps
                 it as a child that dies with this process.
@@ -155,6 +159,7 @@ class BundleRuntime:
             roots=Roots(run=str(self.root), data=str(self.root)),
         )
         plan = attrs.evolve(plan, bind_root=True, exec_fifo=str(state_dir / _FIFO))
+        _check_console(plan.terminal, console_socket)
         helper = nativeinit.helper_path()
         if helper is None:
             raise ContainerSetupError(
@@ -181,7 +186,8 @@ class BundleRuntime:
                     raise ContainerSetupError(
                         f"create cgroup {plan.cgroup_path}", e.errno or errno.EIO, cid
                     ) from None
-            pid = self._start_process(plan, helper, cgroup, stdio, detached)
+            with _console(plan.terminal, console_socket) as console:
+                pid = self._start_process(plan, helper, cgroup, stdio, detached, console)
             started = _start_time(pid)
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             record = {
@@ -205,6 +211,8 @@ class BundleRuntime:
             if cgroup is not None:
                 with contextlib.suppress(OSError):
                     cgroup.destroy()
+                with contextlib.suppress(OSError):
+                    self.driver.remove_parents(cgroup.path)
             _remove_state(state_dir)
             raise
         return ContainerState(
@@ -223,6 +231,7 @@ class BundleRuntime:
         cgroup: Any,
         stdio: tuple[int, int, int],
         detached: bool,
+        console: int | None,
     ) -> int:
         """Clone the first process, send it its plan and wait until it is set up."""
         cid = plan.container_id
@@ -232,7 +241,8 @@ class BundleRuntime:
         have_cgroup2 = into is not None and os.path.exists(os.path.join(into, "cgroup.kill"))
         try:
             data = nativeinit.encode(plan, files, have_cgroup2, last_cap())
-            warm.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(_fds(stdio)))])
+            fds = (*stdio, console) if console is not None else stdio
+            warm.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fds(fds))])
             answer = warm.sock.recv(4096)
         except BaseException:
             discard(warm)
@@ -285,6 +295,7 @@ class BundleRuntime:
         process: oci.Process,
         *,
         pid_file: str | os.PathLike[str] | None = None,
+        console_socket: str | os.PathLike[str] | None = None,
         stdio: tuple[int, int, int] = (0, 1, 2),
     ) -> int:
         """Start ``process`` in the running container ``cid`` (``runc exec``): in its
@@ -300,8 +311,6 @@ class BundleRuntime:
         status = self._status(cid, record)
         if status != "running":
             raise ContainerSetupError("exec", errno.EINVAL, cid, f"it is {status}, not running")
-        if process.terminal:
-            raise SpecError("process.terminal", "terminals are not supported yet")
         bundle_dir = Path(record["bundle"])
         spec = oci.Spec.from_json((bundle_dir / "config.json").read_bytes())
         assert spec.root is not None
@@ -326,7 +335,9 @@ class BundleRuntime:
         try:
             if _start_time(record["pid"]) != record["start_time"]:
                 raise ContainerSetupError("exec", errno.ESRCH, cid, "it has stopped")
-            pid = _run_exec_helper(helper, data, stdio, pidfd, cid)
+            with _console(plan.terminal, console_socket) as console:
+                extra = (pidfd,) if console is None else (pidfd, console)
+                pid = _run_exec_helper(helper, data, (*stdio, *extra), cid)
         finally:
             os.close(pidfd)
         if pid_file is not None:
@@ -439,16 +450,14 @@ class BundleRuntime:
         _remove_state(self._dir(cid))
 
 
-def _run_exec_helper(
-    helper: str, data: bytes, stdio: tuple[int, int, int], pidfd: int, cid: str
-) -> int:
+def _run_exec_helper(helper: str, data: bytes, fds: tuple[int, ...], cid: str) -> int:
     """Start ``clib-init --exec``, send it the exec message, and return the pid of the
     process it started (when that process has exec'd its command)."""
     child, sock = start_exec_helper(helper)
     pid = -1
     report = b""
     try:
-        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fds((*stdio, pidfd)))])
+        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fds(fds))])
         first = sock.recv(4096)
         if first[:1] == b"P" and len(first) == 9:
             pid = int.from_bytes(first[1:], sys.byteorder, signed=True)
@@ -468,6 +477,39 @@ def _run_exec_helper(
             step.decode(errors="replace") or "exec", int(err or errno.EIO), cid
         )
     return pid
+
+
+def _check_console(terminal: bool, path: str | os.PathLike[str] | None) -> None:
+    if terminal and path is None:
+        raise SpecError("process.terminal", "a terminal needs --console-socket")
+    if path is not None and not terminal:
+        raise SpecError("--console-socket", "is for a process with a terminal (process.terminal)")
+
+
+@contextlib.contextmanager
+def _console(terminal: bool, path: str | os.PathLike[str] | None) -> Iterator[int | None]:
+    """A connection to the console socket for a process with a terminal (closed after),
+    or None without one.
+
+    Raises:
+        SpecError: a terminal is asked for without a console socket, or the reverse.
+        ContainerSetupError: the socket cannot be reached.
+    """
+    _check_console(terminal, path)
+    if path is None:
+        yield None
+        return
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.connect(os.fspath(path))
+        except OSError as e:
+            raise ContainerSetupError(
+                f"connect to the console socket {os.fspath(path)!r}", e.errno or errno.EIO, ""
+            ) from None
+        yield sock.fileno()
+    finally:
+        sock.close()
 
 
 def _pids(procs_files: list[str]) -> list[int]:

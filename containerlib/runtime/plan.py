@@ -129,6 +129,11 @@ class Plan:
     #: The OCI create/start split: the process waits, set up, until ``start`` opens this
     #: FIFO (see ``_init.c``).
     exec_fifo: str | None = None
+    #: The process gets a new pseudo terminal as its stdio and controlling terminal; its
+    #: master end goes to the console socket that comes with the plan (see ``_init.c``).
+    terminal: bool = False
+    console_width: int = 0
+    console_height: int = 0
 
     def with_id(self, container_id: str) -> Plan:
         """This plan for the container ``container_id``."""

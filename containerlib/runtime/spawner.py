@@ -583,6 +583,14 @@ class Spawner:
             raise
         if warm is None:
             warm = self.warm_up(plan.clone_flags)
+        if plan.terminal:
+            discard(warm)
+            raise ContainerSetupError(
+                "start the container's process",
+                errno.EOPNOTSUPP,
+                plan.container_id,
+                "a terminal needs a console socket, which only containerlib-runtime takes",
+            )
         report = b""
         send_error = 0
         try:

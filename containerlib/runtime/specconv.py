@@ -302,7 +302,6 @@ def _unsupported(spec: oci.Spec) -> None:
     checks: list[tuple[str, object]] = [("hooks", spec.hooks)]
     if spec.process is not None:
         checks += [
-            ("process.terminal", spec.process.terminal),
             ("process.apparmorProfile", spec.process.apparmor_profile),
             ("process.selinuxLabel", spec.process.selinux_label),
             ("process.ioPriority", spec.process.io_priority),
@@ -646,6 +645,9 @@ def plan_from_spec(
         set_home=spec.annotations.get(SET_HOME_ANNOTATION) == "1",
         oom_score_adj=process.oom_score_adj,
         cwd=process.cwd.encode(),
+        terminal=process.terminal,
+        console_width=process.console_size.width if process.console_size else 0,
+        console_height=process.console_size.height if process.console_size else 0,
         args=tuple(a.encode() for a in process.args),
         env=tuple(e.encode() for e in process.env),
         **cap_fields,  # type: ignore[arg-type]

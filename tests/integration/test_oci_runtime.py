@@ -323,3 +323,88 @@ def test_podman_runs_containers_through_it(podman: list[str], rootfs: Path) -> N
     assert stop.returncode == 0, stop.stderr
     assert not _alive(pid)
     assert not Path(f"/sys/fs/cgroup/memory{cgroup}").exists()
+
+
+def _on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, bytes]:
+    """Run ``argv`` with a new pseudo terminal as its stdio; its exit code and output."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave)
+    finally:
+        os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), out
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_podman_gives_a_terminal_to_run_and_exec(podman: list[str], rootfs: Path) -> None:
+    code, out = _on_a_terminal(
+        [*podman, *PODMAN_RUN, "--rm", "-it", "--rootfs", str(rootfs),
+         "sh", "-c", "tty; echo $TERM; exit 3"]
+    )  # fmt: skip
+    assert code == 3, out
+    assert b"/dev/pts/0" in out
+    assert b"xterm" in out
+    detached = subprocess.run(
+        [*podman, *PODMAN_RUN, "-d", "--rootfs", str(rootfs), "sleep", "300"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    cid = detached.stdout.strip()
+    code, out = _on_a_terminal([*podman, "exec", "-it", cid, "sh", "-c", "tty; exit 2"])
+    assert code == 2, out
+    assert b"/dev/pts/" in out
+    subprocess.run([*podman, "rm", "--force", "--time", "0", cid], capture_output=True, check=False)
+
+
+def test_a_terminal_goes_to_the_console_socket(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    import socket
+
+    config_process = default_spec(args=("sh", "-c", "tty; stty size; exit 4")).to_dict()
+    process = config_process["process"]
+    process["consoleSize"] = {"height": 33, "width": 111}
+    b = bundle(tmp_path / "c8", rootfs, "sh", process=process)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "console.sock"))
+    listener.listen(1)
+    with listener:
+        proc = subprocess.Popen(
+            [RUNTIME, "--root", str(root), "run", "--bundle", str(b),
+             "--console-socket", str(tmp_path / "console.sock"), "c8"],
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        conn, _ = listener.accept()
+        with conn:
+            _msg, fds, _flags, _addr = socket.recv_fds(conn, 64, 1)
+    master = fds[0]
+    out = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    assert proc.wait(timeout=30) == 4
+    assert out.split() == [b"/dev/pts/0", b"33", b"111"]
+    bad = rt(root, "create", "--bundle", str(b), "c9", check=False)
+    assert "--console-socket" in bad.stderr

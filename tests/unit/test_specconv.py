@@ -448,7 +448,6 @@ def test_device_outside_dev_is_refused() -> None:
 
 UNSUPPORTED = {
     "hooks": attrs.evolve(BASE, hooks=oci.Hooks(prestart=(oci.Hook(path="/bin/true"),))),
-    "process.terminal": default_spec(args=("sh",)),  # runc spec's template asks for a tty
     "process.apparmorProfile": _process(apparmor_profile="docker-default"),
     "process.selinuxLabel": _process(selinux_label="system_u:system_r:container_t:s0"),
     "process.ioPriority": _process(
@@ -553,3 +552,14 @@ def test_relative_root_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) ->
     with pytest.raises(SpecError) as info:
         Roots.from_env()
     assert info.value.field == name
+
+
+def test_a_terminal_and_its_size_reach_the_plan() -> None:
+    spec = default_spec(args=("sh",))  # runc spec's template asks for a terminal
+    assert spec.process is not None
+    sized = attrs.evolve(
+        spec, process=attrs.evolve(spec.process, console_size=oci.Box(height=24, width=80))
+    )
+    plan = _plan(sized)
+    assert (plan.terminal, plan.console_width, plan.console_height) == (True, 80, 24)
+    assert not _plan(BASE).terminal
