@@ -418,12 +418,21 @@ class BundleRuntime:
 
     def delete(self, cid: str, *, force: bool = False) -> None:
         """Remove container ``cid``: its cgroup and state. A created container is
-        killed; a running or paused one only with ``force``.
+        killed; a running or paused one only with ``force``. With ``force``, a container
+        that does not exist is no error (what is left of a half-made one is removed), as
+        with runc, whose callers clean up that way.
 
         Raises:
-            ContainerSetupError: it does not exist, or runs and ``force`` is not given.
+            ContainerSetupError: it does not exist (without ``force``), or runs and
+                ``force`` is not given.
         """
-        record = self._record(cid)
+        try:
+            record = self._record(cid)
+        except ContainerSetupError:
+            if not force:
+                raise
+            _remove_state(self._dir(cid))
+            return
         status = self._status(cid, record)
         if status in ("running", "paused") and not force:
             raise ContainerSetupError(

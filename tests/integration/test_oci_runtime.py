@@ -248,6 +248,8 @@ def test_errors_are_clear_and_leave_nothing(root: Path, rootfs: Path, tmp_path: 
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "error"
     assert "systemd-cgroup" in entry["msg"]
+    assert rt(root, "delete", "nothing-here", check=False).returncode == 1
+    rt(root, "delete", "--force", "nothing-here")  # as runc: callers clean up this way
     bad_id = rt(root, "create", "--bundle", str(b), "../escape", check=False)
     assert bad_id.returncode == 1
     assert "not a valid container id" in bad_id.stderr
@@ -408,3 +410,73 @@ def test_a_terminal_goes_to_the_console_socket(root: Path, rootfs: Path, tmp_pat
     assert out.split() == [b"/dev/pts/0", b"33", b"111"]
     bad = rt(root, "create", "--bundle", str(b), "c9", check=False)
     assert "--console-socket" in bad.stderr
+
+
+# -- containerd ------------------------------------------------------------------------------
+
+CONTAINERD_CONFIG = """version = 2
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.tracing",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+"""
+
+
+@pytest.fixture
+def containerd(tmp_path: Path) -> Iterator[list[str]]:
+    """A containerd of the test's own (socket, root and state in tmp_path), and ``ctr``
+    talking to it. Its shims keep their sockets in /run/containerd, which is removed
+    after if the test made it."""
+    if shutil.which("containerd") is None or shutil.which("ctr") is None:
+        pytest.skip("containerd is not installed (apt-get install containerd)")
+    made_run = not Path("/run/containerd").exists()
+    base = tmp_path / "containerd"
+    base.mkdir()
+    (base / "config.toml").write_text(CONTAINERD_CONFIG)
+    sock = base / "c.sock"
+    log = open(base / "log.txt", "wb")  # noqa: SIM115 - closed below
+    daemon = subprocess.Popen(
+        ["containerd", "--config", str(base / "config.toml"), "--address", str(sock),
+         "--root", str(base / "root"), "--state", str(base / "state")],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(sock.exists)
+        yield ["ctr", "--address", str(sock)]
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+        log.close()
+        mounts = Path("/proc/self/mountinfo").read_text()
+        for line in reversed(mounts.splitlines()):
+            if str(base) in line:  # a snapshot containerd left mounted: ours to remove
+                subprocess.run(["umount", "-l", line.split()[4]], check=False)
+        if made_run:
+            shutil.rmtree("/run/containerd", ignore_errors=True)
+        reap_adopted()
+
+
+def test_containerd_runs_containers_through_it(
+    containerd: list[str], tmp_path: Path, roots: dict[str, str]
+) -> None:
+    from containerlib import Image
+    from tests.image_builders import busybox_layout
+
+    # The image, saved as an OCI archive by containerlib, imported by containerd.
+    busybox_layout(tmp_path / "layout", ref="latest")
+    archive = tmp_path / "busybox.tar"
+    image = Image.from_oci_layout(tmp_path / "layout", "latest").tag("localhost/clib-busybox:1")
+    image.save(archive, format="oci")
+    subprocess.run([*containerd, "images", "import", str(archive)], check=True, capture_output=True)
+    run = subprocess.run(
+        [*containerd, "run", "--rm", "--runc-binary", RUNTIME, "localhost/clib-busybox:1",
+         "ctr1", "sh", "-c", "echo hi; ls /proc | grep -c '^[0-9]'; exit 3"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 3, run.stderr
+    hello, processes = run.stdout.split()
+    assert hello == "hi"
+    assert int(processes) <= 3  # its own PID namespace: sh, ls and grep
+    tasks = subprocess.run(
+        [*containerd, "tasks", "ls", "-q"], capture_output=True, text=True, check=True
+    )
+    assert tasks.stdout.split() == []
