@@ -1,8 +1,9 @@
 """``containerlib-runtime``: an OCI runtime command line, as runc's, for podman, conmon and
 containerd to drive (``podman --runtime containerlib-runtime``).
 
-Commands so far: ``create``, ``start``, ``exec``, ``state``, ``kill``, ``delete``, ``run``,
-``list`` and ``spec``, with runc's global flags ``--root``, ``--log`` and ``--log-format``
+Commands so far: ``create``, ``start``, ``exec``, ``state``, ``ps``, ``pause``, ``resume``,
+``kill``, ``delete``, ``run``, ``list``, ``features`` and ``spec``, with runc's global
+flags ``--root``, ``--log`` and ``--log-format``
 (``--systemd-cgroup`` is refused: containerlib manages cgroups itself). Errors go to
 standard error and, with ``--log``, to that file (one JSON object a line with
 ``--log-format json``, as conmon reads runc's); the exit code is then 1.
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     exec_.add_argument("id")
     exec_.add_argument("args", nargs=argparse.REMAINDER, metavar="COMMAND")
     commands.add_parser("state", help="print a container's state").add_argument("id")
+    ps = commands.add_parser("ps", help="the processes of a container")
+    ps.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    ps.add_argument("id")
+    commands.add_parser("pause", help="freeze a container").add_argument("id")
+    commands.add_parser("resume", help="thaw a paused container").add_argument("id")
+    commands.add_parser("features", help="what this runtime supports, as JSON")
     kill = commands.add_parser("kill", help="send a signal to a container")
     kill.add_argument("--all", "-a", action="store_true", help="to every process in it")
     kill.add_argument("id")
@@ -132,12 +139,26 @@ def _run(args: argparse.Namespace) -> int:
         return _exec(runtime, args)
     elif command == "state":
         print(json.dumps(runtime.state(args.id).to_dict(), indent=2))
+    elif command == "ps":
+        pids = runtime.pids(args.id)
+        if args.format == "json":
+            print(json.dumps(pids))
+        else:
+            print("PID")
+            for pid in pids:
+                print(pid)
+    elif command == "pause":
+        runtime.pause(args.id)
+    elif command == "resume":
+        runtime.resume(args.id)
+    elif command == "features":
+        print(json.dumps(_features(), indent=2))
     elif command == "kill":
         runtime.kill(args.id, _signal(args.signal), all_processes=args.all)
     elif command == "delete":
         runtime.delete(args.id, force=args.force)
     elif command == "list":
-        states = runtime.list()
+        states = runtime.containers()
         if args.quiet:
             for s in states:
                 print(s.id)
@@ -157,6 +178,32 @@ def _run(args: argparse.Namespace) -> int:
         with open(path, "x", encoding="utf-8") as f:
             f.write(text + "\n")
     return 0
+
+
+def _features() -> dict[str, object]:
+    """The runtime-spec ``features`` document: what this runtime supports."""
+    from containerlib.linux.capabilities import CAPABILITIES
+    from containerlib.linux.seccomp import SUPPORTED_ACTIONS
+    from containerlib.runtime.specconv import MOUNT_OPTIONS
+
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.1.0",
+        "hooks": [],
+        "mountOptions": sorted(MOUNT_OPTIONS),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "capabilities": [f"CAP_{name}" for name in CAPABILITIES],
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": sorted(SUPPORTED_ACTIONS),
+            },
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {"org.containerlib.runtime": "containerlib-runtime"},
+    }
 
 
 def _exec(runtime: object, args: argparse.Namespace) -> int:

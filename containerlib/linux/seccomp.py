@@ -44,6 +44,7 @@ from containerlib.spec.oci_linux import LinuxSeccomp, LinuxSyscall
 __all__ = [
     "SETUP_CALLS",
     "SOCK_FILTER_SIZE",
+    "SUPPORTED_ACTIONS",
     "CompiledProfile",
     "SplitFilter",
     "compile_filter",
@@ -76,6 +77,9 @@ _SIMPLE_ACTIONS: Final = {
     "SCMP_ACT_LOG": _ACT_LOG,
     "SCMP_ACT_ALLOW": _ACT_ALLOW,
 }
+
+#: Every action a profile may name here (SCMP_ACT_NOTIFY needs a listener: not yet).
+SUPPORTED_ACTIONS: Final = frozenset({*_SIMPLE_ACTIONS, "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"})
 
 # enum scmp_compare
 _OPERATORS: Final = {

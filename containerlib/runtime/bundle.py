@@ -385,7 +385,7 @@ class BundleRuntime:
             annotations=record.get("annotations", {}),
         )
 
-    def list(self) -> list[ContainerState]:
+    def containers(self) -> list[ContainerState]:
         """Every container under the root, by id."""
         if not self.root.is_dir():
             return []
@@ -394,6 +394,48 @@ class BundleRuntime:
             with contextlib.suppress(ContainerSetupError, SpecError, ValueError, KeyError):
                 found.append(self.state(entry.name))
         return found
+
+    def pids(self, cid: str) -> list[int]:
+        """The host pids of the container's processes (its cgroup's; without a cgroup,
+        the first process)."""
+        record = self._record(cid)
+        if self._status(cid, record) == "stopped":
+            return []
+        path = record.get("cgroup_path")
+        if path:
+            with contextlib.suppress(FileNotFoundError):
+                return _pids(self.driver.open(path).procs_files())
+        return [record["pid"]]
+
+    def pause(self, cid: str) -> None:
+        """Freeze every process of the running container (its cgroup's freezer).
+
+        Raises:
+            ContainerSetupError: it does not run, or has no cgroup.
+        """
+        self._cgroup_of_running(cid, "pause").freeze()
+
+    def resume(self, cid: str) -> None:
+        """Thaw the paused container.
+
+        Raises:
+            ContainerSetupError: it is not paused.
+        """
+        record = self._record(cid)
+        status = self._status(cid, record)
+        if status != "paused":
+            raise ContainerSetupError("resume", errno.EINVAL, cid, f"it is {status}, not paused")
+        self.driver.open(record["cgroup_path"]).thaw()
+
+    def _cgroup_of_running(self, cid: str, action: str) -> Any:
+        record = self._record(cid)
+        status = self._status(cid, record)
+        if status != "running":
+            raise ContainerSetupError(action, errno.EINVAL, cid, f"it is {status}, not running")
+        path = record.get("cgroup_path")
+        if not path:
+            raise ContainerSetupError(action, errno.ENOTSUP, cid, "it has no cgroup")
+        return self.driver.open(path)
 
     # -- ending -------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from containerlib.spec.validate import validate
 
 __all__ = [
     "ID_PATTERN",
+    "MOUNT_OPTIONS",
     "SET_HOME_ANNOTATION",
     "USER_ANNOTATION",
     "Roots",
@@ -227,6 +228,9 @@ _DEV_SYMLINKS: Final = (
     (b"/proc/self/fd/2", b"stderr"),
     (b"pts/ptmx", b"ptmx"),
 )
+#: The mount options that are flags or propagation, which the runtime understands; any
+#: other is passed to the file system as data.
+MOUNT_OPTIONS: Final = frozenset({*_FLAG_OPTIONS, *_PROPAGATION})
 _MOUNT_FLAG_BITS: Final = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 

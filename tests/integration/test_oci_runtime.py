@@ -221,6 +221,33 @@ def test_exec_joins_the_running_container(root: Path, rootfs: Path, tmp_path: Pa
     (rootfs / "tmp" / "by-first").unlink()
 
 
+def test_ps_pause_resume_and_features(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    b = bundle(tmp_path / "c10", rootfs, "sh", "-c", "sleep 30 & sleep 30")
+    rt(root, "create", "--bundle", str(b), "c10")
+    rt(root, "start", "c10")
+    first = state(root, "c10")["pid"]
+    wait_for(lambda: len(json.loads(rt(root, "ps", "--format", "json", "c10").stdout)) == 2)
+    pids = json.loads(rt(root, "ps", "--format", "json", "c10").stdout)
+    assert first in pids
+    rt(root, "pause", "c10")
+    assert state(root, "c10")["status"] == "paused"
+    for pid in pids:  # every process stops where it is
+        wait_for(lambda pid=pid: _proc_state(pid) in ("S", "D", "T", "t"))
+    assert "paused, not running" in rt(root, "pause", "c10", check=False).stderr
+    rt(root, "resume", "c10")
+    assert state(root, "c10")["status"] == "running"
+    assert "running, not paused" in rt(root, "resume", "c10", check=False).stderr
+    rt(root, "delete", "--force", "c10")
+    features = json.loads(rt(root, "features").stdout)
+    assert features["linux"]["cgroup"]["systemd"] is False
+    assert "CAP_SYS_ADMIN" in features["linux"]["capabilities"]
+    assert "rbind" in features["mountOptions"]
+
+
+def _proc_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
 def test_list_shows_every_container(root: Path, rootfs: Path, tmp_path: Path) -> None:
     for name in ("a1", "a2"):
         rt(root, "create", "--bundle", str(bundle(tmp_path / name, rootfs, "true")), name)
