@@ -296,6 +296,13 @@ def make_cases(rootfs: Path, work: Path) -> list[Case]:
             [*runc, "run", "--bundle", str(bundle_userns), "{id}"],
             leftovers=(runc, runc_state),
         ),
+        CommandCase(
+            "4c", "containerlib-runtime", "containerlib-runtime run, whole process",
+            [_console_script("containerlib-runtime"), "--root", str(work / "clib-state"),
+             "run", "--bundle", str(bundle), "{id}"],
+            leftovers=([_console_script("containerlib-runtime"), "--root",
+                        str(work / "clib-state")], work / "clib-state"),
+        ),
         WorkerCase(
             "5", "crun", "crun run",
             command=_shell(crun_run), context=crun_context,

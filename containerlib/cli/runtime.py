@@ -189,7 +189,7 @@ def _features() -> dict[str, object]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.1.0",
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
         "mountOptions": sorted(MOUNT_OPTIONS),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],

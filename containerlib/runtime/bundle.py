@@ -152,8 +152,15 @@ class BundleRuntime:
         linux = spec.linux
         if linux is not None and linux.namespace("user") is not None:
             raise SpecError("linux.namespaces", "containerlib-runtime has no user namespaces yet")
+        hooks = spec.hooks or oci.Hooks()
+        for field, asked in (
+            ("hooks.createContainer", hooks.create_container),
+            ("hooks.startContainer", hooks.start_container),
+        ):
+            if asked:
+                raise SpecError(field, "hooks in the container's namespaces are not supported yet")
         plan = plan_from_spec(
-            spec,
+            attrs.evolve(spec, hooks=None),
             container_id=cid,
             lowerdirs=(str(rootfs),),
             roots=Roots(run=str(self.root), data=str(self.root)),
@@ -198,10 +205,23 @@ class BundleRuntime:
                 "created": created,
                 "cgroup_path": plan.cgroup_path,
                 "annotations": dict(spec.annotations),
+                "hooks": hooks.to_dict(),
             }
             _write_atomically(state_dir / _STATE, json.dumps(record).encode())
             if pid_file is not None:
                 _write_atomically(Path(pid_file), str(pid).encode())
+            state = ContainerState(
+                id=cid,
+                status="created",
+                pid=pid,
+                bundle=str(bundle_dir),
+                created=created,
+                annotations=dict(spec.annotations),
+            )
+            # In the runtime's namespaces, once the container's exist (and, here, once its
+            # mounts are made: containerlib's process does its whole setup at once).
+            for hook in (*hooks.prestart, *hooks.create_runtime):
+                _run_hook(hook, state, cid)
         except BaseException:
             if pid > 0:
                 with contextlib.suppress(ProcessLookupError):
@@ -215,14 +235,7 @@ class BundleRuntime:
                     self.driver.remove_parents(cgroup.path)
             _remove_state(state_dir)
             raise
-        return ContainerState(
-            id=cid,
-            status="created",
-            pid=pid,
-            bundle=str(bundle_dir),
-            created=created,
-            annotations=dict(spec.annotations),
-        )
+        return state
 
     def _start_process(
         self,
@@ -286,6 +299,11 @@ class BundleRuntime:
         finally:
             os.close(fd)
         fifo.unlink()
+        for hook in _hooks(record).poststart:  # a failure is a warning, by the spec
+            try:
+                _run_hook(hook, self.state(cid), cid)
+            except ContainerSetupError as e:
+                print(f"containerlib-runtime: warning: {e}", file=sys.stderr)
 
     # -- exec ---------------------------------------------------------------------------
 
@@ -499,6 +517,19 @@ class BundleRuntime:
                 break
             time.sleep(0.005)
         _remove_state(self._dir(cid))
+        stopped = ContainerState(
+            id=cid,
+            status="stopped",
+            pid=0,
+            bundle=record["bundle"],
+            created=record["created"],
+            annotations=record.get("annotations", {}),
+        )
+        for hook in _hooks(record).poststop:  # a failure is a warning, by the spec
+            try:
+                _run_hook(hook, stopped, cid)
+            except ContainerSetupError as e:
+                print(f"containerlib-runtime: warning: {e}", file=sys.stderr)
 
 
 def _run_exec_helper(helper: str, data: bytes, fds: tuple[int, ...], cid: str) -> int:
@@ -528,6 +559,46 @@ def _run_exec_helper(helper: str, data: bytes, fds: tuple[int, ...], cid: str) -
             step.decode(errors="replace") or "exec", int(err or errno.EIO), cid
         )
     return pid
+
+
+def _hooks(record: dict[str, Any]) -> oci.Hooks:
+    return oci.Hooks.from_dict(record.get("hooks") or {})
+
+
+def _run_hook(hook: oci.Hook, state: ContainerState, cid: str) -> None:
+    """Run ``hook`` with the container's state on its stdin, as the runtime spec says:
+    ``args`` as its argv (``path`` when there are none), ``env`` as its environment,
+    killed after ``timeout`` seconds.
+
+    Raises:
+        ContainerSetupError: it could not run, failed, or timed out, naming it.
+    """
+    import subprocess
+
+    argv = list(hook.args) or [hook.path]
+    env = dict(item.partition("=")[::2] for item in hook.env)
+    step = f"run hook {hook.path}"
+    try:
+        done = subprocess.run(
+            argv,
+            executable=hook.path,
+            env=env,
+            input=json.dumps(state.to_dict()).encode(),
+            capture_output=True,
+            timeout=hook.timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ContainerSetupError(
+            step, errno.ETIMEDOUT, cid, f"it ran past its timeout of {hook.timeout}s"
+        ) from None
+    except OSError as e:
+        raise ContainerSetupError(step, e.errno or errno.EIO, cid) from None
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip()
+        raise ContainerSetupError(
+            step, errno.EIO, cid, f"exit status {done.returncode}" + (f": {said}" if said else "")
+        )
 
 
 def _check_console(terminal: bool, path: str | os.PathLike[str] | None) -> None:

@@ -248,6 +248,45 @@ def _proc_state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
 
 
+def test_hooks_run_with_the_state_on_stdin(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    log = tmp_path / "hooks.log"
+    script = tmp_path / "hook.sh"
+    script.write_text(f'#!/bin/sh\nread -r state\necho "$1 $state" >> {log}\n')
+    script.chmod(0o755)
+
+    def hook(name: str) -> dict[str, Any]:
+        return {"path": str(script), "args": ["hook.sh", name], "timeout": 10}
+
+    hooks = {n: [hook(n)] for n in ("prestart", "createRuntime", "poststart", "poststop")}
+    b = bundle(tmp_path / "c11", rootfs, "sleep", "30", hooks=hooks)
+    rt(root, "create", "--bundle", str(b), "c11")
+    rt(root, "start", "c11")
+    pid = state(root, "c11")["pid"]
+    rt(root, "delete", "--force", "c11")
+    seen = []
+    for line in log.read_text().splitlines():
+        name, _, doc = line.partition(" ")
+        st = json.loads(doc)
+        seen.append((name, st["id"], st["status"], st["pid"]))
+    assert seen == [
+        ("prestart", "c11", "created", pid),
+        ("createRuntime", "c11", "created", pid),
+        ("poststart", "c11", "running", pid),
+        ("poststop", "c11", "stopped", 0),
+    ]
+    # A createRuntime hook that fails fails the create, naming it, and leaves nothing.
+    failing = {"createRuntime": [{"path": "/bin/false"}]}
+    b2 = bundle(tmp_path / "c12", rootfs, "sleep", "30", hooks=failing)
+    done = rt(root, "create", "--bundle", str(b2), "c12", check=False)
+    assert done.returncode == 1
+    assert "run hook /bin/false" in done.stderr
+    assert not (root / "c12").exists()
+    inside = {"createContainer": [{"path": "/bin/true"}]}
+    b3 = bundle(tmp_path / "c13", rootfs, "true", hooks=inside)
+    refused = rt(root, "create", "--bundle", str(b3), "c13", check=False)
+    assert "hooks.createContainer" in refused.stderr
+
+
 def test_list_shows_every_container(root: Path, rootfs: Path, tmp_path: Path) -> None:
     for name in ("a1", "a2"):
         rt(root, "create", "--bundle", str(bundle(tmp_path / name, rootfs, "true")), name)
