@@ -109,6 +109,11 @@ class BundleRuntime:
     def _dir(self, cid: str) -> Path:
         return self.root / check_id(cid)
 
+    def _roots(self) -> Roots:
+        """The state under this root; the rest (compiled seccomp profiles, the native
+        helper, the default cgroup parent) where containerlib keeps it for this user."""
+        return attrs.evolve(Roots.from_env(), run=str(self.root))
+
     # -- create and start ---------------------------------------------------------------
 
     def create(
@@ -163,7 +168,7 @@ class BundleRuntime:
             attrs.evolve(spec, hooks=None),
             container_id=cid,
             lowerdirs=(str(rootfs),),
-            roots=Roots(run=str(self.root), data=str(self.root)),
+            roots=self._roots(),
         )
         plan = attrs.evolve(plan, bind_root=True, exec_fifo=str(state_dir / _FIFO))
         _check_console(plan.terminal, console_socket)
@@ -338,7 +343,7 @@ class BundleRuntime:
             spec,
             container_id=cid,
             lowerdirs=(str(rootfs),),
-            roots=Roots(run=str(self.root), data=str(self.root)),
+            roots=self._roots(),
         )
         helper = nativeinit.helper_path()
         if helper is None:

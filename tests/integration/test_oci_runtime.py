@@ -333,7 +333,8 @@ def podman() -> Iterator[list[str]]:
     store = Path(tempfile.mkdtemp(prefix="clib-podman-", dir="/tmp"))
     base = [
         "podman", "--root", str(store / "root"), "--runroot", str(store / "run"),
-        "--runtime", RUNTIME, "--cgroup-manager", "cgroupfs", "--events-backend", "none",
+        "--runtime", RUNTIME, "--runtime-flag", f"root={store / 'state'}",
+        "--cgroup-manager", "cgroupfs", "--events-backend", "none",
     ]  # fmt: skip
     yield base
     subprocess.run([*base, "rm", "--all", "--force"], capture_output=True, check=False)
