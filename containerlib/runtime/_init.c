@@ -1466,6 +1466,8 @@ static void set_up_console(int console)
 
 /* -- the whole setup, in the order of _child._setup ----------------------------------- */
 
+static void become_the_process(void);
+
 static void setup(void)
 {
 	umask(0);
@@ -1511,7 +1513,14 @@ static void setup(void)
 		fail(errno, "make the rootfs read-only");
 	set_names();
 	set_oom_score_adj();
-	/* A session of its own: no controlling terminal of the host's. */
+	become_the_process();
+}
+
+/* What a container's first process and an exec'd one share, once in the container: a
+ * session of its own (no controlling terminal of the host's, or the container's own),
+ * the rlimits, the user, the credentials, the umask and the working directory. */
+static void become_the_process(void)
+{
 	if (setsid() < 0)
 		fail(errno, "setsid");
 	set_rlimits();
@@ -1997,21 +2006,7 @@ static int exec_main(int sock)
 		fail(errno, "clone the exec process");
 	if (pid == 0) {
 		set_up_stdio(stdio);
-		if (setsid() < 0)
-			fail(errno, "setsid");
-		set_rlimits();
-		if (plan.user)
-			resolve_user();
-		if (plan.terminal)
-			set_up_console(received_console);
-		if (!plan.no_new_privileges)
-			install_seccomp();
-		set_credentials();
-		umask(plan.has_umask ? plan.umask : 022);
-		if (chdir(plan.cwd) < 0)
-			fail(errno, "chdir to '%s'", plan.cwd);
-		if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) < 0)
-			fail(errno, "mark descriptors close-on-exec");
+		become_the_process();
 		reset_signals();
 		if (plan.no_new_privileges)
 			install_seccomp();

@@ -41,7 +41,7 @@ from containerlib.linux.cgroups import CgroupDriver, probe
 from containerlib.runtime import nativeinit
 from containerlib.runtime.plan import Plan
 from containerlib.runtime.specconv import Roots, check_id, plan_from_spec
-from containerlib.runtime.warm import clone_warm, discard, start_exec_helper
+from containerlib.runtime.warm import clone_warm, discard, run_exec_helper
 from containerlib.spec import oci
 
 __all__ = ["OCI_VERSION", "BundleRuntime", "ContainerState"]
@@ -360,7 +360,7 @@ class BundleRuntime:
                 raise ContainerSetupError("exec", errno.ESRCH, cid, "it has stopped")
             with _console(plan.terminal, console_socket) as console:
                 extra = (pidfd,) if console is None else (pidfd, console)
-                pid = _run_exec_helper(helper, data, (*stdio, *extra), cid)
+                pid = run_exec_helper(helper, data, (*stdio, *extra), cid)
         finally:
             os.close(pidfd)
         if pid_file is not None:
@@ -535,35 +535,6 @@ class BundleRuntime:
                 _run_hook(hook, stopped, cid)
             except ContainerSetupError as e:
                 print(f"containerlib-runtime: warning: {e}", file=sys.stderr)
-
-
-def _run_exec_helper(helper: str, data: bytes, fds: tuple[int, ...], cid: str) -> int:
-    """Start ``clib-init --exec``, send it the exec message, and return the pid of the
-    process it started (when that process has exec'd its command)."""
-    child, sock = start_exec_helper(helper)
-    pid = -1
-    report = b""
-    try:
-        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fds(fds))])
-        first = sock.recv(4096)
-        if first[:1] == b"P" and len(first) == 9:
-            pid = int.from_bytes(first[1:], sys.byteorder, signed=True)
-        else:
-            report = first
-        os.waitpid(child, 0)
-        while pid > 0 and (chunk := sock.recv(4096)):
-            report += chunk
-    finally:
-        sock.close()
-    if report:
-        if pid > 0:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-        err, _, step = report.partition(b"\0")
-        raise ContainerSetupError(
-            step.decode(errors="replace") or "exec", int(err or errno.EIO), cid
-        )
-    return pid
 
 
 def _hooks(record: dict[str, Any]) -> oci.Hooks:

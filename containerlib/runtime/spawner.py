@@ -56,7 +56,7 @@ from containerlib.runtime.warm import (
     make_slot,
     premount_key,
     premount_stamps,
-    start_exec_helper,
+    run_exec_helper,
 )
 
 __all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
@@ -730,35 +730,7 @@ class Spawner:
             setgroups=setgroups_allowed(plan.gid_map),
             join_flags=flags,
         )
-        helper, sock = start_exec_helper(self.native_init)
-        pid = -1
-        report = b""
-        try:
-            try:
-                anc = [
-                    (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [*stdio, run.pidfd]))
-                ]
-                sock.sendmsg([data], anc)
-                first = sock.recv(4096)
-            except OSError as e:
-                first = b"%d\0send the plan to the exec process" % (e.errno or errno.EIO)
-            if first[:1] == b"P" and len(first) == 9:
-                pid = int.from_bytes(first[1:], sys.byteorder, signed=True)
-            else:
-                report = first
-            os.waitpid(helper, 0)
-            # The new process's socket closes at its exec; before that, a report may come.
-            while pid > 0 and (chunk := sock.recv(4096)):
-                report += chunk
-        finally:
-            sock.close()
-        if report:
-            if pid > 0:
-                os.waitpid(pid, 0)
-            err, _, step = report.partition(b"\0")
-            raise ContainerSetupError(
-                step.decode(errors="replace") or "exec in the container", int(err or errno.EIO), cid
-            )
+        pid = run_exec_helper(self.native_init, data, (*stdio, run.pidfd), cid)
         return _Running(plan, pid, os.pidfd_open(pid), None, exec=True)
 
     def run_here(

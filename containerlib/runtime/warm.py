@@ -9,6 +9,7 @@ built, else the Python child (:func:`containerlib.runtime._child.child_main`).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import gc
@@ -17,10 +18,12 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
 import attrs
 
+from containerlib.errors import ContainerSetupError
 from containerlib.linux import syscalls as sc
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupLimits
 from containerlib.runtime import rwdirs
@@ -40,6 +43,7 @@ __all__ = [
     "new_slot",
     "premount_key",
     "premount_stamps",
+    "run_exec_helper",
     "start_exec_helper",
 ]
 
@@ -344,6 +348,46 @@ def discard(warm: Warm) -> None:
     if warm.slot is not None:
         with contextlib.suppress(OSError):
             warm.slot.cgroup.destroy()
+
+
+def run_exec_helper(helper: str, data: bytes, fds: Sequence[int], cid: str) -> int:
+    """Start ``clib-init --exec``, send it the exec message ``data`` with ``fds`` (stdin,
+    stdout, stderr, the container's pidfd, and a console socket if the process has a
+    terminal), and return the pid of the process it started, once that process has
+    exec'd its command. That process is this one's child (CLONE_PARENT).
+
+    Raises:
+        ContainerSetupError: a step failed, naming it; nothing runs.
+        OSError: the helper could not be started.
+    """
+    helper_pid, sock = start_exec_helper(helper)
+    pid = -1
+    report = b""
+    try:
+        try:
+            sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            first = sock.recv(4096)
+        except OSError as e:
+            first = b"%d\0send the plan to the exec process" % (e.errno or errno.EIO)
+        if first[:1] == b"P" and len(first) == 9:
+            pid = int.from_bytes(first[1:], sys.byteorder, signed=True)
+        else:
+            report = first
+        os.waitpid(helper_pid, 0)
+        # The new process's socket closes at its exec; before that, a report may come.
+        while pid > 0 and (chunk := sock.recv(4096)):
+            report += chunk
+    finally:
+        sock.close()
+    if report:
+        if pid > 0:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        err, _, step = report.partition(b"\0")
+        raise ContainerSetupError(
+            step.decode(errors="replace") or "exec in the container", int(err or errno.EIO), cid
+        )
+    return pid
 
 
 def start_exec_helper(helper: str) -> tuple[int, socket.socket]:
