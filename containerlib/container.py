@@ -47,6 +47,7 @@ from containerlib.linux.userns import DEFAULT_SIZE, IdMap, default_maps
 from containerlib.runtime.client import Exited, Process, spawner
 from containerlib.runtime.plan import ExecRequest, Plan
 from containerlib.runtime.specconv import (
+    INIT_ANNOTATION,
     SET_HOME_ANNOTATION,
     USER_ANNOTATION,
     Roots,
@@ -264,6 +265,7 @@ class Container:
     #: (host uid, host gid, size) of a user namespace (no ids: the default maps); False
     #: for none (but a non-root caller's containers always have one).
     _userns: tuple[int | None, int | None, int] | Literal[False] = False
+    _init: bool = False
 
     # -- fluent methods: each returns a changed copy, no I/O -----------------------------
 
@@ -396,6 +398,20 @@ class Container:
         or read-only /proc paths, a writable /sys, every device allowed by the device
         cgroup, and no ``no_new_privs``. The namespaces stay."""
         return attrs.evolve(self, privileged=privileged)
+
+    def init(self, enabled: bool = True) -> Self:
+        """Run a small reaper as PID 1, with the command as its child, as ``docker run
+        --init``: it passes every signal on (so ``stop()`` ends a shell that has no
+        SIGTERM handler) and reaps the processes that end orphaned inside, which a
+        command that is not written to be PID 1 leaves as zombies. The exit code is the
+        command's (128 + N if signal N killed it). The reaper is containerlib's native
+        helper, non-dumpable: nothing inside can read it or its executable.
+
+        Example:
+            >>> Container("/srv/rootfs").init() != Container("/srv/rootfs")
+            True
+        """
+        return attrs.evolve(self, init=enabled)
 
     def userns(
         self,
@@ -549,6 +565,8 @@ class Container:
         env.setdefault("HOSTNAME", hostname)
         who = self._user if self._user is not None else self._image_user()
         annotations: dict[str, str] = {}
+        if self._init:
+            annotations[INIT_ANNOTATION] = "1"
         if isinstance(who, str):
             # Looked up inside, where the container's /etc/passwd is (see Plan.user).
             uid, gid = 0, 0

@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
     run.add_argument("--privileged", action="store_true", help="as docker run --privileged")
+    run.add_argument("--init", action="store_true", help="a reaper as PID 1, as docker's")
     run.add_argument(
         "--security-opt", action="append", default=[], metavar="seccomp=unconfined|FILE",
         help="the seccomp profile: a Docker JSON file, or unconfined",
@@ -152,6 +153,8 @@ def _security_options(c: Container, args: argparse.Namespace) -> Container:
         c = c.cap_drop(*args.cap_drop)
     if args.privileged:
         c = c.privileged()
+    if args.init:
+        c = c.init()
     for opt in args.security_opt:
         key, eq, value = opt.partition("=")
         if key != "seccomp" or not eq:

@@ -66,7 +66,12 @@
  *   it then replaces uid and gid), bool set_home, bool userns, bool setgroups,
  *   bool rootfs_fd, u64 join_flags (for --exec: the CLONE_NEW* namespaces to join; 0
  *   otherwise), bool bind_root, ostr exec_fifo, bool terminal, u32 console_width,
- *   u32 console_height, u32 magic again.
+ *   u32 console_height, bool init, u32 magic again.
+ * With init, this process stays the container's PID 1 as a small reaper (`docker run
+ * --init`): it forks the command, passes on every signal it gets, reaps every process
+ * that ends, and exits with the command's status (128 + N if signal N killed it). It is
+ * made non-dumpable first, so nothing in the container can read it or its executable
+ * through /proc.
  * With terminal, a descriptor after the others (after the rootfs, if rootfs_fd) is a
  * socket connected to the caller's console socket: the process opens a new pseudo
  * terminal in the container's own devpts, gets its other end by ioctl (TIOCGPTPEER, no
@@ -115,6 +120,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
@@ -249,6 +255,7 @@ struct plan {
 	const char *exec_fifo;
 	bool terminal;
 	uint32_t console_width, console_height;
+	bool init;
 };
 
 /* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
@@ -515,6 +522,7 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uin
 	p->terminal = read_bool(&r, "terminal");
 	p->console_width = read_u32(&r, "console_width");
 	p->console_height = read_u32(&r, "console_height");
+	p->init = read_bool(&r, "init");
 	if (read_u32(&r, "final magic") != magic)
 		bad_plan("bad final magic");
 	if (r.p != r.end)
@@ -1808,6 +1816,7 @@ static void dump_plan(const struct plan *p)
 	json_bool("terminal", p->terminal);
 	json_u64("console_width", p->console_width);
 	json_u64("console_height", p->console_height);
+	json_bool("init", p->init);
 	puts("}");
 }
 
@@ -1870,6 +1879,52 @@ static void take_extra_fds(bool first)
 		fail(EBADMSG, "receive the plan: a descriptor too many");
 }
 
+/* The reaper as PID 1 (see init above); the command runs in a child. */
+static _Noreturn void init_and_exec(int sock)
+{
+	sigset_t all;
+	sigfillset(&all);
+	/* Blocked from before the fork, so that none is lost; waited for below. A blocked
+	 * signal reaches a namespace's init even without a handler. */
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	if (prctl(PR_SET_DUMPABLE, 0, 0L, 0L, 0L) < 0)
+		fail(errno, "make init non-dumpable");
+	pid_t child = fork();
+	if (child < 0)
+		fail(errno, "fork the command under init");
+	if (child == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		exec_command();
+	}
+	/* The command's exec closes its copy of the socket; this is the other. Nothing of
+	 * the container's stdio is kept here either: its pipes end with the command's. */
+	close(sock);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	for (int i = 0; i < 3; i++)
+		if (null >= 0)
+			dup2(null, i);
+	/* And nothing else: what the setup held is marked close-on-exec, and init does not
+	 * exec. */
+	syscall(SYS_close_range, 3u, ~0u, 0u);
+	for (;;) {
+		siginfo_t info;
+		int sig = sigwaitinfo(&all, &info);
+		if (sig < 0)
+			continue;
+		if (sig != SIGCHLD) {
+			kill(child, sig);
+			continue;
+		}
+		int status;
+		pid_t done;
+		while ((done = waitpid(-1, &status, WNOHANG)) > 0)
+			if (done == child)
+				_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+}
+
 /* Created, not started (the OCI create/start split): say so, then wait until `start`
  * opens the exec FIFO for reading. */
 static void wait_for_start(int sock)
@@ -1913,6 +1968,8 @@ static _Noreturn void warm_main(int sock, unsigned long flags)
 		wait_for_start(sock);
 	if (plan.no_new_privileges)
 		install_seccomp();
+	if (plan.init)
+		init_and_exec(sock);
 	exec_command();
 }
 

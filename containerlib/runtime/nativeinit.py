@@ -29,7 +29,7 @@ the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
   is in a new user namespace); setgroups (that namespace allows setgroups(2)); rootfs_fd
   (the rootfs, a detached mount, follows the stdio descriptors); join_flags (u64, the
   namespaces an exec joins); bind_root; exec_fifo (``ostr``); terminal; console_width;
-  console_height; the magic again. An exec
+  console_height; init; the magic again. An exec
   message (``clib-init --exec``) is the same with the magic ``b"CLIX"``. A premount
   message (the plan the next container most likely has, for the helper to mount ahead of
   time) is the same with the magic ``b"CLPM"``.
@@ -252,6 +252,7 @@ def encode(
     w.boolean(plan.terminal, "terminal")
     w.u32(plan.console_width, "console_width")
     w.u32(plan.console_height, "console_height")
+    w.boolean(plan.init, "init")
     magic = _PREMOUNT_MAGIC if premount else _EXEC_MAGIC if join_flags is not None else _MAGIC
     w.parts[0] = magic
     w.parts.append(magic)

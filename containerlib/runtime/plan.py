@@ -134,6 +134,9 @@ class Plan:
     terminal: bool = False
     console_width: int = 0
     console_height: int = 0
+    #: PID 1 is a small reaper that forks the command, passes signals on, reaps what
+    #: ends and exits with the command's status (``docker run --init``).
+    init: bool = False
 
     def with_id(self, container_id: str) -> Plan:
         """This plan for the container ``container_id``."""

@@ -583,6 +583,14 @@ class Spawner:
             raise
         if warm is None:
             warm = self.warm_up(plan.clone_flags)
+        if plan.init and not warm.native:
+            discard(warm)
+            raise ContainerSetupError(
+                "start the container's process",
+                errno.EOPNOTSUPP,
+                plan.container_id,
+                "init needs the native init helper, which needs a C compiler (cc or gcc)",
+            )
         if plan.terminal:
             discard(warm)
             raise ContainerSetupError(

@@ -29,6 +29,7 @@ from containerlib.spec.validate import validate
 
 __all__ = [
     "ID_PATTERN",
+    "INIT_ANNOTATION",
     "MOUNT_OPTIONS",
     "SET_HOME_ANNOTATION",
     "USER_ANNOTATION",
@@ -460,6 +461,8 @@ def _rlimits(process: oci.Process) -> tuple[tuple[int, int, int], ...]:
 #: whether HOME then comes from the user's entry.
 USER_ANNOTATION: Final = "org.containerlib.user"
 SET_HOME_ANNOTATION: Final = "org.containerlib.set-home"
+#: "1": the container's PID 1 is a reaper that runs the command as its child (see Plan.init).
+INIT_ANNOTATION: Final = "org.containerlib.init"
 
 
 def _user_name(spec: oci.Spec) -> bytes | None:
@@ -647,6 +650,7 @@ def plan_from_spec(
         **_seccomp(linux.seccomp, roots),  # type: ignore[arg-type]
         user=_user_name(spec),
         set_home=spec.annotations.get(SET_HOME_ANNOTATION) == "1",
+        init=spec.annotations.get(INIT_ANNOTATION) == "1",
         oom_score_adj=process.oom_score_adj,
         cwd=process.cwd.encode(),
         terminal=process.terminal,

@@ -137,6 +137,7 @@ def expected(
         "terminal": plan.terminal,
         "console_width": plan.console_width,
         "console_height": plan.console_height,
+        "init": plan.init,
     }
 
 
@@ -425,27 +426,28 @@ def test_bad_values_are_refused(helper: str) -> None:
     assert "rootfs: missing" in refused(helper, _patch(data, at, 0))
     huge = _patch(data, at, 2**32 - 1)
     assert "rootfs: truncated" in refused(helper, huge)
-    # At the end, before the final magic: terminal, console_width and console_height, then
+    # At the end, before the final magic: init, terminal, console_width and console_height,
     # exec_fifo (None: a 0 length), bind_root, then
     # join_flags (u64), rootfs_fd, setgroups,
     # userns and set_home (booleans) and user (None: a 0 length).
-    assert "terminal: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 16, 2))
-    assert "exec_fifo: truncated" in refused(helper, _patch(data, len(data) - 20, 99))
-    assert "bind_root: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 24, 2))
-    assert "rootfs_fd: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 36, 2))
-    assert "setgroups: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 40, 2))
-    assert "userns: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 44, 2))
-    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 48, 2))
+    assert "init: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 8, 2))
+    assert "terminal: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 20, 2))
+    assert "exec_fifo: truncated" in refused(helper, _patch(data, len(data) - 24, 99))
+    assert "bind_root: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 28, 2))
+    assert "rootfs_fd: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 40, 2))
+    assert "setgroups: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 44, 2))
+    assert "userns: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 48, 2))
+    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 52, 2))
     # Without a filter, seccomp is an empty byte string (its length, 0); seccomp_flags
     # before it.
-    assert "seccomp: 12 bytes" in refused(helper, _patch(data, len(data) - 56, 12))
-    assert "seccomp: truncated" in refused(helper, _patch(data, len(data) - 56, 64))
+    assert "seccomp: 12 bytes" in refused(helper, _patch(data, len(data) - 60, 12))
+    assert "seccomp: truncated" in refused(helper, _patch(data, len(data) - 60, 72))
     # premounted, a boolean, before them.
-    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 64, 2))
+    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 68, 2))
     # last_cap comes before it.
-    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 68, 64))
+    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 72, 64))
     # have_cgroup2, a boolean, before that.
-    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 72, 2))
+    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 76, 2))
 
 
 def test_args_must_not_be_empty(helper: str) -> None:
