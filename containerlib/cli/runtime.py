@@ -2,7 +2,8 @@
 containerd to drive (``podman --runtime containerlib-runtime``).
 
 Commands so far: ``create``, ``start``, ``exec``, ``state``, ``ps``, ``pause``, ``resume``,
-``kill``, ``delete``, ``run``, ``list``, ``features`` and ``spec``, with runc's global
+``update``, ``events --stats``, ``kill``, ``delete``, ``run``, ``list``, ``features`` and
+``spec``, with runc's global
 flags ``--root``, ``--log`` and ``--log-format``
 (``--systemd-cgroup`` is refused: containerlib manages cgroups itself). Errors go to
 standard error and, with ``--log``, to that file (one JSON object a line with
@@ -19,6 +20,10 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from containerlib.spec.oci import LinuxResources
 
 __all__ = ["main"]
 
@@ -69,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("pause", help="freeze a container").add_argument("id")
     commands.add_parser("resume", help="thaw a paused container").add_argument("id")
     commands.add_parser("features", help="what this runtime supports, as JSON")
+    update = commands.add_parser("update", help="change a running container's limits")
+    update.add_argument("--resources", "-r", help="an OCI linux.resources JSON file; - stdin")
+    update.add_argument("--memory", type=int, help="bytes")
+    update.add_argument("--pids-limit", type=int)
+    update.add_argument("--cpu-quota", type=int, help="microseconds a period")
+    update.add_argument("--cpu-period", type=int, help="microseconds")
+    update.add_argument("--cpu-shares", type=int)
+    update.add_argument("id")
+    events = commands.add_parser("events", help="the container's figures, as JSON")
+    events.add_argument("--stats", action="store_true", help="once, and end (required)")
+    events.add_argument("id")
     kill = commands.add_parser("kill", help="send a signal to a container")
     kill.add_argument("--all", "-a", action="store_true", help="to every process in it")
     kill.add_argument("id")
@@ -151,6 +167,12 @@ def _run(args: argparse.Namespace) -> int:
         runtime.pause(args.id)
     elif command == "resume":
         runtime.resume(args.id)
+    elif command == "update":
+        runtime.update(args.id, _resources(args))
+    elif command == "events":
+        if not args.stats:
+            raise SpecError("events", "only --stats (once) is supported yet")
+        print(json.dumps(runtime.stats(args.id)))
     elif command == "features":
         print(json.dumps(_features(), indent=2))
     elif command == "kill":
@@ -178,6 +200,33 @@ def _run(args: argparse.Namespace) -> int:
         with open(path, "x", encoding="utf-8") as f:
             f.write(text + "\n")
     return 0
+
+
+def _resources(args: argparse.Namespace) -> LinuxResources:
+    """``update``'s limits: the ``--resources`` document, then the flags over it."""
+    from containerlib.spec import oci
+
+    doc: dict[str, object] = {}
+    if args.resources:
+        if args.resources == "-":
+            doc = json.loads(sys.stdin.read())
+        else:
+            with open(args.resources, "rb") as f:
+                doc = json.loads(f.read())
+
+    def section(name: str) -> dict[str, object]:
+        value = doc.setdefault(name, {})
+        assert isinstance(value, dict)
+        return value
+
+    if args.memory is not None:
+        section("memory")["limit"] = args.memory
+    if args.pids_limit is not None:
+        section("pids")["limit"] = args.pids_limit
+    for flag, key in (("cpu_quota", "quota"), ("cpu_period", "period"), ("cpu_shares", "shares")):
+        if getattr(args, flag) is not None:
+            section("cpu")[key] = getattr(args, flag)
+    return oci.LinuxResources.from_dict(doc)
 
 
 def _features() -> dict[str, object]:

@@ -40,7 +40,7 @@ from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import CgroupDriver, probe
 from containerlib.runtime import nativeinit
 from containerlib.runtime.plan import Plan
-from containerlib.runtime.specconv import Roots, check_id, plan_from_spec
+from containerlib.runtime.specconv import Roots, cgroup_limits, check_id, plan_from_spec
 from containerlib.runtime.warm import clone_warm, discard, run_exec_helper
 from containerlib.spec import oci
 
@@ -430,6 +430,48 @@ class BundleRuntime:
                 return _pids(self.driver.open(path).procs_files())
         return [record["pid"]]
 
+    def update(self, cid: str, resources: oci.LinuxResources) -> None:
+        """Change the limits of the running container (``runc update``): those that
+        ``resources`` gives; the rest stay.
+
+        Raises:
+            SpecError: a value is not valid.
+            ContainerSetupError: it does not run, or has no cgroup, or the kernel refused.
+        """
+        limits = cgroup_limits(resources)
+        cgroup = self._cgroup_of_running(cid, "update")
+        try:
+            cgroup.set_limits(limits, move=False)
+        except OSError as e:
+            raise ContainerSetupError(
+                "update", e.errno or errno.EIO, cid, e.strerror or ""
+            ) from None
+
+    def stats(self, cid: str) -> dict[str, Any]:
+        """The figures of the container's cgroup, as ``runc events --stats`` prints
+        them: ``{"type": "stats", "id": ..., "data": {...}}``.
+
+        Raises:
+            ContainerSetupError: it does not run, or has no cgroup.
+        """
+        figures = self._cgroup_of_running(cid, "events --stats").stats()
+        data = {
+            "cpu": {
+                "usage": {
+                    "total": _nano(figures.cpu_usage_usec),
+                    "user": _nano(figures.cpu_user_usec),
+                    "kernel": _nano(figures.cpu_system_usec),
+                }
+            },
+            "memory": {
+                "usage": {"usage": figures.memory_current, "max": figures.memory_peak},
+                "oom_kills": figures.oom_kills,
+            },
+            "pids": {"current": figures.pids_current},
+            "blkio": {"read_bytes": figures.io_read_bytes, "write_bytes": figures.io_write_bytes},
+        }
+        return {"type": "stats", "id": cid, "data": data}
+
     def pause(self, cid: str) -> None:
         """Freeze every process of the running container (its cgroup's freezer).
 
@@ -535,6 +577,10 @@ class BundleRuntime:
                 _run_hook(hook, stopped, cid)
             except ContainerSetupError as e:
                 print(f"containerlib-runtime: warning: {e}", file=sys.stderr)
+
+
+def _nano(usec: int | None) -> int | None:
+    return None if usec is None else usec * 1000
 
 
 def _hooks(record: dict[str, Any]) -> oci.Hooks:

@@ -244,6 +244,29 @@ def test_ps_pause_resume_and_features(root: Path, rootfs: Path, tmp_path: Path) 
     assert "rbind" in features["mountOptions"]
 
 
+def test_update_and_events_stats(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    b = bundle(tmp_path / "c14", rootfs, "sleep", "30")
+    rt(root, "create", "--bundle", str(b), "c14")
+    rt(root, "start", "c14")
+    memory = Path(f"/sys/fs/cgroup/memory/{CGROUP_PARENT}/c14/memory.limit_in_bytes")
+    pids = Path(f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/c14/pids.max")
+    rt(root, "update", "--memory", str(64 << 20), "--pids-limit", "20", "c14")
+    assert int(memory.read_text()) == 64 << 20
+    assert pids.read_text().strip() == "20"
+    (tmp_path / "r.json").write_text(json.dumps({"memory": {"limit": 96 << 20}}))
+    rt(root, "update", "--resources", str(tmp_path / "r.json"), "c14")
+    assert int(memory.read_text()) == 96 << 20
+    assert pids.read_text().strip() == "20"  # what is not given stays
+    stats = json.loads(rt(root, "events", "--stats", "c14").stdout)
+    assert (stats["type"], stats["id"]) == ("stats", "c14")
+    assert stats["data"]["memory"]["usage"]["usage"] > 0
+    assert stats["data"]["pids"]["current"] == 1
+    bad = rt(root, "update", "--memory", "-5", "c14", check=False)
+    assert bad.returncode == 1
+    assert int(memory.read_text()) == 96 << 20
+    rt(root, "delete", "--force", "c14")
+
+
 def _proc_state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
 
