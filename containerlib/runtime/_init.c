@@ -2017,6 +2017,52 @@ struct clone3_args {
 #define SYS_setns 308
 #endif
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* setns(2) into the namespaces of a child of the process of `pidfd`; false, with errno
+ * set, if none would do. */
+static bool join_through_a_child(int pidfd)
+{
+	char path[64], line[256];
+	long pid = -1;
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+	FILE *info = fopen(path, "re");
+	if (!info)
+		return false;
+	while (fgets(line, sizeof line, info))
+		if (sscanf(line, "Pid: %ld", &pid) == 1)
+			break;
+	fclose(info);
+	if (pid <= 0) {
+		errno = EPERM;
+		return false;
+	}
+	snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", pid, pid);
+	FILE *children = fopen(path, "re");
+	if (!children) {
+		errno = EPERM;
+		return false;
+	}
+	long child;
+	bool joined = false;
+	int err = EPERM;
+	while (!joined && fscanf(children, "%ld", &child) == 1) {
+		int fd = (int)syscall(SYS_pidfd_open, (pid_t)child, 0);
+		if (fd < 0)
+			continue;
+		if (syscall(SYS_setns, fd, (unsigned long)plan.join_flags) == 0)
+			joined = true;
+		else
+			err = errno;
+		close(fd);
+	}
+	fclose(children);
+	errno = err;
+	return joined;
+}
+
 /*
  * `clib-init --exec FD`: start a process in a running container, as `docker exec`. FD is a
  * socket on which the spawner sends a plan (magic "CLIX"; the container's own plan with
@@ -2053,8 +2099,14 @@ static int exec_main(int sock)
 	for (uint32_t i = 0; i < plan.n_procs_files; i++)
 		if (write_file(plan.procs_files[i], "0", 1) < 0)
 			fail(errno, "join cgroup");
-	if (syscall(SYS_setns, pidfd, (unsigned long)plan.join_flags) < 0)
-		fail(errno, "join the container's namespaces");
+	if (syscall(SYS_setns, pidfd, (unsigned long)plan.join_flags) < 0) {
+		/* Joining through a pidfd needs read access to it as ptrace would have: a
+		 * non-dumpable PID 1 (init) refuses a caller without CAP_SYS_PTRACE in the
+		 * host's namespace, as a non-root user is. Its children are in the very same
+		 * namespaces: join through one of them. */
+		if (errno != EPERM || !join_through_a_child(pidfd))
+			fail(errno, "join the container's namespaces");
+	}
 	close(pidfd);
 	/* No exit signal with CLONE_PARENT: the child gets this process's, SIGCHLD. */
 	struct clone3_args args = {.flags = CLONE_PARENT};
