@@ -30,19 +30,21 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from containerlib.errors import ContainerSetupError, SpecError
-from containerlib.linux import syscalls as sc
-from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import CgroupDriver, probe
-from containerlib.runtime import nativeinit
-from containerlib.runtime.plan import Plan
-from containerlib.runtime.specconv import Roots, cgroup_limits, check_id, plan_from_spec
-from containerlib.runtime.warm import clone_warm, discard, run_exec_helper
-from containerlib.spec import oci
+from containerlib.runtime.ids import check_id
+
+if TYPE_CHECKING:
+    from containerlib.runtime.plan import Plan
+    from containerlib.runtime.specconv import Roots
+    from containerlib.spec import oci
+
+# Each command is a process of its own, and most (state, start, kill, delete) need neither
+# the OCI spec model nor the native helper: those are imported where they are used.
 
 __all__ = ["OCI_VERSION", "BundleRuntime", "ContainerState"]
 
@@ -112,6 +114,8 @@ class BundleRuntime:
     def _roots(self) -> Roots:
         """The state under this root; the rest (compiled seccomp profiles, the native
         helper, the default cgroup parent) where containerlib keeps it for this user."""
+        from containerlib.runtime.specconv import Roots
+
         return attrs.evolve(Roots.from_env(), run=str(self.root))
 
     # -- create and start ---------------------------------------------------------------
@@ -143,6 +147,10 @@ class BundleRuntime:
             ContainerSetupError: a container ``cid`` exists, or a step failed (naming it);
                 nothing is left behind.
         """
+        from containerlib.runtime import nativeinit
+        from containerlib.runtime.specconv import plan_from_spec
+        from containerlib.spec import oci
+
         state_dir = self._dir(cid)
         bundle_dir = Path(bundle).resolve()
         try:
@@ -252,6 +260,10 @@ class BundleRuntime:
         console: int | None,
     ) -> int:
         """Clone the first process, send it its plan and wait until it is set up."""
+        from containerlib.linux.capabilities import last_cap
+        from containerlib.runtime import nativeinit
+        from containerlib.runtime.warm import clone_warm, discard
+
         cid = plan.container_id
         warm = clone_warm(plan.clone_flags, helper, last_cap(), detached=detached)
         files = cgroup.join_files() if cgroup is not None else []
@@ -330,6 +342,13 @@ class BundleRuntime:
             SpecError: ``process`` is not valid, or asks for a terminal.
             ContainerSetupError: the container does not run, or a step failed.
         """
+        from containerlib.linux import syscalls as sc
+        from containerlib.linux.capabilities import last_cap
+        from containerlib.runtime import nativeinit
+        from containerlib.runtime.specconv import plan_from_spec
+        from containerlib.runtime.warm import run_exec_helper
+        from containerlib.spec import oci
+
         record = self._record(cid)
         status = self._status(cid, record)
         if status != "running":
@@ -438,6 +457,8 @@ class BundleRuntime:
             SpecError: a value is not valid.
             ContainerSetupError: it does not run, or has no cgroup, or the kernel refused.
         """
+        from containerlib.runtime.specconv import cgroup_limits
+
         limits = cgroup_limits(resources)
         cgroup = self._cgroup_of_running(cid, "update")
         try:
@@ -584,6 +605,8 @@ def _nano(usec: int | None) -> int | None:
 
 
 def _hooks(record: dict[str, Any]) -> oci.Hooks:
+    from containerlib.spec import oci
+
     return oci.Hooks.from_dict(record.get("hooks") or {})
 
 

@@ -10,7 +10,6 @@ never silently dropped.
 from __future__ import annotations
 
 import os
-import re
 import resource
 import stat
 from collections.abc import Sized
@@ -23,6 +22,7 @@ from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import mask
 from containerlib.linux.cgroups import CgroupLimits, DeviceValue
 from containerlib.linux.userns import IdMap, check_map, host_id
+from containerlib.runtime.ids import ID_PATTERN, check_id
 from containerlib.runtime.plan import DeviceStep, MountStep, Plan
 from containerlib.spec import oci
 from containerlib.spec.validate import validate
@@ -39,9 +39,6 @@ __all__ = [
     "mount_flags",
     "plan_from_spec",
 ]
-
-#: What a container id may look like: it becomes a directory and a cgroup name.
-ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 
 
 DEFAULT_RUN_ROOT: Final = "/run/containerlib"
@@ -149,17 +146,6 @@ class Roots:
             if not os.path.isabs(getattr(roots, name)):
                 raise SpecError(f"CONTAINERLIB_{name.upper()}_ROOT", "must be an absolute path")
         return roots
-
-
-def check_id(container_id: str) -> str:
-    """Return ``container_id`` if it can name a container, else raise :class:`SpecError`."""
-    if not isinstance(container_id, str) or not ID_PATTERN.fullmatch(container_id):
-        raise SpecError(
-            "id",
-            f"{container_id!r} is not a valid container id: use 1 to 128 letters, digits, "
-            "'_', '.', '+' or '-', starting with a letter or digit",
-        )
-    return container_id
 
 
 _NAMESPACE_FLAGS: Final = {
