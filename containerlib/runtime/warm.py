@@ -267,26 +267,7 @@ class Forker:
     """
 
     def __init__(self, helper: str, *, sibling: bool = True) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            pid = sc.clone((sc.CLONE_PARENT if sibling else 0) | signal.SIGCHLD)
-            if pid == 0:  # pragma: no cover - runs in the child
-                fd = theirs.fileno()
-                try:
-                    os.closerange(3, fd)
-                    os.closerange(fd + 1, _MAX_FD)
-                    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-                    os.set_inheritable(fd, True)
-                    os.execve(helper, [helper, "--forker", str(fd)], {})
-                finally:
-                    os._exit(SETUP_FAILED)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.pid = pid
-        self.sock = ours
+        self.pid, self.sock = _start_helper(helper, "--forker", sibling=sibling, die_with_us=True)
 
     def clone(self, flags: int, slot: Slot | None = None) -> Warm:
         """A new warm process in the namespaces of ``flags``; with ``slot``, cloned into
@@ -397,16 +378,32 @@ def start_exec_helper(helper: str) -> tuple[int, socket.socket]:
     Raises:
         OSError: it could not be started.
     """
+    # exec_main sets its parent-death signal itself, as its first step.
+    return _start_helper(helper, "--exec")
+
+
+def _start_helper(
+    helper: str, mode: str, *, sibling: bool = False, die_with_us: bool = False
+) -> tuple[int, socket.socket]:
+    """Start ``helper MODE FD`` (``--forker`` or ``--exec``) as a child of this process
+    (with ``sibling``, of its parent), with nothing of this process's open but its end of
+    a new socket pair; returns its pid and our end.
+
+    Raises:
+        OSError: it could not be cloned.
+    """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        pid = sc.clone(signal.SIGCHLD)
+        pid = sc.clone((sc.CLONE_PARENT if sibling else 0) | signal.SIGCHLD)
         if pid == 0:  # pragma: no cover - runs in the child
             fd = theirs.fileno()
             try:
                 os.closerange(3, fd)
                 os.closerange(fd + 1, _MAX_FD)
+                if die_with_us:
+                    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
                 os.set_inheritable(fd, True)
-                os.execve(helper, [helper, "--exec", str(fd)], {})
+                os.execve(helper, [helper, mode, str(fd)], {})
             finally:
                 os._exit(SETUP_FAILED)
     except BaseException:
