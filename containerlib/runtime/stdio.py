@@ -2,15 +2,21 @@
 
 :class:`Pipes` makes the three pipes, hands the container's ends to the spawner and keeps
 the owner's ends; :meth:`Pipes.pump` moves bytes in both directions with one selector, so
-a container that writes 100 MB to stdout while it waits for stdin never deadlocks.
+a container that writes 100 MB to stdout while it waits for stdin never deadlocks. What
+the container writes goes to a :class:`~containerlib.runtime.logs.MemoryLog`, which other
+threads can read and follow while the pump runs.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import selectors
 import time
+
+from containerlib.errors import SpecError
+from containerlib.runtime.logs import MemoryLog
 
 __all__ = ["Pipes"]
 
@@ -21,19 +27,40 @@ class Pipes:
     """stdin, stdout and stderr of one container.
 
     Args:
-        input: bytes to write to the container's stdin, then close it; None gives the
-            container ``/dev/null``.
+        input: bytes that :meth:`pump` writes to the container's stdin, then closes it;
+            None gives the container ``/dev/null``.
+        interactive: the container's stdin is a pipe whose other end the caller takes
+            with :meth:`take_stdin`, to write to and close when it wants.
+
+    Attributes:
+        log: what the container wrote to stdout and stderr, closed when both have ended
+            (or when the pipes are closed).
+
+    Raises:
+        SpecError: ``input`` and ``interactive`` were both given.
     """
 
-    def __init__(self, input: bytes | None = None) -> None:
+    def __init__(self, input: bytes | None = None, *, interactive: bool = False) -> None:
+        if interactive and input is not None:
+            raise SpecError(
+                "input",
+                "cannot be given with interactive=True: the caller writes the container's"
+                " stdin itself (Pipes.take_stdin)",
+            )
         self._input = memoryview(input) if input is not None else None
-        self.stdout = bytearray()
-        self.stderr = bytearray()
+        self.log = MemoryLog()
+        self._stdin: int | None = None
+        self._outputs = 0
         self._sel = selectors.DefaultSelector()
         self._theirs: list[int] = []
         self._open: list[int] = []
         try:
-            if input is None:
+            if interactive:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                self._theirs.append(r)
+                self._open.append(w)
+                self._stdin = w
+            elif input is None:
                 stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 self._theirs.append(stdin)
             else:
@@ -50,9 +77,38 @@ class Pipes:
                 self._theirs.append(w)
                 self._open.append(r)
                 self._sel.register(r, selectors.EVENT_READ, name)
+                self._outputs += 1
         except BaseException:
             self.close()
             raise
+
+    @property
+    def stdout(self) -> bytes:
+        """All the container wrote to stdout so far."""
+        return self.log.stdout
+
+    @property
+    def stderr(self) -> bytes:
+        """All the container wrote to stderr so far."""
+        return self.log.stderr
+
+    def take_stdin(self) -> io.BufferedWriter:
+        """The writing end of the container's stdin, with ``interactive=True``.
+
+        The caller owns it from now on: closing it gives the container end of file. A
+        write after the container has closed its stdin raises :class:`BrokenPipeError`.
+
+        Raises:
+            ValueError: the pipes are not interactive, or the end was taken already.
+        """
+        if self._stdin is None:
+            raise ValueError(
+                "take_stdin: the container's stdin is no pipe to write to"
+                " (Pipes(interactive=True) makes one) or it was taken already"
+            )
+        fd, self._stdin = self._stdin, None
+        self._open.remove(fd)
+        return open(fd, "wb")
 
     @property
     def theirs(self) -> tuple[int, int, int]:
@@ -91,9 +147,12 @@ class Pipes:
                 except InterruptedError:
                     continue
                 if chunk:
-                    (self.stdout if key.data == "stdout" else self.stderr).extend(chunk)
+                    self.log.append(key.data, chunk)
                 else:
                     self._close(fd)
+                    self._outputs -= 1
+                    if not self._outputs:
+                        self.log.close()
         return True
 
     def _feed(self, fd: int) -> None:
@@ -118,8 +177,11 @@ class Pipes:
             os.close(fd)
 
     def close(self) -> None:
-        """Close every descriptor still open."""
+        """Close every descriptor still open (not a stdin end already taken), and the
+        log: no more output will come."""
         for fd in list(self._open):
             self._close(fd)
+        self._stdin = None
         self.release_theirs()
         self._sel.close()
+        self.log.close()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
 import pytest
 
+from containerlib.errors import SpecError
 from containerlib.runtime.stdio import Pipes
 
 MiB = 1 << 20
@@ -187,3 +189,106 @@ def test_theirs_are_not_inherited_by_other_children() -> None:
             assert os.get_inheritable(fd) is False
     finally:
         pipes.close()
+
+
+def test_output_goes_to_the_log(procs: list[subprocess.Popen[bytes]]) -> None:
+    pipes, proc = _run(procs, ["sh", "-c", "echo out; echo err >&2; printf 'no end'"], None)
+    assert not pipes.log.closed
+    assert pipes.pump(time.monotonic() + 30) is True
+    assert proc.wait() == 0
+    assert pipes.log.closed  # both outputs ended
+    assert pipes.stdout == b"out\nno end"
+    assert pipes.stderr == b"err\n"
+    assert pipes.log.read(stderr=False, tail=1) == b"no end"
+    assert pipes.log.read(stdout=False) == b"err\n"
+    pipes.close()
+
+
+def test_interactive_stdin_is_written_by_the_caller(
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    pipes = Pipes(interactive=True)
+    proc = _start(pipes, ["sh", "-c", "echo a; echo b >&2; cat"])
+    procs.append(proc)
+    pump = threading.Thread(target=pipes.pump)
+    pump.start()
+    try:
+        with pipes.log.reader("stdout") as out:
+            assert out.readline() == b"a\n"  # the container runs while we hold its stdin
+            with pipes.take_stdin() as stdin:
+                stdin.write(b"typed\nno newline")
+            assert out.read() == b"typed\nno newline"  # closing stdin ended cat
+    finally:
+        pump.join()
+    assert proc.wait() == 0
+    assert pipes.stdout == b"a\ntyped\nno newline"
+    assert pipes.stderr == b"b\n"
+    assert pipes.log.closed
+    pipes.close()
+
+
+def test_log_follows_the_container_in_order(procs: list[subprocess.Popen[bytes]]) -> None:
+    # Each line waits for one from stdin, so the order of stdout and stderr is known.
+    script = "echo one; read x; echo two >&2; read x; echo three"
+    pipes = Pipes(interactive=True)
+    procs.append(_start(pipes, ["sh", "-c", script]))
+    stdin = pipes.take_stdin()
+    pump = threading.Thread(target=pipes.pump)
+    pump.start()
+    got = []
+    try:
+        for piece in pipes.log.follow():
+            got.append(piece)
+            if not stdin.closed:
+                stdin.write(b"go\n")
+                stdin.flush()
+            if len(got) == 2:
+                stdin.close()
+    finally:
+        stdin.close()
+        pump.join()
+    assert b"".join(got) == b"one\ntwo\nthree\n"
+    assert pipes.log.read(stdout=False) == b"two\n"
+    pipes.close()
+
+
+def test_input_and_interactive_together_are_refused() -> None:
+    before = _open_fds()
+    with pytest.raises(SpecError, match=r"input.*interactive"):
+        Pipes(b"data", interactive=True)
+    assert _open_fds() == before
+
+
+@pytest.mark.parametrize("input", [None, b"data"], ids=["none", "data"])
+def test_take_stdin_needs_interactive(input: bytes | None) -> None:
+    pipes = Pipes(input)
+    try:
+        with pytest.raises(ValueError, match="interactive=True"):
+            pipes.take_stdin()
+    finally:
+        pipes.close()
+
+
+def test_take_stdin_once() -> None:
+    pipes = Pipes(interactive=True)
+    try:
+        stdin = pipes.take_stdin()
+        with pytest.raises(ValueError, match="taken already"):
+            pipes.take_stdin()
+        stdin.close()
+    finally:
+        pipes.close()
+
+
+@pytest.mark.parametrize("take", [False, True], ids=["kept", "taken"])
+def test_interactive_close_leaves_no_descriptor_open(take: bool) -> None:
+    before = _open_fds()
+    pipes = Pipes(interactive=True)
+    assert os.get_inheritable(pipes.theirs[0]) is False
+    stdin = pipes.take_stdin() if take else None
+    pipes.close()
+    assert pipes.log.closed
+    if stdin is not None:
+        assert _open_fds() != before  # the caller owns it now
+        stdin.close()
+    assert _open_fds() == before
