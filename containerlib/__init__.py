@@ -6,11 +6,13 @@ Example:
     b'hi\\n'
 """
 
+import builtins
 from typing import TYPE_CHECKING, Any
 
 from containerlib.errors import (
     ContainerError,
     ContainerlibError,
+    ContainerNotFound,
     ContainerNotRunning,
     ContainerSetupError,
     ImageError,
@@ -22,6 +24,7 @@ from containerlib.errors import (
 
 if TYPE_CHECKING:
     from containerlib.container import Container, Result, RunningContainer
+    from containerlib.detached import DetachedContainer, Event, get, list, prune
     from containerlib.images import Image
     from containerlib.linux.cgroups import CgroupStats, Pressure
 
@@ -31,13 +34,18 @@ _LAZY = {
     "Container": "containerlib.container",
     "Result": "containerlib.container",
     "RunningContainer": "containerlib.container",
+    "DetachedContainer": "containerlib.detached",
+    "Event": "containerlib.detached",
+    "get": "containerlib.detached",
+    "list": "containerlib.detached",
+    "prune": "containerlib.detached",
     "Image": "containerlib.images",
     "CgroupStats": "containerlib.linux.cgroups",
     "Pressure": "containerlib.linux.cgroups",
 }
 
 
-def __dir__() -> list[str]:
+def __dir__() -> builtins.list[str]:
     return sorted({*globals(), *_LAZY})
 
 
@@ -56,9 +64,12 @@ __all__ = [
     "CgroupStats",
     "Container",
     "ContainerError",
+    "ContainerNotFound",
     "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",
+    "DetachedContainer",
+    "Event",
     "Image",
     "ImageError",
     "ImageNotFound",
@@ -69,3 +80,5 @@ __all__ = [
     "SpawnerError",
     "SpecError",
 ]
+# get, list and prune are containerlib.get() and so on, and not in __all__: a star import
+# must not hide the built-in list.

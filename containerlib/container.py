@@ -24,12 +24,13 @@ import os
 import re
 import secrets
 import signal
+import socket
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Literal, Self, overload
 
 import attrs
 
@@ -66,6 +67,7 @@ from containerlib.spec.defaults import (
 from containerlib.spec.units import parse_bytes
 
 if TYPE_CHECKING:
+    from containerlib.detached import DetachedContainer
     from containerlib.image.cache import LayerHold
 
 __all__ = ["Container", "Result", "RunningContainer"]
@@ -696,25 +698,133 @@ class Container:
 
     # -- verbs --------------------------------------------------------------------------
 
+    @overload
     def start(
         self,
         cmd: Sequence[str] | None = None,
         *,
         input: bytes | None = None,
         id: str | None = None,
-    ) -> RunningContainer:
-        """Start the container and return at once; use it as a context manager.
+        detach: Literal[False] = False,
+    ) -> RunningContainer: ...
 
+    @overload
+    def start(
+        self,
+        cmd: Sequence[str] | None = None,
+        *,
+        input: bytes | None = None,
+        id: str | None = None,
+        detach: Literal[True],
+        name: str | None = None,
+        auto_remove: bool = False,
+    ) -> DetachedContainer: ...
+
+    def start(
+        self,
+        cmd: Sequence[str] | None = None,
+        *,
+        input: bytes | None = None,
+        id: str | None = None,
+        detach: bool = False,
+        name: str | None = None,
+        auto_remove: bool = False,
+    ) -> RunningContainer | DetachedContainer:
+        """Start the container and return at once.
+
+        By default the container belongs to this process: use the handle as a context
+        manager; the container is killed when the block ends, and dies with this process.
         Output is collected in the background and handed over by
         :meth:`RunningContainer.wait`.
 
+        With ``detach=True`` the container lives on after this process has exited, as
+        ``docker run -d``: a small keeper process of its own drains its output into a log
+        and records how it ended (see :class:`~containerlib.detached.DetachedContainer`,
+        :func:`containerlib.get`, :func:`containerlib.list`, :func:`containerlib.prune`).
+
+        Args:
+            cmd: the command and its arguments; the image's by default.
+            input: bytes for the command's stdin; it gets ``/dev/null`` otherwise.
+            id: the container's id; random by default.
+            detach: outlive this process.
+            name: a detached container's name, unique among them; :func:`containerlib.get`
+                finds it by name too.
+            auto_remove: a detached container's state and log are removed when it ends
+                (``docker run --rm``).
+
+        Example:
+            >>> box = Container(image).start(["httpd", "-f"], detach=True)  # doctest: +SKIP
+            >>> containerlib.get(box.id).logs(tail=5)  # doctest: +SKIP
+
         Raises:
             SpecError: bad input; nothing was created.
-            ContainerSetupError: the kernel refused a step; nothing is left behind.
+            ContainerSetupError: the kernel refused a step, or the id or name is taken;
+                nothing is left behind.
         """
+        if detach:
+            return self._start_detached(cmd, input, id, name, auto_remove)
+        if name is not None or auto_remove:
+            raise SpecError("name", "name and auto_remove are for detached containers")
         running = self._start(cmd, input, id)
         running._ensure_pump()
         return running
+
+    def _start_detached(
+        self,
+        cmd: Sequence[str] | None,
+        input: bytes | None,
+        cid: str | None,
+        name: str | None,
+        auto_remove: bool,
+        *,
+        here: bool = False,
+    ) -> DetachedContainer:
+        """Start a detached container (see :meth:`start`); with ``here``, its keeper is
+        forked from this process rather than from the spawner (a small single-threaded
+        caller: the command line)."""
+        from containerlib.detached import DetachedContainer, claim_state_dir
+        from containerlib.runtime import records
+        from containerlib.runtime.keeper import DetachRequest, launch
+
+        cid = check_id(cid) if cid is not None else secrets.token_hex(16)
+        args, plan = self._plan(cmd, cid)
+        roots = Roots.from_env()
+        state_dir = claim_state_dir(
+            roots.run,
+            cid,
+            {
+                "id": cid,
+                "name": name,
+                "image": self.image.name,
+                "command": list(args),
+                "created": time.time(),
+                "auto_remove": auto_remove,
+            },
+        )
+        hold = None
+        try:
+            hold = self.image._hold_layers()
+            request = DetachRequest(
+                plan=plan, state_dir=state_dir, input=input, auto_remove=auto_remove
+            )
+            holds = hold.fds if hold is not None else ()
+            if here:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                with ours:
+                    try:
+                        launch(request, theirs.fileno(), holds)
+                    finally:
+                        theirs.close()
+                    records.wait_for_start(ours, cid)
+            else:
+                spawner.detach(request, holds)
+        except BaseException:
+            records.remove_state(state_dir)
+            raise
+        finally:
+            if hold is not None:
+                hold.close()
+        return DetachedContainer(state_dir)
 
     def _plan(self, cmd: Sequence[str] | None, cid: str | None) -> tuple[tuple[str, ...], Plan]:
         """The command and the plan for container ``cid``; for None, the spawner picks it.
@@ -848,171 +958,24 @@ class Container:
         return result, running.command
 
 
-class RunningContainer:
-    """A started container. Leaving its ``with`` block kills it if it still runs.
+class _CgroupControls:
+    """What a started container's cgroup gives: new limits, pause and resume; for
+    :class:`RunningContainer` and :class:`~containerlib.detached.DetachedContainer`."""
 
-    Attributes:
-        id: the container's id.
-        pid: the host pid of its first process.
-        command: what it runs.
-    """
-
-    def __init__(
-        self,
-        cid: str | None,
-        process: Process,
-        pipes: Pipes,
-        started: float,
-        command: list[str],
-        plan: Plan,
-        hold: LayerHold | None = None,
-    ) -> None:
-        self._id = cid
-        self._plan = plan
-        self._hold = hold
-        if hold is not None:
-            # Released when the container has ended, or with this object at the latest.
-            weakref.finalize(self, hold.close)
-        self._paused = False
-        self.command = command
-        self._process = process
-        self._pipes = pipes
-        self._started = started
-        self._result: Result | None = None
-        self._timed_out = False
-        self._lock = threading.Lock()
-        self._pump_thread: threading.Thread | None = None
+    _paused: bool = False
 
     @property
     def id(self) -> str:
-        """The container's id: the one it was given, or the one the spawner picked."""
-        if self._id is None:
-            self._id = self._process.id
-        return self._id
-
-    @property
-    def pid(self) -> int:
-        """The host pid of the container's first process (PID 1 inside)."""
-        return self._process.pid
-
-    def __repr__(self) -> str:
-        state = "running" if self._result is None else f"exited {self._result.exit_code}"
-        return f"<RunningContainer {self.id[:12]} pid={self.pid} {state}>"
-
-    def _ensure_pump(self) -> None:
-        if self._pump_thread is None and not self._pipes.done:
-            self._pump_thread = threading.Thread(
-                target=self._pipes.pump, name=f"containerlib-io-{self.id[:12]}", daemon=True
-            )
-            self._pump_thread.start()
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the container's first process (PID 1 inside); a paused
-        container is resumed after, so that the signal takes effect."""
-        self._process.signal(sig)
-        if self._paused:
-            with contextlib.suppress(ContainerNotRunning):
-                self.resume()
+        raise NotImplementedError
 
     def _cgroup(self, action: str) -> Cgroup:
-        path = self._plan.with_id(self.id).cgroup_path
-        if path is None:
-            raise ContainerSetupError(action, errno.ENOTSUP, self.id, "it has no cgroup")
-        if self._result is None:
-            try:
-                return self._process.cgroup(path)
-            except FileNotFoundError:
-                pass
-        raise ContainerNotRunning(self.id, action)
-
-    def exec(
-        self,
-        cmd: Sequence[str],
-        *,
-        user: str | int | None = None,
-        env: Mapping[str, str] | None = None,
-        workdir: str | None = None,
-        input: bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-    ) -> Result:
-        """Run ``cmd`` in this running container and wait for it, as ``docker exec``.
-
-        The process joins all of the container's namespaces and its cgroup, and gets the
-        container's capabilities, ``no_new_privs``, seccomp filter and rlimits. The
-        process that joins is made non-dumpable before it does, and only stdin, stdout
-        and stderr cross into the container.
-
-        Args:
-            cmd: the command and its arguments.
-            user: a name, ``name:group``, uid or ``uid:gid``, looked up in the container;
-                the container's user by default.
-            env: variables added to the container's environment.
-            workdir: an absolute path inside the container; the container's by default.
-            input: bytes for the command's stdin; it gets ``/dev/null`` otherwise.
-            timeout: seconds after which the process is killed (``timed_out``).
-            check: raise :class:`ContainerError` when the exit code is not 0.
-
-        Example:
-            >>> with Container("/srv/rootfs").start(["sleep", "60"]) as box:  # doctest: +SKIP
-            ...     box.exec(["cat", "/etc/hostname"]).stdout
-            b'3f2a9c01b2d4\\n'
+        """The container's cgroup while it runs.
 
         Raises:
-            SpecError: bad input; nothing was started.
-            ContainerNotRunning: the container has ended.
-            ContainerSetupError: a step of the setup failed, naming it.
-            ContainerError: with ``check=True``, the command failed.
+            ContainerNotRunning: it has ended.
+            ContainerSetupError: it has no cgroup.
         """
-        if isinstance(cmd, str | bytes) or not cmd:
-            raise SpecError("cmd", f"must be a non-empty list of strings, not {cmd!r}")
-        for i, a in enumerate(cmd):
-            if not isinstance(a, str) or "\0" in a:
-                raise SpecError(f"cmd[{i}]", f"must be a string without NUL, not {a!r}")
-        variables = []
-        for key, value in (env or {}).items():
-            if not key or "=" in key or "\0" in key + value:
-                raise SpecError("env", f"{key!r} is not a valid variable name")
-            variables.append(f"{key}={value}".encode())
-        who = None
-        if user is not None:
-            parsed = _parse_user(str(user), "user")
-            who = (parsed if isinstance(parsed, str) else f"{parsed[0]}:{parsed[1]}").encode()
-        request = ExecRequest(
-            container_id=self.id,
-            args=tuple(a.encode() for a in cmd),
-            env=tuple(variables),
-            cwd=_absolute(workdir, "workdir").encode() if workdir is not None else None,
-            user=who,
-        )
-        if timeout is not None and not timeout > 0:
-            raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
-        if self._result is not None:
-            raise ContainerNotRunning(self.id, "exec")
-        pipes = Pipes(input)
-        try:
-            process = spawner.exec(request, pipes.theirs, wait=False)
-        except BaseException:
-            pipes.close()
-            raise
-        pipes.release_theirs()
-        running = RunningContainer(self.id, process, pipes, time.monotonic(), list(cmd), self._plan)
-        with running:
-            result = running._finish(timeout, pump_here=True)
-        if check and result.exit_code != 0:
-            raise ContainerError(result, list(cmd))
-        return result
-
-    def stats(self) -> CgroupStats:
-        """The figures of the container's cgroup now: memory, CPU time, processes, I/O,
-        OOM kills, pressure. Once it has ended, those it ended with."""
-        with self._lock:
-            if self._result is not None:
-                return self._result.stats
-        try:
-            return self._cgroup("read the figures of").stats()
-        except (ContainerNotRunning, FileNotFoundError):
-            return self.wait().stats
+        raise NotImplementedError
 
     def update(
         self,
@@ -1077,6 +1040,147 @@ class RunningContainer:
         except FileNotFoundError:
             raise ContainerNotRunning(self.id, "resume") from None
         self._paused = False
+
+
+class RunningContainer(_CgroupControls):
+    """A started container. Leaving its ``with`` block kills it if it still runs.
+
+    Attributes:
+        id: the container's id.
+        pid: the host pid of its first process.
+        command: what it runs.
+    """
+
+    def __init__(
+        self,
+        cid: str | None,
+        process: Process,
+        pipes: Pipes,
+        started: float,
+        command: list[str],
+        plan: Plan | None,
+        hold: LayerHold | None = None,
+    ) -> None:
+        self._id = cid
+        self._plan = plan
+        self._hold = hold
+        if hold is not None:
+            # Released when the container has ended, or with this object at the latest.
+            weakref.finalize(self, hold.close)
+        self._paused = False
+        self.command = command
+        self._process = process
+        self._pipes = pipes
+        self._started = started
+        self._result: Result | None = None
+        self._timed_out = False
+        self._lock = threading.Lock()
+        self._pump_thread: threading.Thread | None = None
+
+    @property
+    def id(self) -> str:
+        """The container's id: the one it was given, or the one the spawner picked."""
+        if self._id is None:
+            self._id = self._process.id
+        return self._id
+
+    @property
+    def pid(self) -> int:
+        """The host pid of the container's first process (PID 1 inside)."""
+        return self._process.pid
+
+    def __repr__(self) -> str:
+        state = "running" if self._result is None else f"exited {self._result.exit_code}"
+        return f"<RunningContainer {self.id[:12]} pid={self.pid} {state}>"
+
+    def _ensure_pump(self) -> None:
+        if self._pump_thread is None and not self._pipes.done:
+            self._pump_thread = threading.Thread(
+                target=self._pipes.pump, name=f"containerlib-io-{self.id[:12]}", daemon=True
+            )
+            self._pump_thread.start()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the container's first process (PID 1 inside); a paused
+        container is resumed after, so that the signal takes effect."""
+        self._process.signal(sig)
+        if self._paused:
+            with contextlib.suppress(ContainerNotRunning):
+                self.resume()
+
+    def _cgroup(self, action: str) -> Cgroup:
+        path = self._plan.with_id(self.id).cgroup_path if self._plan is not None else None
+        if path is None:
+            raise ContainerSetupError(action, errno.ENOTSUP, self.id, "it has no cgroup")
+        if self._result is None:
+            try:
+                return self._process.cgroup(path)
+            except FileNotFoundError:
+                pass
+        raise ContainerNotRunning(self.id, action)
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        user: str | int | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+    ) -> Result:
+        """Run ``cmd`` in this running container and wait for it, as ``docker exec``.
+
+        The process joins all of the container's namespaces and its cgroup, and gets the
+        container's capabilities, ``no_new_privs``, seccomp filter and rlimits. The
+        process that joins is made non-dumpable before it does, and only stdin, stdout
+        and stderr cross into the container.
+
+        Args:
+            cmd: the command and its arguments.
+            user: a name, ``name:group``, uid or ``uid:gid``, looked up in the container;
+                the container's user by default.
+            env: variables added to the container's environment.
+            workdir: an absolute path inside the container; the container's by default.
+            input: bytes for the command's stdin; it gets ``/dev/null`` otherwise.
+            timeout: seconds after which the process is killed (``timed_out``).
+            check: raise :class:`ContainerError` when the exit code is not 0.
+
+        Example:
+            >>> with Container("/srv/rootfs").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     box.exec(["cat", "/etc/hostname"]).stdout
+            b'3f2a9c01b2d4\\n'
+
+        Raises:
+            SpecError: bad input; nothing was started.
+            ContainerNotRunning: the container has ended.
+            ContainerSetupError: a step of the setup failed, naming it.
+            ContainerError: with ``check=True``, the command failed.
+        """
+        request = exec_request(self.id, cmd, user=user, env=env, workdir=workdir)
+        if timeout is not None and not timeout > 0:
+            raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
+        if self._result is not None:
+            raise ContainerNotRunning(self.id, "exec")
+        return run_exec(
+            request,
+            lambda stdio: spawner.exec(request, stdio, wait=False),
+            input=input,
+            timeout=timeout,
+            check=check,
+        )
+
+    def stats(self) -> CgroupStats:
+        """The figures of the container's cgroup now: memory, CPU time, processes, I/O,
+        OOM kills, pressure. Once it has ended, those it ended with."""
+        with self._lock:
+            if self._result is not None:
+                return self._result.stats
+        try:
+            return self._cgroup("read the figures of").stats()
+        except (ContainerNotRunning, FileNotFoundError):
+            return self.wait().stats
 
     def wait(self, timeout: float | None = None) -> Result:
         """Wait for the container to end and return its :class:`Result`.
@@ -1160,3 +1264,65 @@ class RunningContainer:
         elif self._result is None:
             self.kill(signal.SIGKILL)
             self.wait()
+
+
+def exec_request(
+    cid: str,
+    cmd: Sequence[str],
+    *,
+    user: str | int | None,
+    env: Mapping[str, str] | None,
+    workdir: str | None,
+) -> ExecRequest:
+    """The request to run ``cmd`` in container ``cid`` (see :meth:`RunningContainer.exec`).
+
+    Raises:
+        SpecError: a bad command, variable, user or workdir.
+    """
+    if isinstance(cmd, str | bytes) or not cmd:
+        raise SpecError("cmd", f"must be a non-empty list of strings, not {cmd!r}")
+    for i, a in enumerate(cmd):
+        if not isinstance(a, str) or "\0" in a:
+            raise SpecError(f"cmd[{i}]", f"must be a string without NUL, not {a!r}")
+    variables = []
+    for key, value in (env or {}).items():
+        if not key or "=" in key or "\0" in key + value:
+            raise SpecError("env", f"{key!r} is not a valid variable name")
+        variables.append(f"{key}={value}".encode())
+    who = None
+    if user is not None:
+        parsed = _parse_user(str(user), "user")
+        who = (parsed if isinstance(parsed, str) else f"{parsed[0]}:{parsed[1]}").encode()
+    return ExecRequest(
+        container_id=cid,
+        args=tuple(a.encode() for a in cmd),
+        env=tuple(variables),
+        cwd=_absolute(workdir, "workdir").encode() if workdir is not None else None,
+        user=who,
+    )
+
+
+def run_exec(
+    request: ExecRequest,
+    start: Callable[[tuple[int, int, int]], Process],
+    *,
+    input: bytes | None,
+    timeout: float | None,
+    check: bool,
+) -> Result:
+    """Start the process of ``request`` with ``start`` (given its stdio), feed and drain
+    it, and wait for it to end."""
+    pipes = Pipes(input)
+    try:
+        process = start(pipes.theirs)
+    except BaseException:
+        pipes.close()
+        raise
+    pipes.release_theirs()
+    cmd = [a.decode(errors="surrogateescape") for a in request.args]
+    running = RunningContainer(request.container_id, process, pipes, time.monotonic(), cmd, None)
+    with running:
+        result = running._finish(timeout, pump_here=True)
+    if check and result.exit_code != 0:
+        raise ContainerError(result, cmd)
+    return result

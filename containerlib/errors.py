@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ContainerError",
+    "ContainerNotFound",
     "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",
@@ -129,6 +130,25 @@ class ContainerError(ContainerlibError, RuntimeError):
 
 class SpawnerError(ContainerlibError, RuntimeError):
     """The helper process that forks containers died or could not be started."""
+
+
+class ContainerNotFound(ContainerlibError, LookupError):
+    """No detached container has that id, id prefix or name, or more than one has.
+
+    Attributes:
+        reference: what was looked for.
+    """
+
+    def __init__(self, reference: str, detail: str = "") -> None:
+        self.reference = reference
+        self.detail = detail
+        super().__init__(
+            f"no container {reference!r}: "
+            + (detail or "none has that id, id prefix or name (see containerlib.list())")
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reference, self.detail))
 
 
 class ContainerNotRunning(ContainerlibError, RuntimeError):

@@ -144,6 +144,12 @@ class LayerHold(Closing):
         """Whether :meth:`close` was called."""
         return self._closed
 
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """The locked descriptors: a process that gets copies (SCM_RIGHTS, a fork) holds
+        the layers until it closes them, whatever this hold does."""
+        return tuple(self._fds)
+
     def close(self) -> None:
         """Release the locks; the layers may be pruned from now on. Closing twice is fine."""
         self._closed = True

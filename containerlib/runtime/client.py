@@ -16,7 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -25,6 +27,9 @@ from containerlib.errors import SpawnerError
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
 from containerlib.runtime.messages import recv_message, send_message
 from containerlib.runtime.plan import ExecRequest, Plan
+
+if TYPE_CHECKING:
+    from containerlib.runtime.keeper import DetachRequest
 
 __all__ = ["Exited", "Process", "spawner"]
 
@@ -224,35 +229,77 @@ class _Spawner:
             self._owner_pid = os.getpid()
             return ours
 
-    def start(self, plan: Plan, stdio: tuple[int, int, int], *, wait: bool = True) -> Process:
+    def start(
+        self,
+        plan: Plan,
+        stdio: tuple[int, int, int],
+        *,
+        wait: bool = True,
+        console: int | None = None,
+    ) -> Process:
         """Ask the spawner to create and start the container of ``plan``.
 
         Args:
             wait: wait for the spawner's answer; otherwise it is read when first needed
                 (see :meth:`Process.started`).
+            console: a unix socket: the container gets a terminal (its stdio), whose
+                master end comes there (``SCM_RIGHTS``) before the container runs.
 
         Raises:
             ContainerSetupError: a step of the setup failed; nothing was left behind.
             SpawnerError: the spawner could not be reached.
         """
-        return self._request("run", plan, stdio, wait)
+        return self._request("run", plan, stdio, wait, console)
 
     def exec(
-        self, request: ExecRequest, stdio: tuple[int, int, int], *, wait: bool = True
+        self,
+        request: ExecRequest,
+        stdio: tuple[int, int, int],
+        *,
+        wait: bool = True,
+        console: int | None = None,
     ) -> Process:
         """Ask the spawner to start the process of ``request`` in its running container;
         as :meth:`start`, but nothing is removed when the process ends."""
-        return self._request("exec", request, stdio, wait)
+        return self._request("exec", request, stdio, wait, console)
+
+    def detach(self, request: DetachRequest, holds: Sequence[int]) -> int:
+        """Ask the spawner to fork a keeper for the detached container of ``request``
+        (see :mod:`containerlib.runtime.keeper`) and wait until it runs; returns its pid.
+        ``holds`` (locks on the image's layers) go to the keeper.
+
+        Raises:
+            ContainerSetupError: a step of the setup failed; nothing was left behind.
+            SpawnerError: the spawner or the keeper could not be reached.
+        """
+        from containerlib.runtime.records import wait_for_start
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours:
+            try:
+                control = self._connect()
+                send_message(control, ("detach", request), [theirs.fileno(), *holds])
+            except OSError as e:
+                raise SpawnerError(f"ask the spawner for a container: {e}") from e
+            finally:
+                theirs.close()
+            return wait_for_start(ours, request.plan.container_id)
 
     def _request(
-        self, op: str, what: Plan | ExecRequest, stdio: tuple[int, int, int], wait: bool
+        self,
+        op: str,
+        what: Plan | ExecRequest,
+        stdio: tuple[int, int, int],
+        wait: bool,
+        console: int | None = None,
     ) -> Process:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             for attempt in (1, 2):
                 control = self._connect()
                 try:
-                    send_message(control, (op, what), [theirs.fileno(), *stdio])
+                    extra = () if console is None else (console,)
+                    send_message(control, (op, what), [theirs.fileno(), *stdio, *extra])
                     break
                 except (BrokenPipeError, ConnectionResetError) as e:
                     # The spawner has ended (someone killed it): start another, once.

@@ -369,12 +369,30 @@ class Spawner:
             with channel, contextlib.suppress(OSError):
                 send_message(channel, ("ready", self.ready_ids()))
             return
+        if op == "detach":
+            # A keeper of its own, forked from here (see keeper.py); it answers on the
+            # channel. The other descriptors are locks on the image's layers.
+            from containerlib.runtime.keeper import launch
+
+            try:
+                launch(plan, channel.fileno(), fds[1:])
+            except BaseException as e:
+                with contextlib.suppress(OSError):
+                    send_message(channel, ("error", e))
+            finally:
+                channel.close()
+                for fd in fds[1:]:
+                    os.close(fd)
+            return
         stdio = (fds[1], fds[2], fds[3])
+        # A fifth descriptor is a console socket: the process gets a terminal, whose
+        # master end it sends there (see set_up_console in _init.c).
+        console = fds[4] if len(fds) > 4 else None
         try:
             if op == "run":
-                run = self.create(plan, stdio)
+                run = self.create(plan, stdio, console)
             elif op == "exec":
-                run = self.start_exec(plan, stdio)
+                run = self.start_exec(plan, stdio, console)
             else:
                 raise ValueError(f"unknown request {op!r}")
         except BaseException as e:
@@ -383,7 +401,7 @@ class Spawner:
             channel.close()
             return
         finally:
-            for fd in stdio:
+            for fd in fds[1:]:
                 os.close(fd)
         run.channel = channel
         try:
@@ -435,7 +453,9 @@ class Spawner:
             self.from_janitor()
         return self.warms.pop(0) if self.warms else None
 
-    def create(self, plan: Plan, stdio: tuple[int, int, int]) -> _Running:
+    def create(
+        self, plan: Plan, stdio: tuple[int, int, int], console: int | None = None
+    ) -> _Running:
         warm = self.take_warm(plan.clone_flags, plan.seccomp_early)
         while warm is not None and warm.filtered() not in (None, plan.seccomp_early):
             # It has installed another container's filter, which cannot be taken back.
@@ -495,8 +515,16 @@ class Spawner:
             # The early part is in place: the rest is a few instructions (an exec gets
             # the whole filter: the plan kept below has it).
             sent = attrs.evolve(plan, seccomp=plan.seccomp_late) if prefiltered else plan
+            if console is not None:
+                sent = attrs.evolve(sent, terminal=True)
             pid = self.start(
-                sent, stdio, cgroup, taken, only=to_join if own else None, premounted=premounted
+                sent,
+                stdio,
+                cgroup,
+                taken,
+                only=to_join if own else None,
+                premounted=premounted,
+                console=console,
             )
         except BaseException:
             if warm is not None:
@@ -543,12 +571,14 @@ class Spawner:
         *,
         only: list[str] | None = None,
         premounted: bool = False,
+        console: int | None = None,
     ) -> int:
         """Hand ``plan`` to ``warm`` (or a fresh process) and wait until it has exec'd.
 
         Args:
             only: ``warm`` is in ``cgroup`` already but for these join files.
             premounted: ``warm`` premounted the rootfs and mounts of ``plan``.
+            console: for a plan with a terminal, the console socket its master goes to.
         """
         files = cgroup.join_files() if cgroup is not None else []
         # Only a cgroup2 directory has cgroup.kill: one stat, not one per hierarchy.
@@ -591,13 +621,14 @@ class Spawner:
                 plan.container_id,
                 "init needs the native init helper, which needs a C compiler (cc or gcc)",
             )
-        if plan.terminal:
+        if plan.terminal and (console is None or not warm.native):
             discard(warm)
             raise ContainerSetupError(
                 "start the container's process",
                 errno.EOPNOTSUPP,
                 plan.container_id,
-                "a terminal needs a console socket, which only containerlib-runtime takes",
+                "a terminal needs a console socket and the native init helper, which needs "
+                "a C compiler (cc or gcc)",
             )
         report = b""
         send_error = 0
@@ -605,6 +636,8 @@ class Spawner:
             try:
                 if encoded is not None and warm.native:
                     extra = [] if userns.rootfs_fd is None else [userns.rootfs_fd]
+                    if console is not None:
+                        extra.append(console)
                     fds = array.array("i", [*stdio, *extra])
                     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
                     warm.sock.sendmsg([encoded], anc)
@@ -665,7 +698,8 @@ class Spawner:
 
     def reap(self, run: _Running) -> None:
         _, status = os.waitpid(run.pid, 0)
-        self.selector.unregister(run.pidfd)
+        if run.pidfd in self.selector.get_map():
+            self.selector.unregister(run.pidfd)
         stats = CgroupStats()
         failure = None
         if run.exec:
@@ -702,7 +736,9 @@ class Spawner:
                 send_message(channel, last)
             channel.close()
 
-    def start_exec(self, request: ExecRequest, stdio: tuple[int, int, int]) -> _Running:
+    def start_exec(
+        self, request: ExecRequest, stdio: tuple[int, int, int], console: int | None = None
+    ) -> _Running:
         """Start the process of ``request`` in its running container (see ``clib-init
         --exec`` in ``_init.c``): the spawner's child, in the container's namespaces and
         cgroup, with its credentials, capabilities and filter.
@@ -729,6 +765,8 @@ class Spawner:
                 f"{nativeinit.build_error or 'it is turned off'}",
             )
         plan = exec_plan(run.plan, request)
+        if console is not None:
+            plan = attrs.evolve(plan, terminal=True)
         flags = plan.clone_flags | (sc.CLONE_NEWCGROUP if plan.new_cgroupns else 0)
         data = nativeinit.encode(
             plan,
@@ -738,7 +776,8 @@ class Spawner:
             setgroups=setgroups_allowed(plan.gid_map),
             join_flags=flags,
         )
-        pid = run_exec_helper(self.native_init, data, (*stdio, run.pidfd), cid)
+        extra = (run.pidfd,) if console is None else (run.pidfd, console)
+        pid = run_exec_helper(self.native_init, data, (*stdio, *extra), cid)
         return _Running(plan, pid, os.pidfd_open(pid), None, exec=True)
 
     def run_here(
@@ -747,13 +786,16 @@ class Spawner:
         stdio: tuple[int, int, int],
         timeout: float | None = None,
         forward: tuple[int, ...] = (),
+        console: int | None = None,
     ) -> tuple[int, CgroupStats, OSError | None, bool]:
         """Create the container of ``plan`` from this process and wait until it is gone.
 
         For a small, single-threaded caller that runs one container, such as the command
         line: it needs no spawner process of its own, and the container can use the
         caller's own stdio. The signals in ``forward`` are passed on to the container's
-        first process while it runs, as ``docker run`` does (main thread only).
+        first process while it runs, as ``docker run`` does (main thread only). With
+        ``console`` (a unix socket), the container gets a terminal whose master end goes
+        there (see ``set_up_console`` in ``_init.c``) before this call waits.
 
         Returns:
             The wait status, the cgroup's figures, an error of the cleanup, and whether
@@ -773,7 +815,7 @@ class Spawner:
 
         saved = {sig: signal.signal(sig, relay) for sig in forward}
         try:
-            run = self.create(plan, stdio)
+            run = self.create(plan, stdio, console)
         except BaseException:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)

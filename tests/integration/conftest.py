@@ -10,7 +10,9 @@ process, no state.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 
 from containerlib import Image
 from containerlib.image.builtin import busybox_rootfs
+from containerlib.linux import syscalls as sc
 from containerlib.runtime.client import spawner
 from containerlib.runtime.spawner import WARM_STOCK
 
@@ -152,3 +155,47 @@ def state(roots: dict[str, str]) -> Iterator[None]:
     assert len(spawner.ready_ids()) <= WARM_STOCK
     assert not cgroups_left()
     assert not processes_left()
+
+
+def _children() -> dict[int, tuple[str, str]]:
+    """This process's children: pid -> (state, name)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            fields = text.rpartition(")")[2].split()
+            if int(fields[1]) == os.getpid():
+                found[int(entry.name)] = (fields[0], name)
+    return found
+
+
+def reap_adopted() -> None:
+    """Reap the processes this process adopted that have ended (its zombie children)."""
+    for pid, (state, _name) in _children().items():
+        if state == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+@pytest.fixture
+def adopter() -> Iterator[None]:
+    """This process adopts the keepers of detached containers, as a service manager
+    would, and reaps them when they end (the host's PID 1 need not reap promptly). At the
+    end no keeper may be left: each ends with its container."""
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        yield
+        deadline = time.monotonic() + 10
+        while True:
+            reap_adopted()
+            keepers = [p for p, (_s, name) in _children().items() if name == "clib-keeper"]
+            if not keepers or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert not keepers, f"keepers left running: {keepers}"
+    finally:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)

@@ -14,6 +14,7 @@ import containerlib
 from containerlib import (
     ContainerError,
     ContainerlibError,
+    ContainerNotFound,
     ContainerNotRunning,
     ContainerSetupError,
     ImageError,
@@ -30,9 +31,12 @@ EXPORTED = [
     "CgroupStats",
     "Container",
     "ContainerError",
+    "ContainerNotFound",
     "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",
+    "DetachedContainer",
+    "Event",
     "Image",
     "ImageError",
     "ImageNotFound",
@@ -48,6 +52,8 @@ FACADE = {
     "Result": "containerlib.container",
     "RunningContainer": "containerlib.container",
     "Image": "containerlib.images",
+    "DetachedContainer": "containerlib.detached",
+    "Event": "containerlib.detached",
     "CgroupStats": "containerlib.linux.cgroups._base",
     "Pressure": "containerlib.linux.cgroups._base",
 }
@@ -77,6 +83,17 @@ def test_star_import_gives_every_name() -> None:
     namespace: dict[str, object] = {}
     exec("from containerlib import *", namespace)
     assert sorted(k for k in namespace if not k.startswith("__")) == EXPORTED
+
+
+def test_the_detached_container_functions_are_there_but_not_star_imported() -> None:
+    import containerlib.detached as detached
+
+    assert containerlib.get is detached.get
+    assert containerlib.list is detached.list
+    assert containerlib.prune is detached.prune
+    namespace: dict[str, object] = {}
+    exec("from containerlib import *", namespace)
+    assert "list" not in namespace
 
 
 def test_unknown_name_is_an_attribute_error() -> None:
@@ -115,6 +132,7 @@ EXCEPTIONS = [
     ContainerSetupError,
     ContainerError,
     ContainerNotRunning,
+    ContainerNotFound,
     SpawnerError,
 ]
 
@@ -139,6 +157,7 @@ def test_every_exported_exception_is_listed_here() -> None:
         (ContainerSetupError, (OSError,)),
         (ContainerError, (RuntimeError,)),
         (ContainerNotRunning, (RuntimeError,)),
+        (ContainerNotFound, (LookupError,)),
         (SpawnerError, (RuntimeError,)),
     ],
 )
