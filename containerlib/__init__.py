@@ -23,8 +23,11 @@ from containerlib.errors import (
 )
 
 if TYPE_CHECKING:
-    from containerlib.container import Container, Result, RunningContainer
-    from containerlib.detached import DetachedContainer, Event, get, list, prune
+    from containerlib.container import Container, Event, Result, RunningContainer
+    from containerlib.detached import DetachedContainer
+    from containerlib.detached import get as get
+    from containerlib.detached import list as list
+    from containerlib.detached import prune as prune
     from containerlib.images import Image
     from containerlib.linux.cgroups import CgroupStats, Pressure
 
@@ -35,7 +38,7 @@ _LAZY = {
     "Result": "containerlib.container",
     "RunningContainer": "containerlib.container",
     "DetachedContainer": "containerlib.detached",
-    "Event": "containerlib.detached",
+    "Event": "containerlib.container",
     "get": "containerlib.detached",
     "list": "containerlib.detached",
     "prune": "containerlib.detached",

@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
+import io
 import os
 import re
 import secrets
 import signal
 import socket
+import struct
+import termios
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import attrs
 
@@ -67,10 +71,11 @@ from containerlib.spec.defaults import (
 from containerlib.spec.units import parse_bytes
 
 if TYPE_CHECKING:
+    from containerlib.aio import AsyncRunningContainer
     from containerlib.detached import DetachedContainer
     from containerlib.image.cache import LayerHold
 
-__all__ = ["Container", "Result", "RunningContainer"]
+__all__ = ["Container", "Event", "Result", "RunningContainer"]
 
 _DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})")
@@ -78,6 +83,46 @@ _ENV_KEY = re.compile(r"[^=\0]+")
 #: The hostname of a container that was given neither a hostname nor an id; with an id,
 #: the hostname is its first 12 characters, as Docker does.
 _DEFAULT_HOSTNAME = "containerlib"
+
+
+@attrs.frozen
+class Event:
+    """Something that happened to a container (:meth:`RunningContainer.events`).
+
+    Attributes:
+        kind: ``started``, ``oom`` (the kernel killed one of its processes for lack of
+            memory) or ``exited``.
+        time: when, in seconds since the epoch (for ``oom``, when it was noticed).
+        exit_code: for ``exited``, the exit code.
+    """
+
+    kind: str
+    time: float
+    exit_code: int | None = None
+
+
+#: How often :meth:`RunningContainer.events` looks at the cgroup for OOM kills (seconds).
+EVENT_POLL = 0.1
+
+
+def watch_events(
+    oom_kills: Callable[[], int],
+    ended: Callable[[float], tuple[int, int] | None],
+    poll: float = EVENT_POLL,
+) -> Iterator[Event]:
+    """``oom`` events while a container runs, then ``exited``: ``oom_kills()`` gives its
+    cgroup's count (-1 once it is gone); ``ended(timeout)`` gives ``(exit code, OOM kills
+    at the end)`` once the container has ended, None while it runs."""
+    seen = max(0, oom_kills())
+    while True:
+        done = ended(poll)
+        count = oom_kills() if done is None else done[1]
+        for _ in range(max(0, count - seen)):
+            yield Event("oom", time.time())
+        seen = max(seen, count)
+        if done is not None:
+            yield Event("exited", time.time(), done[0])
+            return
 
 
 @attrs.frozen(kw_only=True)
@@ -706,6 +751,8 @@ class Container:
         input: bytes | None = None,
         id: str | None = None,
         detach: Literal[False] = False,
+        interactive: bool = False,
+        tty: bool = False,
     ) -> RunningContainer: ...
 
     @overload
@@ -729,6 +776,8 @@ class Container:
         detach: bool = False,
         name: str | None = None,
         auto_remove: bool = False,
+        interactive: bool = False,
+        tty: bool = False,
     ) -> RunningContainer | DetachedContainer:
         """Start the container and return at once.
 
@@ -751,6 +800,11 @@ class Container:
                 finds it by name too.
             auto_remove: a detached container's state and log are removed when it ends
                 (``docker run --rm``).
+            interactive: its stdin is a pipe: write to :attr:`RunningContainer.stdin`
+                and close it (``docker run -i``).
+            tty: its stdin, stdout and stderr are a new terminal (``docker run -t``),
+                80x24 until :meth:`RunningContainer.resize`; what it writes is its
+                ``stdout``, with the terminal's ``\\r\\n``.
 
         Example:
             >>> box = Container(image).start(["httpd", "-f"], detach=True)  # doctest: +SKIP
@@ -762,12 +816,54 @@ class Container:
                 nothing is left behind.
         """
         if detach:
+            if interactive or tty:
+                raise SpecError("detach", "a detached container has no caller to read its stdin")
             return self._start_detached(cmd, input, id, name, auto_remove)
         if name is not None or auto_remove:
             raise SpecError("name", "name and auto_remove are for detached containers")
-        running = self._start(cmd, input, id)
+        running = self._start(cmd, input, id, interactive=interactive, tty=tty)
         running._ensure_pump()
         return running
+
+    async def run_async(
+        self,
+        cmd: Sequence[str] | None = None,
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        id: str | None = None,
+    ) -> Result:
+        """:meth:`run` for asyncio: ``result = await container.run_async(cmd)``.
+
+        The event loop goes on while the container runs. A cancelled task kills the
+        container and waits for its end before the cancellation goes on.
+
+        Raises:
+            The errors of :meth:`run`.
+        """
+        from containerlib.aio import run
+
+        return await run(self, cmd, input=input, timeout=timeout, check=check, id=id)
+
+    def start_async(
+        self,
+        cmd: Sequence[str] | None = None,
+        *,
+        input: bytes | None = None,
+        id: str | None = None,
+        interactive: bool = False,
+        tty: bool = False,
+    ) -> AsyncRunningContainer:
+        """:meth:`start` for asyncio: ``async with container.start_async(cmd) as box:``
+        (the container is killed at the end of the block), or ``box = await
+        container.start_async(cmd)``. See :class:`~containerlib.aio.AsyncRunningContainer`.
+        """
+        from containerlib.aio import AsyncRunningContainer
+
+        return AsyncRunningContainer(
+            lambda: self.start(cmd, input=input, id=id, interactive=interactive, tty=tty)
+        )
 
     def _start_detached(
         self,
@@ -857,24 +953,36 @@ class Container:
         *,
         wait: bool = True,
         keep_upper: str | None = None,
+        interactive: bool = False,
+        tty: bool = False,
     ) -> RunningContainer:
         cid = check_id(id) if id is not None else None
         args, plan = self._plan(cmd, cid)
         if keep_upper is not None:
             plan = attrs.evolve(plan, keep_upper=keep_upper)
+        if tty:
+            plan = attrs.evolve(plan, console_width=80, console_height=24)
         t0 = time.monotonic()
         # The layers stay held while the container runs: no prune removes them.
         hold = self.image._hold_layers()
-        pipes = Pipes(input)
+        pipes = Pipes(input, interactive=interactive)
+        console = _Console(tty)
         try:
-            process = spawner.start(plan, pipes.theirs, wait=wait)
+            process = spawner.start(plan, pipes.theirs, wait=wait, console=console.theirs())
+            master = console.attach(pipes)
         except BaseException:
             pipes.close()
             if hold is not None:
                 hold.close()
             raise
+        finally:
+            console.close()
         pipes.release_theirs()
-        return RunningContainer(cid, process, pipes, t0, list(args), plan, hold)
+        running = RunningContainer(cid, process, pipes, t0, list(args), plan, hold)
+        running._terminal = master
+        if interactive:
+            running.stdin = pipes.take_stdin()
+        return running
 
     def _run_in_this_process(
         self,
@@ -1076,6 +1184,9 @@ class RunningContainer(_CgroupControls):
         self._timed_out = False
         self._lock = threading.Lock()
         self._pump_thread: threading.Thread | None = None
+        #: With ``interactive=True``: the container's stdin, to write to and close.
+        self.stdin: io.BufferedWriter | None = None
+        self._terminal: int | None = None
 
     @property
     def id(self) -> str:
@@ -1099,6 +1210,122 @@ class RunningContainer(_CgroupControls):
                 target=self._pipes.pump, name=f"containerlib-io-{self.id[:12]}", daemon=True
             )
             self._pump_thread.start()
+
+    # -- streams ----------------------------------------------------------------------------
+
+    @functools.cached_property
+    def stdout(self) -> io.BufferedReader:
+        """The container's stdout as a file that reads from its start and waits for
+        more until the container's output ends (with a terminal: all its output)."""
+        self._ensure_pump()
+        return self._pipes.log.reader("stdout")
+
+    @functools.cached_property
+    def stderr(self) -> io.BufferedReader:
+        """The container's stderr as a file, as :attr:`stdout`."""
+        self._ensure_pump()
+        return self._pipes.log.reader("stderr")
+
+    @overload
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        since: float | None = None,
+        until: float | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+        follow: Literal[False] = False,
+    ) -> bytes: ...
+
+    @overload
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        since: float | None = None,
+        until: float | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+        follow: Literal[True],
+    ) -> Iterator[bytes]: ...
+
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        since: float | None = None,
+        until: float | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+        follow: bool = False,
+    ) -> bytes | Iterator[bytes]:
+        """What the container wrote, as ``docker logs``: stdout and stderr interleaved
+        as written, kept in memory while this handle lives.
+
+        Args:
+            stdout, stderr: which streams.
+            since, until: only what was written from ``since`` and before ``until``
+                (seconds since the epoch).
+            tail: only the last ``tail`` lines.
+            timestamps: each line starts with the time it was written (RFC 3339).
+            follow: an iterator of the output now and to come, which ends when the
+                container's output ends.
+
+        Example:
+            >>> for chunk in box.logs(follow=True):  # doctest: +SKIP
+            ...     print(chunk.decode(), end="")
+        """
+        self._ensure_pump()
+        filters: dict[str, Any] = {
+            "stdout": stdout,
+            "stderr": stderr,
+            "since": since,
+            "until": until,
+            "tail": tail,
+            "timestamps": timestamps,
+        }
+        if follow:
+            return self._pipes.log.follow(**filters)
+        return self._pipes.log.read(**filters)
+
+    def resize(self, columns: int, rows: int) -> None:
+        """Set the size of the container's terminal (``start(tty=True)``); its
+        processes get SIGWINCH.
+
+        Raises:
+            SpecError: it has no terminal, or the size is not positive.
+        """
+        if self._terminal is None:
+            raise SpecError("tty", "the container has no terminal: start it with tty=True")
+        if not (0 < columns < 65536 and 0 < rows < 65536):
+            raise SpecError("size", f"{columns}x{rows} is not a terminal size")
+        fcntl.ioctl(self._terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+    def events(self) -> Iterator[Event]:
+        """What happens to the container, as it happens: ``started``, ``oom`` each time
+        the kernel kills one of its processes for lack of memory, and ``exited`` last
+        (see :class:`Event`)."""
+        yield Event("started", time.time() - (time.monotonic() - self._started))
+        yield from watch_events(self._oom_kills, self._ended)
+
+    def _oom_kills(self) -> int:
+        try:
+            return self._cgroup("watch").stats().oom_kills
+        except (ContainerNotRunning, ContainerSetupError, FileNotFoundError):
+            return -1
+
+    def _ended(self, timeout: float) -> tuple[int, int] | None:
+        try:
+            result = self.wait(timeout)
+        except TimeoutError:
+            return None
+        return result.exit_code, result.stats.oom_kills
+
+    # -- signals ------------------------------------------------------------------------
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the container's first process (PID 1 inside); a paused
@@ -1129,6 +1356,7 @@ class RunningContainer(_CgroupControls):
         input: bytes | None = None,
         timeout: float | None = None,
         check: bool = False,
+        tty: bool = False,
     ) -> Result:
         """Run ``cmd`` in this running container and wait for it, as ``docker exec``.
 
@@ -1146,6 +1374,8 @@ class RunningContainer(_CgroupControls):
             input: bytes for the command's stdin; it gets ``/dev/null`` otherwise.
             timeout: seconds after which the process is killed (``timed_out``).
             check: raise :class:`ContainerError` when the exit code is not 0.
+            tty: its stdio is a new terminal (``docker exec -t``): its output, both
+                streams, is the result's ``stdout``, with the terminal's ``\\r\\n``.
 
         Example:
             >>> with Container("/srv/rootfs").start(["sleep", "60"]) as box:  # doctest: +SKIP
@@ -1165,10 +1395,11 @@ class RunningContainer(_CgroupControls):
             raise ContainerNotRunning(self.id, "exec")
         return run_exec(
             request,
-            lambda stdio: spawner.exec(request, stdio, wait=False),
+            lambda stdio, console: spawner.exec(request, stdio, wait=False, console=console),
             input=input,
             timeout=timeout,
             check=check,
+            tty=tty,
         )
 
     def stats(self) -> CgroupStats:
@@ -1218,6 +1449,9 @@ class RunningContainer(_CgroupControls):
         with self._lock:
             if self._result is None:
                 self._pipes.close()
+                if self.stdin is not None:  # the container is gone: no one reads it
+                    with contextlib.suppress(OSError):
+                        self.stdin.close()
                 self._result = Result(
                     exit_code=exited.exit_code,
                     stdout=bytes(self._pipes.stdout),
@@ -1302,22 +1536,60 @@ def exec_request(
     )
 
 
+class _Console:
+    """For a process with a terminal: the console socket its master end comes on."""
+
+    def __init__(self, wanted: bool) -> None:
+        self._ours: socket.socket | None = None
+        self._theirs: socket.socket | None = None
+        if wanted:
+            self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def theirs(self) -> int | None:
+        """The end to send with the request; None without a terminal."""
+        return self._theirs.fileno() if self._theirs is not None else None
+
+    def attach(self, pipes: Pipes) -> int | None:
+        """Once the request is sent: receive the master end and give it to ``pipes``;
+        returns it. None without a terminal, or when the process failed before it sent
+        one (its setup error comes with the process)."""
+        if self._ours is None:
+            return None
+        assert self._theirs is not None
+        self._theirs.close()  # end of file here if the process fails before it sends
+        _msg, fds, _flags, _addr = socket.recv_fds(self._ours, 64, 1)
+        if not fds:
+            return None
+        pipes.attach_terminal(fds[0])
+        return fds[0]
+
+    def close(self) -> None:
+        for sock in (self._ours, self._theirs):
+            if sock is not None:
+                sock.close()
+
+
 def run_exec(
     request: ExecRequest,
-    start: Callable[[tuple[int, int, int]], Process],
+    start: Callable[[tuple[int, int, int], int | None], Process],
     *,
     input: bytes | None,
     timeout: float | None,
     check: bool,
+    tty: bool = False,
 ) -> Result:
-    """Start the process of ``request`` with ``start`` (given its stdio), feed and drain
-    it, and wait for it to end."""
+    """Start the process of ``request`` with ``start`` (given its stdio and, with
+    ``tty``, a console socket), feed and drain it, and wait for it to end."""
     pipes = Pipes(input)
+    console = _Console(tty)
     try:
-        process = start(pipes.theirs)
+        process = start(pipes.theirs, console.theirs())
+        console.attach(pipes)
     except BaseException:
         pipes.close()
         raise
+    finally:
+        console.close()
     pipes.release_theirs()
     cmd = [a.decode(errors="surrogateescape") for a in request.args]
     running = RunningContainer(request.container_id, process, pipes, time.monotonic(), cmd, None)

@@ -31,9 +31,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
 
-import attrs
-
-from containerlib.container import Result, _CgroupControls, exec_request, run_exec
+from containerlib.container import (
+    Event,
+    Result,
+    _CgroupControls,
+    exec_request,
+    run_exec,
+    watch_events,
+)
 from containerlib.errors import (
     ContainerNotFound,
     ContainerNotRunning,
@@ -50,24 +55,6 @@ from containerlib.runtime.specconv import Roots
 __all__ = ["DetachedContainer", "Event", "get", "list", "prune"]
 
 _builtin_list = list
-#: How often :meth:`DetachedContainer.events` looks at the cgroup for OOM kills (seconds).
-EVENT_POLL = 0.1
-
-
-@attrs.frozen
-class Event:
-    """Something that happened to a container.
-
-    Attributes:
-        kind: ``started``, ``oom`` (the kernel killed one of its processes for lack of
-            memory) or ``exited``.
-        time: when, in seconds since the epoch (for ``oom``, when it was noticed).
-        exit_code: for ``exited``, the exit code.
-    """
-
-    kind: str
-    time: float
-    exit_code: int | None = None
 
 
 def claim_state_dir(run_root: str, cid: str, record: dict[str, Any]) -> str:
@@ -349,6 +336,7 @@ class DetachedContainer(_CgroupControls):
         input: bytes | None = None,
         timeout: float | None = None,
         check: bool = False,
+        tty: bool = False,
     ) -> Result:
         """Run ``cmd`` in the container and wait for it, as
         :meth:`RunningContainer.exec <containerlib.RunningContainer.exec>` (its keeper
@@ -367,15 +355,16 @@ class DetachedContainer(_CgroupControls):
         if conn is None:
             raise ContainerNotRunning(self.id, "exec")
 
-        def start(stdio: tuple[int, int, int]) -> Process:
+        def start(stdio: tuple[int, int, int], console: int | None) -> Process:
+            extra = () if console is None else (console,)
             try:
-                send_message(conn, ("exec", request), stdio)
+                send_message(conn, ("exec", request), (*stdio, *extra))
             except OSError:
                 conn.close()
                 raise ContainerNotRunning(self.id, "exec") from None
             return Process(conn)
 
-        return run_exec(request, start, input=input, timeout=timeout, check=check)
+        return run_exec(request, start, input=input, timeout=timeout, check=check, tty=tty)
 
     def stats(self) -> CgroupStats:
         """The figures of its cgroup now; once it has ended, those it ended with."""
@@ -504,24 +493,6 @@ class DetachedContainer(_CgroupControls):
         if record.get("rw_dir"):
             rwdirs.remove_rw(record["rw_dir"])
         records.remove_state(self._dir)
-
-
-def watch_events(
-    oom_kills: Any, ended: Any, poll: float = EVENT_POLL
-) -> Iterator[Event]:
-    """``oom`` events while the container runs, then ``exited``: ``oom_kills()`` gives
-    the cgroup's count (-1 once it is gone); ``ended(timeout)`` gives ``(exit code, OOM
-    kills at the end)`` once the container has ended, None before."""
-    seen = max(0, oom_kills())
-    while True:
-        done = ended(poll)
-        count = oom_kills() if done is None else done[1]
-        for _ in range(max(0, count - seen)):
-            yield Event("oom", time.time())
-        seen = max(seen, count)
-        if done is not None:
-            yield Event("exited", time.time(), done[0])
-            return
 
 
 def _containers(run_root: str) -> _builtin_list[DetachedContainer]:

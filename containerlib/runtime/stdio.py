@@ -110,6 +110,30 @@ class Pipes:
         self._open.remove(fd)
         return open(fd, "wb")
 
+    def attach_terminal(self, master: int) -> None:
+        """The container's stdio is a terminal whose master end is ``master`` (this
+        object owns it from now on): what it writes is read from there as stdout, and
+        ``input``, or the end :meth:`take_stdin` gives, goes there. Call it before
+        :meth:`pump`."""
+        self._open.append(master)
+        os.set_blocking(master, False)
+        self._sel.register(master, selectors.EVENT_READ, "stdout")
+        self._outputs += 1
+        # Writes go through a copy: one descriptor is registered with the selector once.
+        writer = os.dup(master)
+        self._open.append(writer)
+        if self._stdin is not None:  # interactive: the caller writes to the terminal
+            self._close(self._stdin)
+            self._stdin = writer
+            os.set_blocking(writer, True)
+            return
+        for key in list(self._sel.get_map().values()):
+            if key.data == "stdin":  # the input goes to the terminal instead
+                self._close(key.fd)
+                self._sel.register(writer, selectors.EVENT_WRITE, "stdin")
+                return
+        self._close(writer)
+
     @property
     def theirs(self) -> tuple[int, int, int]:
         """The container's ends: stdin, stdout, stderr."""
@@ -144,8 +168,12 @@ class Pipes:
                     continue
                 try:
                     chunk = os.read(fd, _CHUNK)
-                except InterruptedError:
+                except (InterruptedError, BlockingIOError):
                     continue
+                except OSError as e:
+                    if e.errno != errno.EIO:
+                        raise
+                    chunk = b""  # a terminal whose other end has closed
                 if chunk:
                     self.log.append(key.data, chunk)
                 else:

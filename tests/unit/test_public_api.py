@@ -53,7 +53,7 @@ FACADE = {
     "RunningContainer": "containerlib.container",
     "Image": "containerlib.images",
     "DetachedContainer": "containerlib.detached",
-    "Event": "containerlib.detached",
+    "Event": "containerlib.container",
     "CgroupStats": "containerlib.linux.cgroups._base",
     "Pressure": "containerlib.linux.cgroups._base",
 }
