@@ -191,7 +191,7 @@ def test_a_failed_setup_leaves_nothing(image: Image, roots: dict[str, str], clea
 def test_a_killed_keeper_leaves_a_dead_container_that_prune_removes(
     image: Image, roots: dict[str, str], clean: None
 ) -> None:
-    box = Container(image).limit(pids=20).start(["sleep", "60"], detach=True)
+    box = Container(image).start(["sleep", "60"], detach=True)
     record = box.inspect()
     os.kill(record["keeper_pid"], signal.SIGKILL)
     # The container dies with its keeper (the parent-death signal).
