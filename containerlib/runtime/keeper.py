@@ -50,6 +50,7 @@ from containerlib.runtime.records import (
     SOCKET,
     read_record,
     remove_state,
+    socket_path,
     start_time,
     stats_to_dict,
     write_record,
@@ -159,7 +160,8 @@ class Keeper(Spawner):
         theirs: list[int] = []
         ours: dict[int, str] = {}
         try:
-            listener.bind(os.path.join(state, SOCKET))
+            with socket_path(state) as path:
+                listener.bind(path)
             listener.listen(16)
             if request.input is None:
                 theirs.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))

@@ -36,6 +36,7 @@ __all__ = [
     "locked",
     "read_record",
     "remove_state",
+    "socket_path",
     "start_time",
     "stats_from_dict",
     "stats_to_dict",
@@ -169,13 +170,25 @@ def connect(state_dir: str | os.PathLike[str]) -> socket.socket | None:
     """A connection to the container's keeper; None when it no longer serves."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
-        sock.connect(os.path.join(state_dir, SOCKET))
+        with socket_path(state_dir) as path:
+            sock.connect(path)
     except OSError as e:
         sock.close()
-        if e.errno in (errno.ENOENT, errno.ECONNREFUSED):
+        if e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
             return None
         raise
     return sock
+
+
+@contextlib.contextmanager
+def socket_path(state_dir: str | os.PathLike[str]) -> Iterator[str]:
+    """The keeper's socket as a path short enough for a unix socket address (108 bytes):
+    through a descriptor of the state directory, whatever its length."""
+    fd = os.open(state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{SOCKET}"
+    finally:
+        os.close(fd)
 
 
 def wait_for_start(channel: socket.socket, cid: str) -> int:

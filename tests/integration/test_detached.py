@@ -245,3 +245,17 @@ def test_stats_update_pause_and_events(image: Image, clean: None) -> None:
     kinds = [e.kind for e in events]
     assert kinds[-1] == "exited"
     assert box.wait().exit_code == 137
+
+
+def test_a_run_root_too_long_for_a_socket_address_works(
+    image: Image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean: None
+) -> None:
+    # <root>/<id>/keeper.sock is past the 108 bytes of a unix socket address.
+    long = tmp_path / ("d" * 100) / ("e" * 60)
+    monkeypatch.setenv("CONTAINERLIB_RUN_ROOT", str(long))
+    box = Container(image).start(["sleep", "30"], detach=True)
+    assert len(str(long / box.id / "keeper.sock")) > 108
+    assert box.exec(["echo", "reached"]).stdout == b"reached\n"
+    assert box.stop(timeout=0.5).exit_code == 137
+    box.remove()
+    assert list(long.iterdir()) == []
