@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cases import _make_bundle
+from report import latency_rows, page_header, write_page
 from rootfs import build_rootfs
 
 from containerlib import Container, Image
@@ -163,17 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rootfs, _how = build_rootfs(work / "rootfs")
         reads = stats_reads(rootfs, work, args.reads)
     driver = type(probe()).__name__
-    lines = [
-        "# What cgroups cost",
-        "",
-        "<!-- Written by `python benchmarks/cgroups.py`: rerun it rather than edit. -->",
-        "",
-        __doc__.split("\n\n", 1)[1].split("Run as root")[0].strip(),
-        "",
-        f"Last run: {started:%Y-%m-%d %H:%M} UTC, Linux {platform.release()}, "
-        f"{os.cpu_count()} CPUs, driver `{driver}`, {args.runs} cgroups a row, "
-        f"{args.reads} reads (`python benchmarks/cgroups.py`).",
-        "",
+    lines = page_header(
+        "What cgroups cost", "cgroups.py", __doc__, started, f"driver `{driver}`, "
+        f"{args.runs} cgroups a row, {args.reads} reads",
+    )  # fmt: skip
+    lines += [
         "## Setup and teardown of one container's cgroup (medians)",
         "",
         "| limits | make | move a process in | remove | total |",
@@ -193,25 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         "## Reading a running container's figures",
         "",
-        "| how | reads | median | p90 |",
-        "|---|---:|---:|---:|",
+        *latency_rows(reads, digits=3, ratio=False),
     ]
-    base = None
-    for name, times in reads.items():
-        if isinstance(times, str):
-            lines.append(f"| {name} | - | {times} | |")
-            continue
-        med = _median_ms(times)
-        p90 = sorted(times)[int(len(times) * 0.9)] * 1e3
-        base = base or med
-        lines.append(f"| {name} | {len(times)} | {med:.3f} ms | {p90:.3f} ms |")
     runc = reads.get("runc events --stats")
+    first = next(iter(reads.values()))
+    base = _median_ms(first) if isinstance(first, list) else None
     if base and isinstance(runc, list):
         lines += ["", f"`runc events --stats` takes {_median_ms(runc) / base:.0f}x as long a read."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_docs:
-        DOCS.write_text(text)
+    write_page(lines, DOCS, write=not args.no_docs)
     return 0
 
 

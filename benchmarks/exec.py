@@ -1,6 +1,7 @@
 """Exec latency: starting ``/bin/true`` in a running container and seeing it exit.
 
-Beside containerlib's ``RunningContainer.exec(["/bin/true"])``, ``runc exec`` into a runc
+Beside containerlib's ``RunningContainer.exec(["/bin/true"])`` (and
+``DetachedContainer.exec``, into a detached container), ``runc exec`` into a runc
 container running the same ``sleep`` on the same busybox root (one process a run, as a
 user of runc pays; runc's own default spec). The runs alternate between the two, in
 rounds, so that both share the machine's conditions. Written to docs/benchmarks-exec.md.
@@ -13,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cases import _make_bundle
+from report import latency_rows, page_header, write_page
 from rootfs import build_rootfs
 
 from containerlib import Container, Image
@@ -39,7 +39,10 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def measure(rootfs: Path, work: Path, runs: int, rounds: int) -> dict[str, list[float] | str]:
-    times: dict[str, list[float] | str] = {"containerlib `exec`": []}
+    times: dict[str, list[float] | str] = {
+        "containerlib `exec`": [],
+        "containerlib `exec`, detached container": [],
+    }
     runc = ["runc", "--root", str(work / "runc-state")]
     cid = f"clib-bench-exec-{os.getpid()}"
     have_runc = shutil.which("runc") is not None
@@ -63,24 +66,36 @@ def measure(rootfs: Path, work: Path, runs: int, rounds: int) -> dict[str, list[
     def runc_exec() -> None:
         subprocess.run([*runc, "exec", cid, "/bin/true"], check=True, capture_output=True)
 
+    image = Image.from_rootfs(rootfs)
+    detached = Container(image).start(["sleep", "600"], detach=True)
     try:
-        with Container(Image.from_rootfs(rootfs)).start(["sleep", "600"]) as box:
+        with Container(image).start(["sleep", "600"]) as box:
 
             def clib_exec() -> None:
                 if box.exec(["/bin/true"]).exit_code != 0:
                     raise RuntimeError("containerlib exec /bin/true failed")
 
-            clib_exec()  # the untimed warm-up run of each
-            if have_runc:
-                runc_exec()
+            def clib_exec_detached() -> None:
+                if detached.exec(["/bin/true"]).exit_code != 0:
+                    raise RuntimeError("containerlib exec /bin/true (detached) failed")
+
+            ways = [
+                ("containerlib `exec`", clib_exec),
+                ("containerlib `exec`, detached container", clib_exec_detached),
+                ("runc exec", runc_exec),
+            ]
+            for name, fn in ways:  # the untimed warm-up run of each
+                if isinstance(times[name], list):
+                    fn()
             per_round = max(1, runs // rounds)
             for _ in range(rounds):
-                for name, fn in (("containerlib `exec`", clib_exec), ("runc exec", runc_exec)):
+                for name, fn in ways:
                     bucket = times[name]
                     if isinstance(bucket, list):
                         bucket += [_timed(fn) for _ in range(per_round)]
             box.kill()
     finally:
+        detached.remove(force=True)
         if have_runc:
             subprocess.run([*runc, "delete", "--force", cid], check=False, capture_output=True)
     return times
@@ -100,39 +115,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(tmp)
         rootfs, _how = build_rootfs(work / "rootfs")
         results = measure(rootfs, work, args.runs, rounds=20)
-    lines = [
-        "# Exec latency",
-        "",
-        "<!-- Written by `python benchmarks/exec.py`: rerun it rather than edit. -->",
-        "",
-        __doc__.split("\n\n", 1)[1].split("Run as root")[0].strip(),
-        "",
-        f"Last run: {started:%Y-%m-%d %H:%M} UTC, Linux {platform.release()}, "
-        f"{os.cpu_count()} CPUs, load average {load:.2f} at the start, {args.runs} runs "
-        "each (`python benchmarks/exec.py`).",
-        "",
-        "| how | runs | median | p90 | ratio |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    base = None
-    for name, times in results.items():
-        if isinstance(times, str):
-            lines.append(f"| {name} | - | {times} | | |")
-            continue
-        med = statistics.median(times) * 1e3
-        p90 = sorted(times)[int(len(times) * 0.9)] * 1e3
-        base = base or med
-        lines.append(f"| {name} | {len(times)} | {med:.2f} ms | {p90:.2f} ms | {med / base:.2f}x |")
+    lines = page_header(
+        "Exec latency", "exec.py", __doc__, started, f"load average {load:.2f} at the start, "
+        f"{args.runs} runs each",
+    )  # fmt: skip
+    lines += latency_rows(results)
     lines += [
         "",
         "containerlib's exec is a request to its spawner, which starts `clib-init --exec`",
         "(it joins the container's cgroup and namespaces, then clones the command's process);",
         "`runc exec` is a whole runc process each time, which re-executes itself to join.",
+        "Into a detached container, the request goes to the container's keeper process",
+        "(docs/containers.md), which starts the same helper.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_docs:
-        DOCS.write_text(text)
+    write_page(lines, DOCS, write=not args.no_docs)
     return 0
 
 

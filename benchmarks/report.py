@@ -206,3 +206,54 @@ def _ms(seconds: float) -> str:
 
 def _ratio(ratio: float) -> str:
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x"
+
+
+# -- the pages of the single-topic benchmarks (exec.py, detached.py, cgroups.py, images.py) --
+
+
+def page_header(title: str, script: str, doc: str, started: Any, detail: str) -> list[str]:
+    """The top of a benchmark's docs page: its title, a note not to edit it, what it
+    measures (the script's docstring, up to "Run as root") and when it last ran."""
+    import os
+    import platform
+
+    return [
+        f"# {title}",
+        "",
+        f"<!-- Written by `python benchmarks/{script}`: rerun it rather than edit. -->",
+        "",
+        doc.split("\n\n", 1)[1].split("Run as root", maxsplit=1)[0].strip(),
+        "",
+        f"Last run: {started:%Y-%m-%d %H:%M} UTC, Linux {platform.release()}, "
+        f"{os.cpu_count()} CPUs, {detail} (`python benchmarks/{script}`).",
+        "",
+    ]
+
+
+def latency_rows(
+    results: dict[str, list[float] | str], *, digits: int = 2, ratio: bool = True
+) -> list[str]:
+    """A table of run times (seconds), one row a way of doing it: runs, median and p90 in
+    ms and, with ``ratio``, the median against the first row's. A row whose value is a
+    string says why it did not run."""
+    head = "| how | runs | median | p90 |" + (" ratio |" if ratio else "")
+    lines = [head, "|---|---:|---:|---:|" + ("---:|" if ratio else "")]
+    base = None
+    for name, times in results.items():
+        if isinstance(times, str):
+            lines.append(f"| {name} | - | {times} | |" + (" |" if ratio else ""))
+            continue
+        med = statistics.median(times) * 1e3
+        p90 = sorted(times)[int(len(times) * 0.9)] * 1e3
+        base = base or med
+        row = f"| {name} | {len(times)} | {med:.{digits}f} ms | {p90:.{digits}f} ms |"
+        lines.append(row + (f" {med / base:.2f}x |" if ratio else ""))
+    return lines
+
+
+def write_page(lines: Sequence[str], path: Any, *, write: bool = True) -> None:
+    """Print the page and, with ``write``, put it at ``path``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        path.write_text(text)

@@ -93,6 +93,8 @@ def launch(request: DetachRequest, channel: int, holds: Sequence[int]) -> None:
     Raises:
         OSError: the fork failed.
     """
+    import containerlib.runtime.logs  # noqa: F401  (once here, not in each keeper)
+
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which never returns
         code = 1
@@ -111,10 +113,11 @@ def _keeper_main(request: DetachRequest, channel: int, holds: Sequence[int]) -> 
     code = 1
     try:
         # Objects of the forked process that are garbage now would close their
-        # descriptors' numbers when collected, which this process reuses: collect them
-        # while those numbers are still theirs. The rest stay reachable from the frames
-        # below this one, which this process never leaves (it exits from here).
-        gc.collect()
+        # descriptors' numbers when collected, which this process reuses: they are never
+        # collected (frozen: a collection would also copy every page of the heap). The
+        # rest stay reachable from the frames below this one, which this process never
+        # leaves (it exits from here).
+        gc.freeze()
         keep = sorted({channel, *holds})
         low = 3
         for fd in keep:
