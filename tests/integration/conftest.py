@@ -96,6 +96,22 @@ def processes_left() -> list[int]:
     return processes_in_our_cgroups(tuple(spawner.ready_ids()))
 
 
+def processes_holding(root: Path) -> dict[int, str]:
+    """Processes with a descriptor open on a file under ``root`` (a keeper holds its
+    container's log): pid -> their name."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd).startswith(str(root) + "/"):
+                        found[int(entry.name)] = (entry / "comm").read_text().strip()
+                        break
+    return found
+
+
 def mounts_under(*roots: str) -> list[str]:
     text = Path("/proc/self/mountinfo").read_text()
     return [line for line in text.splitlines() if any(r in line for r in roots)]
@@ -129,6 +145,8 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     assert not processes_in_our_cgroups()
     assert not helper_processes(base / "data" / "helpers")
     assert not mounts_under(str(base)), mounts_under(str(base))
+    holders = processes_holding(base)
+    assert not holders, f"processes still hold files under the roots (keepers?): {holders}"
 
 
 @pytest.fixture(scope="session")
