@@ -30,6 +30,7 @@ what such a container left.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import select
@@ -57,7 +58,7 @@ from containerlib.runtime.records import (
 )
 from containerlib.runtime.spawner import Spawner
 
-__all__ = ["DetachRequest", "Keeper", "launch"]
+__all__ = ["DetachRequest", "Keeper", "ReadyKeeper", "launch", "launch_ready"]
 #: How long the keeper waits, after the container's first process ended, for the last of
 #: its output (a process outside its PID namespace may hold the pipes open).
 DRAIN_SECONDS: Final = 2.0
@@ -108,8 +109,82 @@ def launch(request: DetachRequest, channel: int, holds: Sequence[int]) -> None:
     os.waitpid(pid, 0)
 
 
-def _keeper_main(request: DetachRequest, channel: int, holds: Sequence[int]) -> NoReturn:
-    """The keeper, from the fork on; never returns (see :func:`launch`)."""
+@attrs.define
+class ReadyKeeper:
+    """A keeper forked ahead of time (:func:`launch_ready`), waiting for its container."""
+
+    pid: int
+    pidfd: int
+    sock: socket.socket
+    flags: int
+
+    def hand(self, request: DetachRequest, channel: int, holds: Sequence[int]) -> None:
+        """Give it the container of ``request``; it answers on ``channel`` as a keeper
+        from :func:`launch` does.
+
+        Raises:
+            OSError: it is gone.
+        """
+        try:
+            send_message(self.sock, ("detach", request), [channel, *holds])
+        finally:
+            self.close()
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Let go of it; unused, it then ends (waited for up to ``timeout`` seconds)."""
+        self.sock.close()
+        if self.pidfd >= 0:
+            with contextlib.suppress(OSError):
+                select.select([self.pidfd], [], [], timeout)
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+def launch_ready(flags: int) -> ReadyKeeper:
+    """Fork a keeper that clones its container's process (for the namespaces of
+    ``flags``) now, then waits for the container: the next detached start skips both.
+    It ends when its socket closes unused.
+
+    Raises:
+        OSError: the fork failed, or the keeper ended at once.
+    """
+    import containerlib.runtime.logs  # noqa: F401  (once here, not in each keeper)
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns
+            code = 1
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    _keeper_main(None, theirs.fileno(), (), ready_flags=flags)
+                code = 0
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
+        theirs.close()
+        msg = recv_message(ours)
+        if msg is None:
+            raise OSError(errno.ESRCH, "the keeper made ahead of time ended at once")
+        (_kind, keeper_pid), _ = msg
+        return ReadyKeeper(keeper_pid, os.pidfd_open(keeper_pid), ours, flags)
+    except BaseException:
+        ours.close()
+        theirs.close()
+        raise
+
+
+def _keeper_main(
+    request: DetachRequest | None,
+    channel: int,
+    holds: Sequence[int],
+    *,
+    ready_flags: int | None = None,
+) -> NoReturn:
+    """The keeper, from the fork on; never returns (see :func:`launch`). Without a
+    request, ``channel`` is the spawner's socket: the keeper clones a process for
+    ``ready_flags``, says its pid, and waits there for its request."""
     code = 1
     try:
         # Objects of the forked process that are garbage now would close their
@@ -130,7 +205,7 @@ def _keeper_main(request: DetachRequest, channel: int, holds: Sequence[int]) -> 
         if null > 2:
             os.close(null)
         os.chdir("/")
-        sc.set_process_name(b"clib-keeper")
+        sc.set_process_name(b"clib-keeper" if request is not None else b"clib-keeper-rdy")
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_IGN)
@@ -139,7 +214,14 @@ def _keeper_main(request: DetachRequest, channel: int, holds: Sequence[int]) -> 
         signal.set_wakeup_fd(wake.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
         keeper = Keeper(wakeup)
-        code = keeper.keep(request, socket.socket(fileno=channel))
+        if request is None:
+            assert ready_flags is not None
+            request, channel = keeper.wait_for_request(socket.socket(fileno=channel), ready_flags)
+        if request is None:  # not needed after all
+            keeper.shutdown()
+            code = 0
+        else:
+            code = keeper.keep(request, socket.socket(fileno=channel))
     finally:
         os._exit(code)
 
@@ -150,6 +232,24 @@ class Keeper(Spawner):
     def __init__(self, wakeup: socket.socket) -> None:
         super().__init__(None, wakeup)
         self.waiters: list[socket.socket] = []
+
+    def wait_for_request(
+        self, spawner: socket.socket, flags: int
+    ) -> tuple[DetachRequest | None, int]:
+        """As a keeper made ahead of time: clone the container's process (for the
+        namespaces of ``flags``), say this process's pid on ``spawner``, and wait there
+        for the request; returns it and the channel to answer on (None and -1 when the
+        spawner let go of this keeper unused)."""
+        self.warm_flags = flags
+        self.warms.append(self.warm_up(flags))
+        send_message(spawner, ("ready", os.getpid()))
+        msg = recv_message(spawner)
+        spawner.close()
+        if msg is None:
+            return None, -1
+        (_op, request), fds = msg
+        sc.set_process_name(b"clib-keeper")
+        return request, fds[0]
 
     def keep(self, request: DetachRequest, channel: socket.socket) -> int:
         """Create the container, serve until it ends, clean up; returns the exit code

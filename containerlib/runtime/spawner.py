@@ -33,7 +33,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -46,6 +46,9 @@ from containerlib.runtime import nativeinit, rwdirs
 from containerlib.runtime.janitor import Janitor
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import ExecRequest, Plan, exec_plan
+
+if TYPE_CHECKING:
+    from containerlib.runtime.keeper import DetachRequest, ReadyKeeper
 from containerlib.runtime.warm import (
     Forker,
     Premount,
@@ -65,6 +68,10 @@ __all__ = ["MAX_MESSAGE", "Spawner", "main", "recv_message", "send_message"]
 #: the janitor's first move of a process into a cgroup waits for the kernel (see Slot), and
 #: a second start that comes right after the first must not wait for that.
 WARM_STOCK = 2
+
+#: How long after a detached start the spawner waits before it forks the next keeper
+#: (seconds): the keeper just handed its container is busy making it meanwhile.
+KEEPER_DELAY = 0.05
 
 #: How long after a start the janitor waits before it prepares the next one, unless the
 #: container ends sooner (seconds). Cloning the next warm process while a short container
@@ -136,6 +143,11 @@ class Spawner:
         self.forker_pids: list[int] = []
         # This process's own forker, for user namespaces without a janitor.
         self.forker: Forker | None = None
+        # The keeper for the next detached container, forked ahead of time once one was
+        # asked for (see detach), for the namespaces of keeper_flags, at keeper_due.
+        self.ready_keeper: ReadyKeeper | None = None
+        self.keeper_flags: int | None = None
+        self.keeper_due: float | None = None
 
     @property
     def driver(self) -> CgroupDriver:
@@ -155,12 +167,15 @@ class Spawner:
             events = self.selector.select(0)
             if not events:
                 timeout = 0.0 if self.idle_work() else None
-                if self.replenish_due is not None:
-                    left = max(0.0, self.replenish_due - time.monotonic())
-                    timeout = left if timeout is None else min(timeout, left)
+                for due in (self.replenish_due, self.keeper_due):
+                    if due is not None:
+                        left = max(0.0, due - time.monotonic())
+                        timeout = left if timeout is None else min(timeout, left)
                 events = self.selector.select(timeout)
             if self.replenish_due is not None and time.monotonic() >= self.replenish_due:
                 self.replenish()
+            if self.keeper_due is not None and time.monotonic() >= self.keeper_due:
+                self.make_ready_keeper()
             for key, _ in events:
                 if key.data == "control":
                     msg = recv_message(self.control)
@@ -370,19 +385,7 @@ class Spawner:
                 send_message(channel, ("ready", self.ready_ids()))
             return
         if op == "detach":
-            # A keeper of its own, forked from here (see keeper.py); it answers on the
-            # channel. The other descriptors are locks on the image's layers.
-            from containerlib.runtime.keeper import launch
-
-            try:
-                launch(plan, channel.fileno(), fds[1:])
-            except BaseException as e:
-                with contextlib.suppress(OSError):
-                    send_message(channel, ("error", e))
-            finally:
-                channel.close()
-                for fd in fds[1:]:
-                    os.close(fd)
+            self.detach(plan, channel, fds[1:])
             return
         stdio = (fds[1], fds[2], fds[3])
         # A fifth descriptor is a console socket: the process gets a terminal, whose
@@ -416,6 +419,46 @@ class Spawner:
         self.by_channel[channel.fileno()] = run
         self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
         self.selector.register(channel, selectors.EVENT_READ, "channel")
+
+    def detach(self, request: DetachRequest, channel: socket.socket, holds: list[int]) -> None:
+        """Have a keeper of its own run the detached container of ``request`` (see
+        keeper.py): the one forked ahead of time if it fits, else one forked now. It
+        answers on ``channel``; ``holds`` are locks on the image's layers, for it to keep.
+        The next one is forked a little later, once this container is on its way."""
+        from containerlib.runtime.keeper import launch
+
+        flags = request.plan.clone_flags
+        try:
+            ready, self.ready_keeper = self.ready_keeper, None
+            handed = False
+            if ready is not None and ready.flags == flags:
+                with contextlib.suppress(OSError):
+                    ready.hand(request, channel.fileno(), holds)
+                    handed = True
+            elif ready is not None:
+                ready.close()
+            if not handed:
+                launch(request, channel.fileno(), holds)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                send_message(channel, ("error", e))
+        finally:
+            channel.close()
+            for fd in holds:
+                os.close(fd)
+        self.keeper_flags = flags
+        self.keeper_due = time.monotonic() + KEEPER_DELAY
+
+    def make_ready_keeper(self) -> None:
+        """Fork the keeper for the next detached start (see :meth:`detach`)."""
+        from containerlib.runtime.keeper import launch_ready
+
+        self.keeper_due = None
+        if self.ready_keeper is None and self.keeper_flags is not None and not self.closing:
+            try:
+                self.ready_keeper = launch_ready(self.keeper_flags)
+            except OSError:
+                self.keeper_flags = None  # not here, then
 
     def ready_ids(self) -> list[str]:
         """The ids of the cgroups made ahead of time (see :class:`Slot`), once the janitor
@@ -849,6 +892,9 @@ class Spawner:
     def shutdown(self) -> None:
         """Kill what still runs, then remove everything this spawner left."""
         self.closing = True
+        if self.ready_keeper is not None:  # it ends unused, with its warm process
+            self.ready_keeper.close(timeout=5.0)
+            self.ready_keeper = None
         for run in list(self.running.values()):
             self.kill(run)
         for run in list(self.running.values()):
