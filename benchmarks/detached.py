@@ -3,8 +3,9 @@
 
 Beside containerlib's ``Container.start(["sleep", "600"], detach=True)`` (its keeper is
 forked from the spawner; the call returns once the container runs), ``podman run -d
---rootfs`` (with runc: crun 1.8 refuses this hybrid host; no network; as root) and ``runc run -d`` (a
-whole runc process, runc's own default spec), all on the same busybox root. Stopping and
+--rootfs`` (with runc: crun 1.8 refuses this hybrid host; no network; as root) and
+``runc run -d`` (a whole runc process, runc's own default spec), all on the same busybox
+root. Stopping and
 removing each container is not timed. The runs alternate between the three, in rounds,
 so that all share the machine's conditions. Written to docs/benchmarks-detached.md.
 

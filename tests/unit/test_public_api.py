@@ -86,7 +86,7 @@ def test_star_import_gives_every_name() -> None:
 
 
 def test_the_detached_container_functions_are_there_but_not_star_imported() -> None:
-    import containerlib.detached as detached
+    from containerlib import detached
 
     assert containerlib.get is detached.get
     assert containerlib.list is detached.list
