@@ -238,10 +238,17 @@ def _features() -> dict[str, object]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.1.0",
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        ],
         "mountOptions": sorted(MOUNT_OPTIONS),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": [f"CAP_{name}" for name in CAPABILITIES],
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {

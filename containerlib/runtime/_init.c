@@ -37,7 +37,7 @@
  * gets Docker's exit codes: 127 (not found) or 126 (not executable), with a message on
  * its stderr.
  *
- * Plan format, version 4 (nativeinit.encode writes it; keep the two in step). Integers
+ * Plan format, version 5 (nativeinit.encode writes it; keep the two in step). Integers
  * are little-endian u32 or u64 (i32 for oom_score_adj); nothing is aligned.
  *   str      u32 n >= 1, then n bytes whose last is the only NUL (so the C side uses the
  *            bytes in place, without a copy)
@@ -46,7 +46,7 @@
  *   opt T    bool present, then a T that is 0 when absent
  *   list T   u32 count, then count T
  * In this order:
- *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 4,
+ *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 5,
  *   str rootfs, str rw_dir, list str lowerdirs (1..500), bool readonly_root,
  *   u64 rootfs_propagation, bool new_cgroupns,
  *   list mount (str target, ostr source, ostr fstype, u64 flags, ostr data,
@@ -66,7 +66,21 @@
  *   it then replaces uid and gid), bool set_home, bool userns, bool setgroups,
  *   bool rootfs_fd, u64 join_flags (for --exec: the CLONE_NEW* namespaces to join; 0
  *   otherwise), bool bind_root, ostr exec_fifo, bool terminal, u32 console_width,
- *   u32 console_height, bool init, u32 magic again.
+ *   u32 console_height, bool init, bool pause_for_hooks,
+ *   list hook create_container_hooks (hook: str path, list str argv (empty: the path
+ *   alone), list str env, u32 timeout in seconds, 0 for none), ostr create_state,
+ *   list hook start_container_hooks, ostr start_state, u32 magic again.
+ * With pause_for_hooks, the process answers "H" once its namespaces, cgroup and mounts
+ * are made (before the createContainer hooks and pivot_root), and waits for "G": the
+ * runtime runs its prestart and createRuntime hooks meanwhile, in its own namespaces.
+ * The createContainer hooks run next, in the container's namespaces before pivot_root
+ * (their path is the host's); the startContainer hooks once `start` has opened the exec
+ * FIFO, after pivot_root and with the command's credentials, just before the exec. Each
+ * is forked and exec'd with its argv and env as given, the state (create_state or
+ * start_state, JSON) on its stdin and its stdout and stderr read back (the start of
+ * them goes into a failure's report); it is killed at its timeout. A hook that fails
+ * fails the setup; a startContainer hook's failure is written to the exec FIFO, which
+ * `start` reads ("0" alone means the command runs).
  * With init, this process stays the container's PID 1 as a small reaper (`docker run
  * --init`): it forks the command, passes on every signal it gets, reaps every process
  * that ends, and exits with the command's status (128 + N if signal N killed it). It is
@@ -78,9 +92,12 @@
  * path to follow), sends the master end on that socket (SCM_RIGHTS, as runc does for
  * conmon and containerd), and makes the other end its controlling terminal and stdio.
  * With bind_root, the rootfs is the directory lowerdirs[0] itself (an OCI bundle's, as
- * runc uses it: bound on itself, no overlay). With exec_fifo (the OCI create/start split),
- * the process answers "C" once the setup is done, then opens that FIFO for writing, which
- * blocks until `start` opens it for reading, writes a byte and goes on to the exec.
+ * runc uses it: bound on itself, no overlay; with userns, the rootfs descriptor, if one
+ * came, is an id-mapped mount of it to attach there instead). With exec_fifo (the OCI
+ * create/start split), the process answers "C" once the setup is done, then opens that
+ * FIFO for writing, which blocks until `start` opens it for reading, writes a byte and
+ * goes on to the exec. rootfs_propagation is given to `/` after pivot_root, which
+ * refuses a shared new root.
  * `clib-init FD FLAGS --detached` starts a process that does not die with its parent (a
  * container created by the OCI command line outlives it).
  * With userns, the process is in a new user namespace whose maps the spawner has written:
@@ -102,6 +119,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -149,6 +167,9 @@ struct open_how {
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -156,7 +177,7 @@ struct open_how {
 #define PLAN_MAGIC 0x50494c43u
 #define PREMOUNT_MAGIC 0x4d504c43u
 #define EXEC_MAGIC 0x58494c43u
-#define PLAN_VERSION 4u
+#define PLAN_VERSION 5u
 #define MAX_SECCOMP (4096u * 8u) /* BPF_MAXINSNS instructions */
 #define MAX_PLAN (1u << 20)
 #define MAX_LOWERDIRS 500 /* overlayfs stacks at most 500 layers */
@@ -168,6 +189,8 @@ struct open_how {
 #define MAX_AMBIENT 64
 #define MAX_ARGS 32768
 #define MAX_ENV 32768
+#define MAX_HOOKS 64
+#define MAX_HOOK_STRS 8192 /* the argv and env entries of all hooks, with their NULLs */
 #define SETUP_FAILED 125
 #define EXIT_NOT_EXECUTABLE 126
 #define EXIT_NOT_FOUND 127
@@ -192,6 +215,12 @@ struct device_step {
 
 struct pair {
 	const char *first, *second;
+};
+
+struct hook_step {
+	const char *path;
+	char **argv, **env; /* NULL-terminated, in hook_strs */
+	uint32_t timeout;
 };
 
 struct rlimit_step {
@@ -256,11 +285,23 @@ struct plan {
 	bool terminal;
 	uint32_t console_width, console_height;
 	bool init;
+	bool pause_for_hooks;
+	struct hook_step create_hooks[MAX_HOOKS];
+	uint32_t n_create_hooks;
+	const char *create_state;
+	uint32_t create_state_len;
+	struct hook_step start_hooks[MAX_HOOKS];
+	uint32_t n_start_hooks;
+	const char *start_state;
+	uint32_t start_state_len;
 };
 
 /* Static, so that nothing is allocated: pages the kernel never touches cost nothing. */
 static struct plan plan;
 static unsigned char plan_buf[MAX_PLAN];
+/* The hooks' argv and env arrays point here; hook_strs_used counts what a plan took. */
+static char *hook_strs[MAX_HOOK_STRS];
+static uint32_t hook_strs_used;
 /* Not to die with the parent (see --detached above). */
 static bool detached;
 /* The exec FIFO, opened (O_PATH) before the rootfs hides its path, or -1. */
@@ -473,6 +514,36 @@ static void read_process(struct reader *r, struct plan *p)
 	p->env[p->n_env] = NULL;
 }
 
+/* A list of NULL-terminated string arrays from hook_strs; with `fallback` and no entry,
+ * the array is that string alone. */
+static char **read_hook_strs(struct reader *r, const char *what, const char *fallback)
+{
+	uint32_t n = read_count(r, what, MAX_HOOK_STRS);
+	uint32_t need = n + (n == 0 && fallback) + 1;
+	if (need > MAX_HOOK_STRS - hook_strs_used)
+		bad_plan("%s: more than %u strings in all the hooks", what, MAX_HOOK_STRS);
+	char **out = hook_strs + hook_strs_used;
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = read_str(r, what);
+	if (n == 0 && fallback)
+		out[n++] = (char *)fallback;
+	out[n] = NULL;
+	hook_strs_used += need;
+	return out;
+}
+
+static uint32_t read_hooks(struct reader *r, const char *what, struct hook_step *out)
+{
+	uint32_t n = read_count(r, what, MAX_HOOKS);
+	for (uint32_t i = 0; i < n; i++) {
+		out[i].path = read_str(r, what);
+		out[i].argv = read_hook_strs(r, what, out[i].path);
+		out[i].env = read_hook_strs(r, what, NULL);
+		out[i].timeout = read_u32(r, what);
+	}
+	return n;
+}
+
 /* Decode the plan in buf (which must stay alive: the strings point into it). */
 static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uint32_t magic)
 {
@@ -523,6 +594,12 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uin
 	p->console_width = read_u32(&r, "console_width");
 	p->console_height = read_u32(&r, "console_height");
 	p->init = read_bool(&r, "init");
+	p->pause_for_hooks = read_bool(&r, "pause_for_hooks");
+	hook_strs_used = 0;
+	p->n_create_hooks = read_hooks(&r, "create_container_hooks", p->create_hooks);
+	p->create_state = read_str_len(&r, "create_state", true, &p->create_state_len);
+	p->n_start_hooks = read_hooks(&r, "start_container_hooks", p->start_hooks);
+	p->start_state = read_str_len(&r, "start_state", true, &p->start_state_len);
 	if (read_u32(&r, "final magic") != magic)
 		bad_plan("bad final magic");
 	if (r.p != r.end)
@@ -853,6 +930,49 @@ static int mount_rootfs_userns(void)
 	return root;
 }
 
+#define CLIB_OPEN_TREE_CLONE 1
+#define CLIB_AT_RECURSIVE 0x8000
+
+/*
+ * bind_root in a user namespace: the bundle's rootfs, as it came with the plan (an
+ * id-mapped mount the runtime made, the fourth descriptor) or as a recursive bind of the
+ * directory made here, attached on the directory itself; returns a descriptor of its
+ * root. As in mount_rootfs_userns, the host directories are opened before the process
+ * becomes the namespace's root.
+ */
+static int bind_rootfs_userns(void)
+{
+	const char *path = plan.lowerdirs[0];
+	int target = open_path(AT_FDCWD, path);
+	if (target < 0)
+		fail(errno, "open the rootfs '%s'", path);
+	for (uint32_t i = 0; i < plan.n_mounts; i++) {
+		const struct mount_step *m = &plan.mounts[i];
+		bind_sources[i] = -1;
+		if (m->fstype || !m->source)
+			continue;
+		bind_sources[i] = open(m->source, O_PATH | O_CLOEXEC);
+		if (bind_sources[i] < 0)
+			fail(errno, "mount bind on '%s': open '%s'", m->target, m->source);
+	}
+	int root = received_rootfs;
+	if (plan.rootfs_fd != (root >= 0))
+		fail(EBADMSG, "receive the rootfs");
+	if (root < 0) {
+		root = (int)syscall(SYS_open_tree, target, "",
+				    CLIB_OPEN_TREE_CLONE | CLIB_AT_RECURSIVE | AT_EMPTY_PATH |
+					    O_CLOEXEC);
+		if (root < 0)
+			fail(errno, "bind the rootfs '%s'", path);
+	}
+	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+		fail(errno, "become root in the user namespace");
+	if (attach(root, target) < 0)
+		fail(errno, "bind the rootfs '%s'", path);
+	close(target);
+	return root;
+}
+
 /* Is there a path component after *rest other than "" and "."? */
 static bool more_components(const char *rest)
 {
@@ -1033,13 +1153,10 @@ static void make_dev(int rootfd)
 	close(dev);
 }
 
-/* Make the rootfs `/` and drop every host mount from the namespace. */
+/* Make the rootfs `/` and drop every host mount from the namespace; then give it its
+ * propagation (pivot_root(2) refuses a shared new root). */
 static void enter_rootfs(int rootfd)
 {
-	char root[64];
-	fd_path(root, sizeof root, rootfd);
-	if (plan.rootfs_propagation && mount(NULL, root, NULL, plan.rootfs_propagation, NULL) < 0)
-		fail(errno, "pivot_root");
 	if (fchdir(rootfd) < 0)
 		fail(errno, "pivot_root");
 	close(rootfd);
@@ -1051,6 +1168,8 @@ static void enter_rootfs(int rootfd)
 		fail(errno, "pivot_root");
 	if (chdir("/") < 0)
 		fail(errno, "pivot_root");
+	if (plan.rootfs_propagation && mount(NULL, "/", NULL, plan.rootfs_propagation, NULL) < 0)
+		fail(errno, "set the propagation of '/'");
 }
 
 static void write_sysctls(void)
@@ -1472,6 +1591,163 @@ static void set_up_console(int console)
 	close(peer);
 }
 
+/* -- the container's hooks ----------------------------------------------------------- */
+
+static void reset_signals(void);
+
+#define HOOK_SAID_MAX 512 /* the start of a failing hook's output that goes in the report */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Run one hook (see pause_for_hooks above): fork, exec it with the state on its stdin,
+ * read back its output while feeding the state and waiting for its end, kill it at its
+ * timeout. Its failure fails the setup, naming the kind and the path.
+ */
+static void run_hook(const char *kind, const struct hook_step *h, const char *state,
+		     uint32_t state_len)
+{
+	int in[2], out[2];
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+		fail(errno, "run %s hook '%s'", kind, h->path);
+	pid_t pid = fork();
+	if (pid < 0)
+		fail(errno, "run %s hook '%s'", kind, h->path);
+	if (pid == 0) {
+		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0)
+			_exit(EXIT_NOT_EXECUTABLE);
+		reset_signals();
+		/* The setup runs with umask 0; a hook gets the usual one. */
+		umask(022);
+		execve(h->path, h->argv, h->env);
+		char msg[256];
+		int n = snprintf(msg, sizeof msg, "exec: %s", strerror(errno));
+		ssize_t ignored = write(2, msg, (size_t)n);
+		(void)ignored;
+		_exit(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE);
+	}
+	close(in[0]);
+	close(out[1]);
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		int err = errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail(err, "run %s hook '%s'", kind, h->path);
+	}
+	int to = in[1], from = out[0];
+	if (fcntl(to, F_SETFL, O_NONBLOCK) < 0 || fcntl(from, F_SETFL, O_NONBLOCK) < 0)
+		fail(errno, "run %s hook '%s'", kind, h->path);
+	char said[HOOK_SAID_MAX];
+	size_t n_said = 0;
+	uint32_t sent = 0;
+	long long deadline = h->timeout ? now_ms() + (long long)h->timeout * 1000 : -1;
+	bool ended = false;
+	while (!ended) {
+		if (to >= 0 && sent == state_len) {
+			close(to);
+			to = -1;
+		}
+		struct pollfd fds[3] = {{pidfd, POLLIN, 0}, {from, POLLIN, 0}, {to, POLLOUT, 0}};
+		int wait = -1;
+		if (deadline >= 0) {
+			long long left = deadline - now_ms();
+			wait = left > 0 ? (int)(left < INT_MAX ? left : INT_MAX) : 0;
+		}
+		int n = poll(fds, 3, wait);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			fail(errno, "run %s hook '%s'", kind, h->path);
+		if (n == 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail(ETIMEDOUT, "run %s hook '%s': it ran past its timeout of %us", kind,
+			     h->path, h->timeout);
+		}
+		if (fds[2].revents & (POLLOUT | POLLERR | POLLHUP)) {
+			/* SIGPIPE is ignored here: a hook that does not read gets EPIPE. */
+			ssize_t w = write(to, state + sent, state_len - sent);
+			if (w > 0)
+				sent += (uint32_t)w;
+			else if (w < 0 && errno != EAGAIN && errno != EINTR)
+				sent = state_len;
+		}
+		if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+			char buf[4096];
+			ssize_t r = read(from, buf, sizeof buf);
+			if (r > 0) {
+				size_t keep = (size_t)r < sizeof said - n_said ? (size_t)r
+									: sizeof said - n_said;
+				memcpy(said + n_said, buf, keep);
+				n_said += keep;
+			} else if (r == 0) {
+				close(from);
+				from = -1;
+			}
+		}
+		ended = fds[0].revents & POLLIN;
+	}
+	close(pidfd);
+	if (to >= 0)
+		close(to);
+	if (from >= 0) {
+		/* What the hook wrote last, if its output is still open (a child it left). */
+		ssize_t r = read(from, said + n_said, sizeof said - n_said);
+		if (r > 0)
+			n_said += (size_t)r;
+		close(from);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			fail(errno, "run %s hook '%s'", kind, h->path);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return;
+	while (n_said && (said[n_said - 1] == '\n' || said[n_said - 1] == ' '))
+		n_said--;
+	for (size_t i = 0; i < n_said; i++)
+		if (said[i] == '\0' || said[i] == '\n')
+			said[i] = ' ';
+	if (WIFEXITED(status))
+		fail(EIO, "run %s hook '%s': exit status %d%s%.*s", kind, h->path,
+		     WEXITSTATUS(status), n_said ? ": " : "", (int)n_said, said);
+	fail(EIO, "run %s hook '%s': killed by signal %d%s%.*s", kind, h->path,
+	     WTERMSIG(status), n_said ? ": " : "", (int)n_said, said);
+}
+
+static void run_hooks(const char *kind, const struct hook_step *hooks, uint32_t n,
+		      const char *state, uint32_t state_len)
+{
+	struct sigaction ignore = {.sa_handler = SIG_IGN}, saved;
+	if (!n)
+		return;
+	sigaction(SIGPIPE, &ignore, &saved);
+	for (uint32_t i = 0; i < n; i++)
+		run_hook(kind, &hooks[i], state ? state : "", state ? state_len : 0);
+	sigaction(SIGPIPE, &saved, NULL);
+}
+
+/* Let the runtime run its prestart and createRuntime hooks (see pause_for_hooks). */
+static void pause_for_runtime_hooks(void)
+{
+	char go = 0;
+	ssize_t n;
+	if (send(report_fd, "H", 1, MSG_NOSIGNAL) < 0)
+		fail(errno, "wait for the runtime's hooks");
+	do
+		n = recv(report_fd, &go, 1, 0);
+	while (n < 0 && errno == EINTR);
+	/* Anything else: the runtime gave up (a hook failed) and ends this process. */
+	if (n != 1 || go != 'G')
+		_exit(SETUP_FAILED);
+}
+
 /* -- the whole setup, in the order of _child._setup ----------------------------------- */
 
 static void become_the_process(void);
@@ -1480,11 +1756,20 @@ static void setup(void)
 {
 	umask(0);
 	join_cgroup();
+	/* Before the process may become a user namespace's root, who may not search the
+	 * host's directories on the way, and before the rootfs hides the path. */
+	if (plan.exec_fifo) {
+		exec_fifo_fd = open(plan.exec_fifo, O_PATH | O_CLOEXEC);
+		if (exec_fifo_fd < 0)
+			fail(errno, "open the exec FIFO '%s'", plan.exec_fifo);
+	}
 	int rootfd;
 	uint32_t first = 0;
 	if (pre_ok && plan.premounted) {
 		rootfd = pre_rootfd;
 		first = pre_mounts;
+	} else if (plan.bind_root && plan.userns) {
+		rootfd = bind_rootfs_userns();
 	} else if (plan.bind_root) {
 		const char *root = plan.lowerdirs[0];
 		if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
@@ -1508,11 +1793,10 @@ static void setup(void)
 		mount_one(rootfd, &plan.mounts[i]);
 	if (plan.n_devices || plan.n_dev_symlinks)
 		make_dev(rootfd);
-	if (plan.exec_fifo) {
-		exec_fifo_fd = open(plan.exec_fifo, O_PATH | O_CLOEXEC);
-		if (exec_fifo_fd < 0)
-			fail(errno, "open the exec FIFO '%s'", plan.exec_fifo);
-	}
+	if (plan.pause_for_hooks)
+		pause_for_runtime_hooks();
+	run_hooks("createContainer", plan.create_hooks, plan.n_create_hooks, plan.create_state,
+		  plan.create_state_len);
 	enter_rootfs(rootfd);
 	write_sysctls();
 	mask_paths();
@@ -1745,6 +2029,30 @@ static void dump_device(const struct device_step *d)
 	putchar('}');
 }
 
+static uint32_t count_strs(char *const *items)
+{
+	uint32_t n = 0;
+	while (items[n])
+		n++;
+	return n;
+}
+
+static void dump_hooks(const char *key, const struct hook_step *hooks, uint32_t n)
+{
+	json_key(key, false);
+	putchar('[');
+	for (uint32_t i = 0; i < n; i++) {
+		fputs(i ? ", " : "", stdout);
+		json_key("path", true);
+		json_str(hooks[i].path);
+		json_strs("argv", (const char *const *)hooks[i].argv, count_strs(hooks[i].argv));
+		json_strs("env", (const char *const *)hooks[i].env, count_strs(hooks[i].env));
+		json_u64("timeout", hooks[i].timeout);
+		putchar('}');
+	}
+	putchar(']');
+}
+
 static void dump_plan(const struct plan *p)
 {
 	json_key("rootfs", true);
@@ -1817,6 +2125,11 @@ static void dump_plan(const struct plan *p)
 	json_u64("console_width", p->console_width);
 	json_u64("console_height", p->console_height);
 	json_bool("init", p->init);
+	json_bool("pause_for_hooks", p->pause_for_hooks);
+	dump_hooks("create_container_hooks", p->create_hooks, p->n_create_hooks);
+	json_ostr("create_state", p->create_state);
+	dump_hooks("start_container_hooks", p->start_hooks, p->n_start_hooks);
+	json_ostr("start_state", p->start_state);
 	puts("}");
 }
 
@@ -1926,7 +2239,8 @@ static _Noreturn void init_and_exec(int sock)
 }
 
 /* Created, not started (the OCI create/start split): say so, then wait until `start`
- * opens the exec FIFO for reading. */
+ * opens the exec FIFO for reading; run the startContainer hooks, whose failure goes to
+ * `start` through the FIFO, then write "0". */
 static void wait_for_start(int sock)
 {
 	char path[64];
@@ -1939,6 +2253,9 @@ static void wait_for_start(int sock)
 	while (fd < 0 && errno == EINTR);
 	if (fd < 0)
 		fail(errno, "open the exec FIFO");
+	report_fd = fd;
+	run_hooks("startContainer", plan.start_hooks, plan.n_start_hooks, plan.start_state,
+		  plan.start_state_len);
 	if (write(fd, "0", 1) != 1)
 		fail(errno, "write the exec FIFO");
 	close(fd);
@@ -1966,6 +2283,9 @@ static _Noreturn void warm_main(int sock, unsigned long flags)
 	reset_signals();
 	if (exec_fifo_fd >= 0)
 		wait_for_start(sock);
+	else
+		run_hooks("startContainer", plan.start_hooks, plan.n_start_hooks,
+			  plan.start_state, plan.start_state_len);
 	if (plan.no_new_privileges)
 		install_seccomp();
 	if (plan.init)
@@ -2015,10 +2335,6 @@ struct clone3_args {
 
 #ifndef SYS_setns
 #define SYS_setns 308
-#endif
-
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
 #endif
 
 /* setns(2) into the namespaces of a child of the process of `pidfd`; false, with errno
@@ -2140,7 +2456,8 @@ static int exec_main(int sock)
  * The forker is a small process, so a clone copies almost no page tables (a Python
  * process's clone costs over a millisecond here), and the new process is this helper
  * already: no execve. Started with CLONE_PARENT from the spawner's janitor, it is the
- * spawner's child, and so is every process it clones. */
+ * spawner's child, and so is every process it clones. `clib-init --forker FD --detached`
+ * clones processes that do not die with their parent (see --detached above). */
 static int forker_main(int fd)
 {
 	static char request[FORKER_REQUEST_MAX];
@@ -2233,7 +2550,11 @@ int main(int argc, char **argv)
 			return SETUP_FAILED;
 		return exec_main((int)fd);
 	}
-	if (argc == 3 && strcmp(argv[1], "--forker") == 0) {
+	if ((argc == 3 || (argc == 4 && strcmp(argv[3], "--detached") == 0)) &&
+	    strcmp(argv[1], "--forker") == 0) {
+		/* Its clones inherit it: a container the OCI command line creates in a user
+		 * namespace outlives the command. */
+		detached = argc == 4;
 		if (!parse_number(argv[2], INT_MAX, &fd))
 			return SETUP_FAILED;
 		return forker_main((int)fd);

@@ -15,6 +15,20 @@ the caller's subreaper (conmon, containerd's shim). Its root file system is the 
 ``root.path`` itself, bound on itself, with no overlay: writes go to the bundle, as under
 runc. A process that has ended is noticed from ``/proc`` (its pid and start time), so
 ``state`` says ``stopped`` for a container that exited while nobody watched.
+
+Hooks run where the runtime spec puts them: ``prestart`` and ``createRuntime`` here, in
+the runtime's namespaces, while the first process waits with its namespaces, cgroup and
+mounts made; ``createContainer`` in the first process, in the container's namespaces
+before ``pivot_root``; ``startContainer`` in it too, once ``start`` has let it go, just
+before the command (its failure comes back to ``start`` through the exec FIFO);
+``poststart`` and ``poststop`` here again.
+
+With a user namespace (``linux.namespaces`` with ``user``, and ``linux.uidMappings`` /
+``gidMappings``), the first process is cloned by the native helper (``clib-init
+--forker``): one that exec'd in the new namespace before its maps were written would lose
+its capabilities. The rootfs is bound as it is when the container's root owns it (a
+bundle made for the mapping, or an identity mapping); otherwise, as root, an id-mapped
+bind of it (mount_setattr(2)) makes the files of host uid 0 the container's root's.
 """
 
 from __future__ import annotations
@@ -148,7 +162,7 @@ class BundleRuntime:
                 nothing is left behind.
         """
         from containerlib.runtime import nativeinit
-        from containerlib.runtime.specconv import plan_from_spec
+        from containerlib.runtime.specconv import hook_steps, plan_from_spec
         from containerlib.spec import oci
 
         state_dir = self._dir(cid)
@@ -162,23 +176,21 @@ class BundleRuntime:
         rootfs = (bundle_dir / spec.root.path).resolve()
         if not rootfs.is_dir():
             raise SpecError("root.path", f"{rootfs} is not a directory")
-        linux = spec.linux
-        if linux is not None and linux.namespace("user") is not None:
-            raise SpecError("linux.namespaces", "containerlib-runtime has no user namespaces yet")
         hooks = spec.hooks or oci.Hooks()
-        for field, asked in (
-            ("hooks.createContainer", hooks.create_container),
-            ("hooks.startContainer", hooks.start_container),
-        ):
-            if asked:
-                raise SpecError(field, "hooks in the container's namespaces are not supported yet")
         plan = plan_from_spec(
             attrs.evolve(spec, hooks=None),
             container_id=cid,
             lowerdirs=(str(rootfs),),
             roots=self._roots(),
         )
-        plan = attrs.evolve(plan, bind_root=True, exec_fifo=str(state_dir / _FIFO))
+        plan = attrs.evolve(
+            plan,
+            bind_root=True,
+            exec_fifo=str(state_dir / _FIFO),
+            pause_for_hooks=bool(hooks.prestart or hooks.create_runtime),
+            create_container_hooks=hook_steps(hooks.create_container),
+            start_container_hooks=hook_steps(hooks.start_container),
+        )
         _check_console(plan.terminal, console_socket)
         helper = nativeinit.helper_path()
         if helper is None:
@@ -198,7 +210,7 @@ class BundleRuntime:
         cgroup = None
         pid = -1
         try:
-            os.mkfifo(state_dir / _FIFO, 0o600)
+            _make_fifo(state_dir / _FIFO, plan)
             if plan.cgroup_path is not None:
                 try:
                     cgroup = self.driver.create(plan.cgroup_path, plan.cgroup_limits)
@@ -206,10 +218,23 @@ class BundleRuntime:
                     raise ContainerSetupError(
                         f"create cgroup {plan.cgroup_path}", e.errno or errno.EIO, cid
                     ) from None
-            with _console(plan.terminal, console_socket) as console:
-                pid = self._start_process(plan, helper, cgroup, stdio, detached, console)
-            started = _start_time(pid)
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            state = ContainerState(
+                id=cid,
+                status="creating",
+                pid=0,
+                bundle=str(bundle_dir),
+                created=created,
+                annotations=dict(spec.annotations),
+            )
+            # In the runtime's namespaces, once the container's exist and its mounts are
+            # made, before the createContainer hooks (the process waits meanwhile).
+            runtime_hooks = (*hooks.prestart, *hooks.create_runtime)
+            with _console(plan.terminal, console_socket) as console:
+                pid = self._start_process(
+                    plan, helper, cgroup, stdio, detached, console, state, runtime_hooks
+                )
+            started = _start_time(pid)
             record = {
                 "id": cid,
                 "pid": pid,
@@ -223,18 +248,7 @@ class BundleRuntime:
             _write_atomically(state_dir / _STATE, json.dumps(record).encode())
             if pid_file is not None:
                 _write_atomically(Path(pid_file), str(pid).encode())
-            state = ContainerState(
-                id=cid,
-                status="created",
-                pid=pid,
-                bundle=str(bundle_dir),
-                created=created,
-                annotations=dict(spec.annotations),
-            )
-            # In the runtime's namespaces, once the container's exist (and, here, once its
-            # mounts are made: containerlib's process does its whole setup at once).
-            for hook in (*hooks.prestart, *hooks.create_runtime):
-                _run_hook(hook, state, cid)
+            state = attrs.evolve(state, status="created", pid=pid)
         except BaseException:
             if pid > 0:
                 with contextlib.suppress(ProcessLookupError):
@@ -258,25 +272,68 @@ class BundleRuntime:
         stdio: tuple[int, int, int],
         detached: bool,
         console: int | None,
+        state: ContainerState,
+        runtime_hooks: tuple[oci.Hook, ...],
     ) -> int:
-        """Clone the first process, send it its plan and wait until it is set up."""
+        """Clone the first process, send it its plan and wait until it is set up; run
+        ``runtime_hooks`` (with ``state`` and the process's pid) when it stops for them.
+        """
+        from containerlib.linux import syscalls as sc
         from containerlib.linux.capabilities import last_cap
         from containerlib.runtime import nativeinit
+        from containerlib.runtime.bundle_userns import clone_in_user_namespace, enter_user_namespace
         from containerlib.runtime.warm import clone_warm, discard
 
         cid = plan.container_id
-        warm = clone_warm(plan.clone_flags, helper, last_cap(), detached=detached)
+        userns = bool(plan.clone_flags & sc.CLONE_NEWUSER)
+        if userns:
+            warm = clone_in_user_namespace(helper, plan.clone_flags, detached)
+        else:
+            warm = clone_warm(plan.clone_flags, helper, last_cap(), detached=detached)
         files = cgroup.join_files() if cgroup is not None else []
         into = cgroup.clone_into() if cgroup is not None else None
         have_cgroup2 = into is not None and os.path.exists(os.path.join(into, "cgroup.kill"))
+        # A user namespace may mount cgroup2 only in a cgroup namespace of its own;
+        # without one, /sys/fs/cgroup is the empty read-only tmpfs (see _init.c).
+        have_cgroup2 = have_cgroup2 and (plan.new_cgroupns or not userns)
+        rootfs_fd = None
         try:
-            data = nativeinit.encode(plan, files, have_cgroup2, last_cap())
-            fds = (*stdio, console) if console is not None else stdio
+            setgroups = True
+            if userns:
+                setgroups, rootfs_fd = enter_user_namespace(warm, plan)
+            state = attrs.evolve(state, pid=warm.pid)
+            plan = attrs.evolve(
+                plan,
+                create_state=_state_json(state) if plan.create_container_hooks else None,
+                start_state=(
+                    _state_json(attrs.evolve(state, status="created"))
+                    if plan.start_container_hooks
+                    else None
+                ),
+            )
+            data = nativeinit.encode(
+                plan,
+                files,
+                have_cgroup2,
+                last_cap(),
+                setgroups=setgroups,
+                rootfs_fd=rootfs_fd is not None,
+            )
+            extra = [fd for fd in (rootfs_fd, console) if fd is not None]
+            fds = (*stdio, *extra)
             warm.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fds(fds))])
             answer = warm.sock.recv(4096)
+            if answer == b"H":
+                for hook in runtime_hooks:
+                    _run_hook(hook, state, cid)
+                warm.sock.send(b"G")
+                answer = warm.sock.recv(4096)
         except BaseException:
             discard(warm)
             raise
+        finally:
+            if rootfs_fd is not None:
+                os.close(rootfs_fd)
         if answer == b"C":
             warm.sock.close()
             return warm.pid
@@ -289,34 +346,38 @@ class BundleRuntime:
         )
 
     def start(self, cid: str) -> None:
-        """Let the created container ``cid`` run its command.
+        """Let the created container ``cid`` run its command, once its startContainer
+        hooks have run (in the container), then run its poststart hooks.
 
         Raises:
-            ContainerSetupError: it does not exist, or is not ``created``.
+            ContainerSetupError: it does not exist, or is not ``created``; or its first
+                process ended before its command ran (a startContainer hook failed, say,
+                naming it): the container is then ``stopped``.
         """
         record = self._record(cid)
         status = self._status(cid, record)
         if status != "created":
             raise ContainerSetupError("start", errno.EINVAL, cid, f"it is {status}, not created")
         fifo = self._dir(cid) / _FIFO
+        # The startContainer hooks run before the process answers: wait for them too.
+        deadline: float | None = time.monotonic() + 10
+        for hook in _hooks(record, "startContainer"):
+            deadline = None if deadline is None or hook.timeout is None else deadline + hook.timeout
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            # The writer's open returns once this one exists; then it writes a byte.
-            deadline = time.monotonic() + 10
-            while True:
-                ready, _, _ = select.select([fd], [], [], 0.05)
-                if ready:
-                    with contextlib.suppress(BlockingIOError):
-                        if os.read(fd, 1):
-                            break
-                if _start_time(record["pid"]) is None or time.monotonic() > deadline:
-                    raise ContainerSetupError(
-                        "start", errno.ESRCH, cid, "its first process ended before it started"
-                    )
+            answer = _read_start_answer(fd, record["pid"], deadline)
         finally:
             os.close(fd)
-        fifo.unlink()
-        for hook in _hooks(record).poststart:  # a failure is a warning, by the spec
+        if answer:  # it went on, to its command or to its end
+            fifo.unlink()
+        if answer != b"0":
+            err, _, step = answer.partition(b"\0")
+            if not step:
+                raise ContainerSetupError(
+                    "start", errno.ESRCH, cid, "its first process ended before it started"
+                )
+            raise ContainerSetupError(step.decode(errors="replace"), int(err or errno.EIO), cid)
+        for hook in _hooks(record, "poststart"):  # a failure is a warning, by the spec
             try:
                 _run_hook(hook, self.state(cid), cid)
             except ContainerSetupError as e:
@@ -357,7 +418,7 @@ class BundleRuntime:
         spec = oci.Spec.from_json((bundle_dir / "config.json").read_bytes())
         assert spec.root is not None
         rootfs = (bundle_dir / spec.root.path).resolve()
-        spec = attrs.evolve(spec, process=process)
+        spec = attrs.evolve(spec, process=process, hooks=None)
         plan = plan_from_spec(
             spec,
             container_id=cid,
@@ -593,21 +654,72 @@ class BundleRuntime:
             created=record["created"],
             annotations=record.get("annotations", {}),
         )
-        for hook in _hooks(record).poststop:  # a failure is a warning, by the spec
+        for hook in _hooks(record, "poststop"):  # a failure is a warning, by the spec
             try:
                 _run_hook(hook, stopped, cid)
             except ContainerSetupError as e:
                 print(f"containerlib-runtime: warning: {e}", file=sys.stderr)
 
 
+def _make_fifo(path: Path, plan: Plan) -> None:
+    """The exec FIFO. The process opens it for writing once it has become the command's
+    user, in the container's user namespace if it has one: as runc does, the FIFO
+    belongs to the container's root and anyone may write to it (the state directory
+    is searchable, not readable, by others)."""
+    from containerlib.linux.userns import host_id
+
+    os.mkfifo(path, 0o600)
+    if plan.uid_map:
+        os.chown(path, host_id(plan.uid_map, 0) or 0, host_id(plan.gid_map, 0) or 0)
+    os.chmod(path, 0o622)
+
+
+def _read_start_answer(fd: int, pid: int, deadline: float | None) -> bytes:
+    """What the first process writes to the exec FIFO (open for reading as ``fd``):
+    ``b"0"`` when its command runs, else the report of what failed, up to the end of
+    file; empty if it ended without a word, or did not answer by ``deadline``.
+
+    The writer's open returns once this end exists; before that, and after it closes,
+    a read finds nothing.
+    """
+    got = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        chunk = None
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                chunk = os.read(fd, 4096)
+        if chunk:
+            got += chunk
+            if got == b"0":
+                return got
+            continue
+        if chunk == b"" and got:
+            return got
+        # Nothing (more) to read: whatever it wrote before it ended has been read.
+        if _start_time(pid) is None:
+            return got
+        if deadline is not None and time.monotonic() > deadline:
+            return got
+
+
+def _state_json(state: ContainerState) -> bytes:
+    return json.dumps(state.to_dict()).encode()
+
+
 def _nano(usec: int | None) -> int | None:
     return None if usec is None else usec * 1000
 
 
-def _hooks(record: dict[str, Any]) -> oci.Hooks:
+def _hooks(record: dict[str, Any], kind: str) -> tuple[oci.Hook, ...]:
+    """The hooks of ``kind`` (``"poststart"``...) the container was created with; the
+    spec model is imported only for a container that has some."""
+    raw = (record.get("hooks") or {}).get(kind)
+    if not raw:
+        return ()
     from containerlib.spec import oci
 
-    return oci.Hooks.from_dict(record.get("hooks") or {})
+    return tuple(oci.Hook.from_dict(h) for h in raw)
 
 
 def _run_hook(hook: oci.Hook, state: ContainerState, cid: str) -> None:

@@ -10,7 +10,7 @@ module compiles it on first use, once per machine and source version, and encode
 the binary form it reads. Without a C compiler (or with ``CONTAINERLIB_NATIVE_INIT=0``) the
 spawner keeps using :mod:`containerlib.runtime._child`.
 
-The plan format, version 4 (the comment at the top of ``_init.c`` is the reference; keep
+The plan format, version 5 (the comment at the top of ``_init.c`` is the reference; keep
 the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
 
 - ``str``: u32 n >= 1, then n bytes whose last is the only NUL; ``ostr``: the same, or
@@ -29,7 +29,9 @@ the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
   is in a new user namespace); setgroups (that namespace allows setgroups(2)); rootfs_fd
   (the rootfs, a detached mount, follows the stdio descriptors); join_flags (u64, the
   namespaces an exec joins); bind_root; exec_fifo (``ostr``); terminal; console_width;
-  console_height; init; the magic again. An exec
+  console_height; init; pause_for_hooks; create_container_hooks (each: path, argv,
+  env, timeout as u32 seconds, 0 for none); create_state (``ostr``, JSON);
+  start_container_hooks; start_state; the magic again. An exec
   message (``clib-init --exec``) is the same with the magic ``b"CLIX"``. A premount
   message (the plan the next container most likely has, for the helper to mount ahead of
   time) is the same with the magic ``b"CLPM"``.
@@ -40,7 +42,7 @@ Example:
     ...             lowerdirs=("/img",), clone_flags=0, args=(b"true",))
     >>> data = encode(plan, [], False, 40)
     >>> data[:8]
-    b'CLIP\\x04\\x00\\x00\\x00'
+    b'CLIP\\x05\\x00\\x00\\x00'
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from containerlib.linux.syscalls import CLONE_NEWUSER
-from containerlib.runtime.plan import Plan
+from containerlib.runtime.plan import HookStep, Plan
 
 __all__ = ["CFLAGS", "MAX_PLAN", "VERSION", "build", "build_error", "encode", "helper_path"]
 
 #: The version of the plan format written by :func:`encode` and read by ``_init.c``.
-VERSION: Final = 4
+VERSION: Final = 5
 #: The largest plan ``_init.c`` reads.
 MAX_PLAN: Final = 1 << 20
 #: The flags the helper is compiled with (part of its file name's hash).
@@ -253,10 +255,24 @@ def encode(
     w.u32(plan.console_width, "console_width")
     w.u32(plan.console_height, "console_height")
     w.boolean(plan.init, "init")
+    w.boolean(plan.pause_for_hooks, "pause_for_hooks")
+    _hooks(w, plan.create_container_hooks, "create_container_hooks")
+    w.string(plan.create_state, "create_state")
+    _hooks(w, plan.start_container_hooks, "start_container_hooks")
+    w.string(plan.start_state, "start_state")
     magic = _PREMOUNT_MAGIC if premount else _EXEC_MAGIC if join_flags is not None else _MAGIC
     w.parts[0] = magic
     w.parts.append(magic)
     return b"".join(w.parts)
+
+
+def _hooks(w: _Writer, hooks: Sequence[HookStep], field: str) -> None:
+    w.u32(len(hooks), field)
+    for h in hooks:
+        w.string(h.path, f"{field}.path")
+        w.strings(h.args, f"{field}.args")
+        w.strings(h.env, f"{field}.env")
+        w.u32(h.timeout, f"{field}.timeout")
 
 
 def _find_compiler() -> str | None:

@@ -12,7 +12,7 @@ import attrs
 
 from containerlib.linux.cgroups import CgroupLimits
 
-__all__ = ["DeviceStep", "ExecRequest", "MountStep", "Plan", "exec_plan"]
+__all__ = ["DeviceStep", "ExecRequest", "HookStep", "MountStep", "Plan", "exec_plan"]
 
 
 @attrs.frozen(kw_only=True)
@@ -54,6 +54,25 @@ class DeviceStep:
     minor: int
     uid: int = 0
     gid: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class HookStep:
+    """A hook the container's first process runs itself (an OCI ``createContainer`` or
+    ``startContainer`` hook): forked and exec'd with the container's state on its stdin.
+
+    Attributes:
+        path: the program; a host path for a createContainer hook (it runs before
+            ``pivot_root``), a path in the container for a startContainer one.
+        args: its argv; empty for the path alone.
+        env: its whole environment, ``NAME=VALUE`` entries.
+        timeout: seconds after which it is killed and fails; 0 for none.
+    """
+
+    path: bytes
+    args: tuple[bytes, ...] = ()
+    env: tuple[bytes, ...] = ()
+    timeout: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -137,6 +156,17 @@ class Plan:
     #: PID 1 is a small reaper that forks the command, passes signals on, reaps what
     #: ends and exits with the command's status (``docker run --init``).
     init: bool = False
+    #: Once the namespaces, cgroup and mounts are made, the process stops (before
+    #: ``pivot_root``) until the runtime has run its ``prestart`` and ``createRuntime``
+    #: hooks, in the runtime's namespaces (see ``_init.c``).
+    pause_for_hooks: bool = False
+    #: The hooks the process runs itself, and the state (a JSON document) each kind gets
+    #: on its stdin: ``createContainer`` ones before ``pivot_root``, ``startContainer``
+    #: ones when ``start`` has let the process go, just before the command's exec.
+    create_container_hooks: tuple[HookStep, ...] = ()
+    create_state: bytes | None = None
+    start_container_hooks: tuple[HookStep, ...] = ()
+    start_state: bytes | None = None
 
     def with_id(self, container_id: str) -> Plan:
         """This plan for the container ``container_id``."""

@@ -23,7 +23,7 @@ from containerlib.linux.capabilities import mask
 from containerlib.linux.cgroups import CgroupLimits, DeviceValue
 from containerlib.linux.userns import IdMap, check_map, host_id
 from containerlib.runtime.ids import ID_PATTERN, check_id
-from containerlib.runtime.plan import DeviceStep, MountStep, Plan
+from containerlib.runtime.plan import DeviceStep, HookStep, MountStep, Plan
 from containerlib.spec import oci
 from containerlib.spec.validate import validate
 
@@ -36,6 +36,7 @@ __all__ = [
     "Roots",
     "cgroup_limits",
     "check_id",
+    "hook_steps",
     "mount_flags",
     "plan_from_spec",
 ]
@@ -286,6 +287,33 @@ def _mount_step(m: oci.Mount, field: str, cgroup_mount: bool) -> MountStep:
         data=data,
         propagation=propagation,
     )
+
+
+def hook_steps(hooks: tuple[oci.Hook, ...]) -> tuple[HookStep, ...]:
+    """The OCI hooks that the container's first process runs itself (``createContainer``
+    and ``startContainer``), as it gets them: ``path``, ``args`` (the path alone when
+    there are none), ``env`` (the whole environment) and ``timeout`` (0 for none).
+
+    Example:
+        >>> hook_steps((oci.Hook(path="/bin/h", args=("h", "x"), timeout=3),))
+        (HookStep(path=b'/bin/h', args=(b'h', b'x'), env=(), timeout=3),)
+
+    Raises:
+        SpecError: a timeout does not fit the plan (more than 2**32 - 1 seconds).
+    """
+    steps = []
+    for i, h in enumerate(hooks):
+        if h.timeout is not None and h.timeout >= 2**32:
+            raise SpecError(f"hooks[{i}].timeout", f"{h.timeout} seconds is too long")
+        steps.append(
+            HookStep(
+                path=h.path.encode(),
+                args=tuple(a.encode() for a in h.args),
+                env=tuple(e.encode() for e in h.env),
+                timeout=h.timeout or 0,
+            )
+        )
+    return tuple(steps)
 
 
 def _unsupported(spec: oci.Spec) -> None:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from containerlib.linux import syscalls as sc
 from containerlib.runtime import nativeinit
-from containerlib.runtime.plan import DeviceStep, MountStep, Plan
+from containerlib.runtime.plan import DeviceStep, HookStep, MountStep, Plan
 
 SETUP_FAILED = 125
 
@@ -138,7 +138,24 @@ def expected(
         "console_width": plan.console_width,
         "console_height": plan.console_height,
         "init": plan.init,
+        "pause_for_hooks": plan.pause_for_hooks,
+        "create_container_hooks": _hooks(plan.create_container_hooks),
+        "create_state": _s(plan.create_state),
+        "start_container_hooks": _hooks(plan.start_container_hooks),
+        "start_state": _s(plan.start_state),
     }
+
+
+def _hooks(hooks: tuple[HookStep, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": _s(h.path),
+            "argv": [_s(a) for a in h.args] or [_s(h.path)],  # no args: the path alone
+            "env": [_s(e) for e in h.env],
+            "timeout": h.timeout,
+        }
+        for h in hooks
+    ]
 
 
 MINIMAL = Plan(
@@ -213,6 +230,14 @@ FULL = Plan(
     cwd=b"/work dir/\xc3\xa9\xff",
     args=(b"sh", b"-c", b'echo "$X"\n\ttab\\', b""),
     env=(b"PATH=/bin", b"X=1", b"NOVALUE", b"X=2", b"EMPTY="),
+    pause_for_hooks=True,
+    create_container_hooks=(
+        HookStep(path=b"/hooks/a", args=(b"a", b"--x"), env=(b"K=V",), timeout=5),
+        HookStep(path=b"/hooks/b"),
+    ),
+    create_state=b'{"status": "creating"}',
+    start_container_hooks=(HookStep(path=b"/bin/s", env=(b"A=1", b"B=2"), timeout=1),),
+    start_state=b'{"status": "created"}',
 )
 
 
@@ -408,7 +433,7 @@ def _patch(data: bytes, offset: int, value: int) -> bytes:
 def test_bad_header_fields_are_refused(helper: str) -> None:
     data = nativeinit.encode(MINIMAL, [], False, 40)
     assert "bad magic" in refused(helper, b"XLIP" + data[4:])
-    assert "version 5, this helper reads version 4" in refused(helper, _patch(data, 4, 5))
+    assert "version 4, this helper reads version 5" in refused(helper, _patch(data, 4, 4))
     assert "bad final magic" in refused(helper, data[:-4] + b"CLIX")
 
 
@@ -426,28 +451,38 @@ def test_bad_values_are_refused(helper: str) -> None:
     assert "rootfs: missing" in refused(helper, _patch(data, at, 0))
     huge = _patch(data, at, 2**32 - 1)
     assert "rootfs: truncated" in refused(helper, huge)
-    # At the end, before the final magic: init, terminal, console_width and console_height,
+    # At the end, before the final magic: pause_for_hooks, the createContainer hooks (a
+    # count), create_state (None: a 0 length), the startContainer hooks and start_state.
+    assert "start_state: truncated" in refused(helper, _patch(data, len(data) - 8, 99))
+    many = _patch(data, len(data) - 12, 65)
+    assert "start_container_hooks: 65 entries, at most 64" in refused(helper, many)
+    assert "create_state: truncated" in refused(helper, _patch(data, len(data) - 16, 99))
+    # One hook, whose path is then the 0 of create_state.
+    assert "create_container_hooks: missing" in refused(helper, _patch(data, len(data) - 20, 1))
+    assert "pause_for_hooks: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 24, 2))
+    end = len(data) - 20
+    # Before those: init, terminal, console_width and console_height,
     # exec_fifo (None: a 0 length), bind_root, then
     # join_flags (u64), rootfs_fd, setgroups,
     # userns and set_home (booleans) and user (None: a 0 length).
-    assert "init: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 8, 2))
-    assert "terminal: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 20, 2))
-    assert "exec_fifo: truncated" in refused(helper, _patch(data, len(data) - 24, 99))
-    assert "bind_root: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 28, 2))
-    assert "rootfs_fd: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 40, 2))
-    assert "setgroups: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 44, 2))
-    assert "userns: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 48, 2))
-    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 52, 2))
+    assert "init: 2 is not a boolean" in refused(helper, _patch(data, end - 8, 2))
+    assert "terminal: 2 is not a boolean" in refused(helper, _patch(data, end - 20, 2))
+    assert "exec_fifo: truncated" in refused(helper, _patch(data, end - 24, 99))
+    assert "bind_root: 2 is not a boolean" in refused(helper, _patch(data, end - 28, 2))
+    assert "rootfs_fd: 2 is not a boolean" in refused(helper, _patch(data, end - 40, 2))
+    assert "setgroups: 2 is not a boolean" in refused(helper, _patch(data, end - 44, 2))
+    assert "userns: 2 is not a boolean" in refused(helper, _patch(data, end - 48, 2))
+    assert "set_home: 2 is not a boolean" in refused(helper, _patch(data, end - 52, 2))
     # Without a filter, seccomp is an empty byte string (its length, 0); seccomp_flags
     # before it.
-    assert "seccomp: 12 bytes" in refused(helper, _patch(data, len(data) - 60, 12))
-    assert "seccomp: truncated" in refused(helper, _patch(data, len(data) - 60, 72))
+    assert "seccomp: 12 bytes" in refused(helper, _patch(data, end - 60, 12))
+    assert "seccomp: truncated" in refused(helper, _patch(data, end - 60, 800))
     # premounted, a boolean, before them.
-    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 68, 2))
+    assert "premounted: 2 is not a boolean" in refused(helper, _patch(data, end - 68, 2))
     # last_cap comes before it.
-    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, len(data) - 72, 64))
+    assert "last_cap: 64 is past 63" in refused(helper, _patch(data, end - 72, 64))
     # have_cgroup2, a boolean, before that.
-    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, len(data) - 76, 2))
+    assert "have_cgroup2: 2 is not a boolean" in refused(helper, _patch(data, end - 76, 2))
 
 
 def test_args_must_not_be_empty(helper: str) -> None:

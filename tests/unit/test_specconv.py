@@ -13,8 +13,15 @@ import pytest
 from containerlib.errors import SpecError
 from containerlib.linux import syscalls as sc
 from containerlib.linux.cgroups import CgroupLimits, DeviceValue
-from containerlib.runtime.plan import Plan
-from containerlib.runtime.specconv import Roots, check_id, mount_flags, plan_from_spec
+from containerlib.runtime import specconv
+from containerlib.runtime.plan import HookStep, Plan
+from containerlib.runtime.specconv import (
+    Roots,
+    check_id,
+    hook_steps,
+    mount_flags,
+    plan_from_spec,
+)
 from containerlib.spec import oci
 from containerlib.spec.defaults import DEFAULT_CAPABILITIES, default_spec
 
@@ -563,3 +570,34 @@ def test_a_terminal_and_its_size_reach_the_plan() -> None:
     plan = _plan(sized)
     assert (plan.terminal, plan.console_width, plan.console_height) == (True, 80, 24)
     assert not _plan(BASE).terminal
+
+
+def test_hook_steps_carry_path_args_env_and_timeout() -> None:
+    hooks = (
+        oci.Hook(path="/usr/bin/h", args=("h", "--now"), env=("A=1", "B="), timeout=7),
+        oci.Hook(path="/bin/true"),
+    )
+    assert hook_steps(hooks) == (
+        HookStep(path=b"/usr/bin/h", args=(b"h", b"--now"), env=(b"A=1", b"B="), timeout=7),
+        HookStep(path=b"/bin/true", args=(), env=(), timeout=0),  # no timeout: 0
+    )
+
+
+def test_a_hook_timeout_past_the_plan_format_is_refused() -> None:
+    with pytest.raises(SpecError) as info:
+        hook_steps((oci.Hook(path="/bin/true"), oci.Hook(path="/bin/x", timeout=2**32)))
+    assert info.value.field == "hooks[1].timeout"
+
+
+def test_plan_from_spec_still_refuses_hooks() -> None:
+    # The spawner's path has no hooks: only containerlib-runtime runs them.
+    hooked = attrs.evolve(BASE, hooks=oci.Hooks(start_container=(oci.Hook(path="/bin/true"),)))
+    with pytest.raises(SpecError) as info:
+        _plan(hooked)
+    assert info.value.field == "hooks"
+
+
+def test_the_hook_steps_example() -> None:
+    import doctest
+
+    assert doctest.testmod(specconv).failed == 0
