@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from containerlib.runtime.bundle import BundleRuntime
     from containerlib.spec.oci import LinuxResources
 
 __all__ = ["main"]
@@ -82,8 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--cpu-period", type=int, help="microseconds")
     update.add_argument("--cpu-shares", type=int)
     update.add_argument("id")
-    events = commands.add_parser("events", help="the container's figures, as JSON")
-    events.add_argument("--stats", action="store_true", help="once, and end (required)")
+    events = commands.add_parser(
+        "events", help="the container's figures and OOM kills, as JSON lines, until it stops"
+    )
+    events.add_argument("--stats", action="store_true", help="the figures once, and end")
+    events.add_argument(
+        "--interval", default="5s", help="between two figures: 5s (the default), 500ms"
+    )
     events.add_argument("id")
     kill = commands.add_parser("kill", help="send a signal to a container")
     kill.add_argument("--all", "-a", action="store_true", help="to every process in it")
@@ -170,9 +176,10 @@ def _run(args: argparse.Namespace) -> int:
     elif command == "update":
         runtime.update(args.id, _resources(args))
     elif command == "events":
-        if not args.stats:
-            raise SpecError("events", "only --stats (once) is supported yet")
-        print(json.dumps(runtime.stats(args.id)))
+        if args.stats:
+            print(json.dumps(runtime.stats(args.id)))
+        else:
+            _events(runtime, args.id, _duration(args.interval))
     elif command == "features":
         print(json.dumps(_features(), indent=2))
     elif command == "kill":
@@ -200,6 +207,57 @@ def _run(args: argparse.Namespace) -> int:
         with open(path, "x", encoding="utf-8") as f:
             f.write(text + "\n")
     return 0
+
+
+def _duration(text: str) -> float:
+    """``5s``, ``500ms``, ``1m`` or a number of seconds, as seconds.
+
+    Raises:
+        SpecError: not a positive duration.
+    """
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = text, "s"
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix):
+            number, unit = text[: -len(suffix)], suffix
+            break
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        from containerlib.errors import SpecError
+
+        raise SpecError("--interval", f"{text!r} is not a duration such as 5s or 500ms")
+    return seconds
+
+
+#: How often ``events`` looks for OOM kills between two figures (seconds).
+OOM_POLL = 0.1
+
+
+def _events(runtime: BundleRuntime, cid: str, interval: float) -> None:
+    """Print the container's figures every ``interval`` seconds and an ``oom`` event for
+    each OOM kill, one JSON document a line, as ``runc events`` does, until it stops."""
+    from containerlib.errors import ContainerSetupError
+
+    figures = runtime.stats(cid)  # one that does not run is an error, as with runc
+    kills = figures["data"]["memory"]["oom_kills"]
+    due = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= due:
+            print(json.dumps(figures), flush=True)
+            due = now + interval
+        time.sleep(min(OOM_POLL, max(0.0, due - time.monotonic())))
+        try:
+            figures = runtime.stats(cid)
+        except ContainerSetupError:
+            return  # it has stopped
+        now_kills = figures["data"]["memory"]["oom_kills"]
+        for _ in range(now_kills - kills):
+            print(json.dumps({"type": "oom", "id": cid, "data": {}}), flush=True)
+        kills = max(kills, now_kills)
 
 
 def _resources(args: argparse.Namespace) -> LinuxResources:

@@ -568,3 +568,42 @@ def test_containerd_runs_containers_through_it(
         [*containerd, "tasks", "ls", "-q"], capture_output=True, text=True, check=True
     )
     assert tasks.stdout.split() == []
+
+
+@needs_root("cgroup memory limits")
+def test_events_streams_figures_and_oom_kills_until_the_container_stops(
+    root: Path, rootfs: Path, tmp_path: Path
+) -> None:
+    script = "head -c 200m /dev/zero | tail; sleep 30"
+    b = bundle(tmp_path / "c15", rootfs, "sh", "-c", script)
+    config = json.loads((b / "config.json").read_text())
+    config["linux"]["resources"] = {"memory": {"limit": 32 << 20, "swap": 32 << 20}}
+    (b / "config.json").write_text(json.dumps(config))
+    rt(root, "create", "--bundle", str(b), "c15")
+    rt(root, "start", "c15")
+    events = subprocess.Popen(
+        [RUNTIME, "--root", str(root), "events", "--interval", "200ms", "c15"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert events.stdout is not None
+        kinds = []
+        for line in events.stdout:
+            doc = json.loads(line)
+            assert doc["id"] == "c15"
+            kinds.append(doc["type"])
+            if "oom" in kinds and kinds.count("stats") >= 2:
+                break
+        rt(root, "kill", "c15", "KILL")
+        # It ends by itself once the container has stopped.
+        assert events.wait(timeout=10) == 0
+    finally:
+        events.kill()
+        events.wait()
+        events.stdout.close()  # type: ignore[union-attr]
+    assert kinds[0] == "stats"
+    rt(root, "delete", "c15")
+    bad = rt(root, "events", "--interval", "soon", "c15", check=False)
+    assert bad.returncode == 1
+    assert "'soon' is not a duration" in bad.stderr
