@@ -51,6 +51,7 @@ import attrs
 from containerlib.errors import ContainerSetupError, SpecError
 from containerlib.linux.cgroups import CgroupDriver, probe
 from containerlib.runtime.ids import check_id
+from containerlib.runtime.records import frozen, start_time
 
 if TYPE_CHECKING:
     from containerlib.runtime.plan import Plan
@@ -90,18 +91,6 @@ class ContainerState:
             "annotations": self.annotations,
             "created": self.created,
         }
-
-
-def _start_time(pid: int) -> int | None:
-    """The start time of process ``pid`` (clock ticks since boot), None if it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = text.rpartition(")")[2].split()
-    if fields[0] == "Z":  # a zombie has exited
-        return None
-    return int(fields[19])
 
 
 class BundleRuntime:
@@ -234,7 +223,7 @@ class BundleRuntime:
                 pid = self._start_process(
                     plan, helper, cgroup, stdio, detached, console, state, runtime_hooks
                 )
-            started = _start_time(pid)
+            started = start_time(pid)
             record = {
                 "id": cid,
                 "pid": pid,
@@ -436,7 +425,7 @@ class BundleRuntime:
         data = nativeinit.encode(plan, files, False, last_cap(), join_flags=flags)
         pidfd = os.pidfd_open(record["pid"])
         try:
-            if _start_time(record["pid"]) != record["start_time"]:
+            if start_time(record["pid"]) != record["start_time"]:
                 raise ContainerSetupError("exec", errno.ESRCH, cid, "it has stopped")
             with _console(plan.terminal, console_socket) as console:
                 extra = (pidfd,) if console is None else (pidfd, console)
@@ -460,14 +449,14 @@ class BundleRuntime:
         return record
 
     def _status(self, cid: str, record: dict[str, Any]) -> str:
-        if record["start_time"] is None or _start_time(record["pid"]) != record["start_time"]:
+        if record["start_time"] is None or start_time(record["pid"]) != record["start_time"]:
             return "stopped"
         if (self._dir(cid) / _FIFO).exists():
             return "created"
         path = record.get("cgroup_path")
         if path:
             with contextlib.suppress(OSError):
-                if _frozen(self.driver.open(path).procs_files()):
+                if frozen(self.driver.open(path).procs_files()):
                     return "paused"
         return "running"
 
@@ -641,7 +630,7 @@ class BundleRuntime:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
         deadline = time.monotonic() + 10
-        while _start_time(record["pid"]) == record["start_time"] is not None:
+        while start_time(record["pid"]) == record["start_time"] is not None:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.005)
@@ -697,7 +686,7 @@ def _read_start_answer(fd: int, pid: int, deadline: float | None) -> bytes:
         if chunk == b"" and got:
             return got
         # Nothing (more) to read: whatever it wrote before it ended has been read.
-        if _start_time(pid) is None:
+        if start_time(pid) is None:
             return got
         if deadline is not None and time.monotonic() > deadline:
             return got
@@ -798,19 +787,6 @@ def _pids(procs_files: list[str]) -> list[int]:
         with contextlib.suppress(OSError):
             found.update(int(n) for n in Path(path).read_text().split())
     return sorted(found)
-
-
-def _frozen(procs_files: list[str]) -> bool:
-    """Whether the cgroup of these ``cgroup.procs`` files is frozen (v1 freezer or v2)."""
-    for path in procs_files:
-        where = Path(path).parent
-        with contextlib.suppress(OSError):
-            if (where / "freezer.state").read_text().strip() == "FROZEN":
-                return True
-        with contextlib.suppress(OSError):
-            if "frozen 1" in (where / "cgroup.events").read_text().splitlines():
-                return True
-    return False
 
 
 def _fds(fds: tuple[int, ...]) -> bytes:
