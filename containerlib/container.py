@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import fcntl
 import functools
@@ -165,6 +166,15 @@ class _BindMount:
 class _Tmpfs:
     target: str
     size: int | None
+
+
+def _epoch(value: float | datetime.datetime | None, what: str) -> float | None:
+    """A time given as seconds since the epoch or as a datetime, in seconds."""
+    if value is None or isinstance(value, int | float):
+        return value
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    raise SpecError(what, f"must be seconds since the epoch or a datetime, not {value!r}")
 
 
 def _absolute(path: str, field: str) -> str:
@@ -1067,8 +1077,9 @@ class Container:
 
 
 class _CgroupControls:
-    """What a started container's cgroup gives: new limits, pause and resume; for
-    :class:`RunningContainer` and :class:`~containerlib.detached.DetachedContainer`."""
+    """What every started container has, attached (:class:`RunningContainer`) or
+    detached (:class:`~containerlib.detached.DetachedContainer`): exec, logs, events, and
+    what its cgroup gives (new limits, pause and resume)."""
 
     _paused: bool = False
 
@@ -1084,6 +1095,172 @@ class _CgroupControls:
             ContainerSetupError: it has no cgroup.
         """
         raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> Result:
+        """Wait for the container to end and return its :class:`Result`."""
+        raise NotImplementedError
+
+    def _read_logs(self, filters: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def _follow_logs(self, filters: dict[str, Any]) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def _started_at(self) -> float:
+        """When the container started, in seconds since the epoch."""
+        raise NotImplementedError
+
+    def _exec_starter(
+        self, request: ExecRequest
+    ) -> Callable[[tuple[int, int, int], int | None], Process]:
+        """What starts an exec'd process, given its stdio and console socket.
+
+        Raises:
+            ContainerNotRunning: the container has ended.
+        """
+        raise NotImplementedError
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        user: str | int | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        tty: bool = False,
+    ) -> Result:
+        """Run ``cmd`` in the running container and wait for it, as ``docker exec``.
+
+        The process joins all of the container's namespaces and its cgroup, and gets the
+        container's capabilities, ``no_new_privs``, seccomp filter and rlimits. The
+        process that joins is made non-dumpable before it does, and only stdin, stdout
+        and stderr cross into the container.
+
+        Args:
+            cmd: the command and its arguments.
+            user: a name, ``name:group``, uid or ``uid:gid``, looked up in the container;
+                the container's user by default.
+            env: variables added to the container's environment.
+            workdir: an absolute path inside the container; the container's by default.
+            input: bytes for the command's stdin; it gets ``/dev/null`` otherwise.
+            timeout: seconds after which the process is killed (``timed_out``).
+            check: raise :class:`ContainerError` when the exit code is not 0.
+            tty: its stdio is a new terminal (``docker exec -t``): its output, both
+                streams, is the result's ``stdout``, with the terminal's ``\\r\\n``.
+
+        Example:
+            >>> with Container("/srv/rootfs").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     box.exec(["cat", "/etc/hostname"]).stdout
+            b'3f2a9c01b2d4\\n'
+
+        Raises:
+            SpecError: bad input; nothing was started.
+            ContainerNotRunning: the container has ended.
+            ContainerSetupError: a step of the setup failed, naming it.
+            ContainerError: with ``check=True``, the command failed.
+        """
+        request = exec_request(self.id, cmd, user=user, env=env, workdir=workdir)
+        if timeout is not None and not timeout > 0:
+            raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
+        return run_exec(
+            request,
+            self._exec_starter(request),
+            input=input,
+            timeout=timeout,
+            check=check,
+            tty=tty,
+        )
+
+    @overload
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        since: float | datetime.datetime | None = None,
+        until: float | datetime.datetime | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+        follow: Literal[False] = False,
+    ) -> bytes: ...
+
+    @overload
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        since: float | datetime.datetime | None = None,
+        until: float | datetime.datetime | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+        follow: Literal[True],
+    ) -> Iterator[bytes]: ...
+
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        since: float | datetime.datetime | None = None,
+        until: float | datetime.datetime | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+        follow: bool = False,
+    ) -> bytes | Iterator[bytes]:
+        """What the container wrote, as ``docker logs``: stdout and stderr interleaved
+        as written (an attached container's is kept in memory while its handle lives, a
+        detached one's in its log file).
+
+        Args:
+            stdout, stderr: which streams.
+            since, until: only what was written from ``since`` and before ``until``
+                (seconds since the epoch, or datetimes).
+            tail: only the last ``tail`` lines.
+            timestamps: each line starts with the time it was written (RFC 3339).
+            follow: an iterator of the output now and to come, which ends when the
+                container's output ends.
+
+        Example:
+            >>> for chunk in box.logs(follow=True):  # doctest: +SKIP
+            ...     print(chunk.decode(), end="")
+        """
+        if tail is not None and (not isinstance(tail, int) or tail < 0):
+            raise SpecError("tail", f"must be a number of lines, 0 or more, not {tail!r}")
+        filters: dict[str, Any] = {
+            "stdout": stdout,
+            "stderr": stderr,
+            "since": _epoch(since, "since"),
+            "until": _epoch(until, "until"),
+            "tail": tail,
+            "timestamps": timestamps,
+        }
+        if follow:
+            return self._follow_logs(filters)
+        return self._read_logs(filters)
+
+    def events(self) -> Iterator[Event]:
+        """What happens to the container, as it happens: ``started``, ``oom`` each time
+        the kernel kills one of its processes for lack of memory, and ``exited`` last
+        (see :class:`Event`)."""
+        yield Event("started", self._started_at())
+        yield from watch_events(self._oom_kills, self._ended)
+
+    def _oom_kills(self) -> int:
+        try:
+            return self._cgroup("watch").stats().oom_kills
+        except (ContainerNotRunning, ContainerSetupError, FileNotFoundError):
+            return -1
+
+    def _ended(self, timeout: float) -> tuple[int, int] | None:
+        try:
+            result = self.wait(timeout)
+        except TimeoutError:
+            return None
+        return result.exit_code, result.stats.oom_kills
 
     def update(
         self,
@@ -1226,71 +1403,23 @@ class RunningContainer(_CgroupControls):
         self._ensure_pump()
         return self._pipes.log.reader("stderr")
 
-    @overload
-    def logs(
-        self,
-        *,
-        stdout: bool = True,
-        stderr: bool = True,
-        since: float | None = None,
-        until: float | None = None,
-        tail: int | None = None,
-        timestamps: bool = False,
-        follow: Literal[False] = False,
-    ) -> bytes: ...
-
-    @overload
-    def logs(
-        self,
-        *,
-        stdout: bool = True,
-        stderr: bool = True,
-        since: float | None = None,
-        until: float | None = None,
-        tail: int | None = None,
-        timestamps: bool = False,
-        follow: Literal[True],
-    ) -> Iterator[bytes]: ...
-
-    def logs(
-        self,
-        *,
-        stdout: bool = True,
-        stderr: bool = True,
-        since: float | None = None,
-        until: float | None = None,
-        tail: int | None = None,
-        timestamps: bool = False,
-        follow: bool = False,
-    ) -> bytes | Iterator[bytes]:
-        """What the container wrote, as ``docker logs``: stdout and stderr interleaved
-        as written, kept in memory while this handle lives.
-
-        Args:
-            stdout, stderr: which streams.
-            since, until: only what was written from ``since`` and before ``until``
-                (seconds since the epoch).
-            tail: only the last ``tail`` lines.
-            timestamps: each line starts with the time it was written (RFC 3339).
-            follow: an iterator of the output now and to come, which ends when the
-                container's output ends.
-
-        Example:
-            >>> for chunk in box.logs(follow=True):  # doctest: +SKIP
-            ...     print(chunk.decode(), end="")
-        """
+    def _read_logs(self, filters: dict[str, Any]) -> bytes:
         self._ensure_pump()
-        filters: dict[str, Any] = {
-            "stdout": stdout,
-            "stderr": stderr,
-            "since": since,
-            "until": until,
-            "tail": tail,
-            "timestamps": timestamps,
-        }
-        if follow:
-            return self._pipes.log.follow(**filters)
         return self._pipes.log.read(**filters)
+
+    def _follow_logs(self, filters: dict[str, Any]) -> Iterator[bytes]:
+        self._ensure_pump()
+        return self._pipes.log.follow(**filters)
+
+    def _started_at(self) -> float:
+        return time.time() - (time.monotonic() - self._started)
+
+    def _exec_starter(
+        self, request: ExecRequest
+    ) -> Callable[[tuple[int, int, int], int | None], Process]:
+        if self._result is not None:
+            raise ContainerNotRunning(self.id, "exec")
+        return lambda stdio, console: spawner.exec(request, stdio, wait=False, console=console)
 
     def resize(self, columns: int, rows: int) -> None:
         """Set the size of the container's terminal (``start(tty=True)``); its
@@ -1304,26 +1433,6 @@ class RunningContainer(_CgroupControls):
         if not (0 < columns < 65536 and 0 < rows < 65536):
             raise SpecError("size", f"{columns}x{rows} is not a terminal size")
         fcntl.ioctl(self._terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-
-    def events(self) -> Iterator[Event]:
-        """What happens to the container, as it happens: ``started``, ``oom`` each time
-        the kernel kills one of its processes for lack of memory, and ``exited`` last
-        (see :class:`Event`)."""
-        yield Event("started", time.time() - (time.monotonic() - self._started))
-        yield from watch_events(self._oom_kills, self._ended)
-
-    def _oom_kills(self) -> int:
-        try:
-            return self._cgroup("watch").stats().oom_kills
-        except (ContainerNotRunning, ContainerSetupError, FileNotFoundError):
-            return -1
-
-    def _ended(self, timeout: float) -> tuple[int, int] | None:
-        try:
-            result = self.wait(timeout)
-        except TimeoutError:
-            return None
-        return result.exit_code, result.stats.oom_kills
 
     # -- signals ------------------------------------------------------------------------
 
@@ -1345,62 +1454,6 @@ class RunningContainer(_CgroupControls):
             except FileNotFoundError:
                 pass
         raise ContainerNotRunning(self.id, action)
-
-    def exec(
-        self,
-        cmd: Sequence[str],
-        *,
-        user: str | int | None = None,
-        env: Mapping[str, str] | None = None,
-        workdir: str | None = None,
-        input: bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-        tty: bool = False,
-    ) -> Result:
-        """Run ``cmd`` in this running container and wait for it, as ``docker exec``.
-
-        The process joins all of the container's namespaces and its cgroup, and gets the
-        container's capabilities, ``no_new_privs``, seccomp filter and rlimits. The
-        process that joins is made non-dumpable before it does, and only stdin, stdout
-        and stderr cross into the container.
-
-        Args:
-            cmd: the command and its arguments.
-            user: a name, ``name:group``, uid or ``uid:gid``, looked up in the container;
-                the container's user by default.
-            env: variables added to the container's environment.
-            workdir: an absolute path inside the container; the container's by default.
-            input: bytes for the command's stdin; it gets ``/dev/null`` otherwise.
-            timeout: seconds after which the process is killed (``timed_out``).
-            check: raise :class:`ContainerError` when the exit code is not 0.
-            tty: its stdio is a new terminal (``docker exec -t``): its output, both
-                streams, is the result's ``stdout``, with the terminal's ``\\r\\n``.
-
-        Example:
-            >>> with Container("/srv/rootfs").start(["sleep", "60"]) as box:  # doctest: +SKIP
-            ...     box.exec(["cat", "/etc/hostname"]).stdout
-            b'3f2a9c01b2d4\\n'
-
-        Raises:
-            SpecError: bad input; nothing was started.
-            ContainerNotRunning: the container has ended.
-            ContainerSetupError: a step of the setup failed, naming it.
-            ContainerError: with ``check=True``, the command failed.
-        """
-        request = exec_request(self.id, cmd, user=user, env=env, workdir=workdir)
-        if timeout is not None and not timeout > 0:
-            raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
-        if self._result is not None:
-            raise ContainerNotRunning(self.id, "exec")
-        return run_exec(
-            request,
-            lambda stdio, console: spawner.exec(request, stdio, wait=False, console=console),
-            input=input,
-            timeout=timeout,
-            check=check,
-            tty=tty,
-        )
 
     def stats(self) -> CgroupStats:
         """The figures of the container's cgroup now: memory, CPU time, processes, I/O,

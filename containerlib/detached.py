@@ -21,24 +21,16 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import os
 import select
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
-from containerlib.container import (
-    Event,
-    Result,
-    _CgroupControls,
-    exec_request,
-    run_exec,
-    watch_events,
-)
+from containerlib.container import Result, _CgroupControls
 from containerlib.errors import (
     ContainerNotFound,
     ContainerNotRunning,
@@ -50,9 +42,10 @@ from containerlib.runtime import records
 from containerlib.runtime.client import Process, _driver
 from containerlib.runtime.ids import ID_PATTERN
 from containerlib.runtime.messages import recv_message, send_message
+from containerlib.runtime.plan import ExecRequest
 from containerlib.runtime.specconv import Roots
 
-__all__ = ["DetachedContainer", "Event", "get", "list", "prune"]
+__all__ = ["DetachedContainer", "get", "list", "prune"]
 
 _builtin_list = list
 
@@ -103,14 +96,6 @@ def claim_state_dir(run_root: str, cid: str, record: dict[str, Any]) -> str:
         }
         records.write_record(state_dir, record)
     return state_dir
-
-
-def _when(value: float | datetime.datetime | None, what: str) -> float | None:
-    if value is None or isinstance(value, int | float):
-        return value
-    if isinstance(value, datetime.datetime):
-        return value.timestamp()
-    raise SpecError(what, f"must be seconds since the epoch or a datetime, not {value!r}")
 
 
 class DetachedContainer(_CgroupControls):
@@ -326,31 +311,9 @@ class DetachedContainer(_CgroupControls):
                 self.kill(signal.SIGKILL)
             return self.wait()
 
-    def exec(
-        self,
-        cmd: Sequence[str],
-        *,
-        user: str | int | None = None,
-        env: Mapping[str, str] | None = None,
-        workdir: str | None = None,
-        input: bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-        tty: bool = False,
-    ) -> Result:
-        """Run ``cmd`` in the container and wait for it, as
-        :meth:`RunningContainer.exec <containerlib.RunningContainer.exec>` (its keeper
-        starts it, the same way).
-
-        Raises:
-            SpecError: bad input; nothing was started.
-            ContainerNotRunning: the container has ended.
-            ContainerSetupError: a step of the setup failed, naming it.
-            ContainerError: with ``check=True``, the command failed.
-        """
-        request = exec_request(self.id, cmd, user=user, env=env, workdir=workdir)
-        if timeout is not None and not timeout > 0:
-            raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
+    def _exec_starter(
+        self, request: ExecRequest
+    ) -> Callable[[tuple[int, int, int], int | None], Process]:
         conn = records.connect(self._dir) if self.status in ("running", "paused") else None
         if conn is None:
             raise ContainerNotRunning(self.id, "exec")
@@ -364,7 +327,22 @@ class DetachedContainer(_CgroupControls):
                 raise ContainerNotRunning(self.id, "exec") from None
             return Process(conn)
 
-        return run_exec(request, start, input=input, timeout=timeout, check=check, tty=tty)
+        return start
+
+    def _read_logs(self, filters: dict[str, Any]) -> bytes:
+        from containerlib.runtime.logs import read_log
+
+        return read_log(self.log_path, **filters)
+
+    def _follow_logs(self, filters: dict[str, Any]) -> Iterator[bytes]:
+        from containerlib.runtime.logs import follow_log
+
+        return follow_log(
+            self.log_path, stop=lambda: self.status not in ("running", "paused"), **filters
+        )
+
+    def _started_at(self) -> float:
+        return float(self._record.get("started", self.created))
 
     def stats(self) -> CgroupStats:
         """The figures of its cgroup now; once it has ended, those it ended with."""
@@ -372,92 +350,6 @@ class DetachedContainer(_CgroupControls):
             return self._cgroup("read the figures of").stats()
         except (ContainerNotRunning, FileNotFoundError):
             return records.stats_from_dict(self.reload()._record.get("stats"))
-
-    @overload
-    def logs(
-        self,
-        *,
-        stdout: bool = True,
-        stderr: bool = True,
-        since: float | datetime.datetime | None = None,
-        until: float | datetime.datetime | None = None,
-        tail: int | None = None,
-        timestamps: bool = False,
-        follow: Literal[False] = False,
-    ) -> bytes: ...
-
-    @overload
-    def logs(
-        self,
-        *,
-        stdout: bool = True,
-        stderr: bool = True,
-        since: float | datetime.datetime | None = None,
-        until: float | datetime.datetime | None = None,
-        tail: int | None = None,
-        timestamps: bool = False,
-        follow: Literal[True],
-    ) -> Iterator[bytes]: ...
-
-    def logs(
-        self,
-        *,
-        stdout: bool = True,
-        stderr: bool = True,
-        since: float | datetime.datetime | None = None,
-        until: float | datetime.datetime | None = None,
-        tail: int | None = None,
-        timestamps: bool = False,
-        follow: bool = False,
-    ) -> bytes | Iterator[bytes]:
-        """Its output, as ``docker logs``: stdout and stderr interleaved as written.
-
-        Args:
-            stdout, stderr: which streams.
-            since, until: only what was written from ``since`` and before ``until``
-                (seconds since the epoch, or datetimes).
-            tail: only the last ``tail`` lines.
-            timestamps: each line starts with the time it was written (RFC 3339).
-            follow: return an iterator of the output now and to come, which ends when
-                the container has ended.
-        """
-        from containerlib.runtime.logs import follow_log, read_log
-
-        if tail is not None and (not isinstance(tail, int) or tail < 0):
-            raise SpecError("tail", f"must be a number of lines, 0 or more, not {tail!r}")
-        filters: dict[str, Any] = {
-            "stdout": stdout,
-            "stderr": stderr,
-            "since": _when(since, "since"),
-            "until": _when(until, "until"),
-            "tail": tail,
-            "timestamps": timestamps,
-        }
-        if follow:
-            return follow_log(
-                self.log_path, stop=lambda: self.status not in ("running", "paused"), **filters
-            )
-        return read_log(self.log_path, **filters)
-
-    def events(self) -> Iterator[Event]:
-        """What happens to it, as it happens: ``started`` (at once, with the time it
-        started), ``oom`` each time the kernel kills one of its processes for lack of
-        memory, and ``exited`` last. Ends after ``exited``."""
-        yield Event("started", float(self._record.get("started", self.created)))
-        yield from watch_events(self._oom_kills, self._ended)
-
-    def _oom_kills(self) -> int:
-        try:
-            return self._cgroup("watch").stats().oom_kills
-        except (ContainerNotRunning, ContainerSetupError, FileNotFoundError):
-            return -1
-
-    def _ended(self, timeout: float) -> tuple[int, int] | None:
-        try:
-            result = self.wait(timeout)
-        except TimeoutError:
-            return None
-        return result.exit_code, result.stats.oom_kills
 
     def remove(self, *, force: bool = False) -> None:
         """Remove its state and log; with ``force``, kill it first if it runs.

@@ -853,6 +853,21 @@ static int attach(int from, int to)
 			    CLIB_MOVE_MOUNT_F_EMPTY_PATH | CLIB_MOVE_MOUNT_T_EMPTY_PATH);
 }
 
+/* In a user namespace: open the sources of the bind mounts (bind_sources above) while the
+ * process still has the spawner's credentials. */
+static void open_bind_sources(void)
+{
+	for (uint32_t i = 0; i < plan.n_mounts; i++) {
+		const struct mount_step *m = &plan.mounts[i];
+		bind_sources[i] = -1;
+		if (m->fstype || !m->source)
+			continue;
+		bind_sources[i] = open(m->source, O_PATH | O_CLOEXEC);
+		if (bind_sources[i] < 0)
+			fail(errno, "mount bind on '%s': open '%s'", m->target, m->source);
+	}
+}
+
 /*
  * In a user namespace: become its root, then attach the rootfs that came with the plan,
  * or mount the overlay; return a descriptor of the rootfs's root. The directories are
@@ -869,15 +884,7 @@ static int mount_rootfs_userns(void)
 	if (upper < 0 || work < 0 || target < 0)
 		fail(errno, "open the writable layer '%s'", plan.rw_dir);
 	close(rw);
-	for (uint32_t i = 0; i < plan.n_mounts; i++) {
-		const struct mount_step *m = &plan.mounts[i];
-		bind_sources[i] = -1;
-		if (m->fstype || !m->source)
-			continue;
-		bind_sources[i] = open(m->source, O_PATH | O_CLOEXEC);
-		if (bind_sources[i] < 0)
-			fail(errno, "mount bind on '%s': open '%s'", m->target, m->source);
-	}
+	open_bind_sources();
 	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
 		fail(errno, "become root in the user namespace");
 	int root = received_rootfs;
@@ -946,15 +953,7 @@ static int bind_rootfs_userns(void)
 	int target = open_path(AT_FDCWD, path);
 	if (target < 0)
 		fail(errno, "open the rootfs '%s'", path);
-	for (uint32_t i = 0; i < plan.n_mounts; i++) {
-		const struct mount_step *m = &plan.mounts[i];
-		bind_sources[i] = -1;
-		if (m->fstype || !m->source)
-			continue;
-		bind_sources[i] = open(m->source, O_PATH | O_CLOEXEC);
-		if (bind_sources[i] < 0)
-			fail(errno, "mount bind on '%s': open '%s'", m->target, m->source);
-	}
+	open_bind_sources();
 	int root = received_rootfs;
 	if (plan.rootfs_fd != (root >= 0))
 		fail(EBADMSG, "receive the rootfs");
