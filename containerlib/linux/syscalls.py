@@ -46,6 +46,7 @@ __all__ = [
     "close_range_cloexec",
     "idmapped_tree",
     "mount",
+    "open_tree_clone",
     "openat2",
     "overlay_mount",
     "pivot_root",
@@ -349,25 +350,34 @@ class _MountAttr(ctypes.Structure):
     ]
 
 
+def open_tree_clone(path: str, *, recursive: bool = False) -> int:
+    """A detached copy of the mount at ``path`` (open_tree(2) with OPEN_TREE_CLONE; with
+    ``recursive``, the mounts under it too), which keeps the propagation of the original
+    (a copy of a shared mount is its peer). Returns the mount's descriptor (close-on-exec);
+    a process in another mount namespace attaches it with move_mount(2)."""
+    at_fdcwd, at_recursive, open_tree_clone = -100, 0x8000, 1
+    flags = open_tree_clone | os.O_CLOEXEC | (at_recursive if recursive else 0)
+    return _check(
+        _syscall(
+            ctypes.c_long(_nr("open_tree")),
+            ctypes.c_int(at_fdcwd),
+            ctypes.c_char_p(os.fsencode(path)),
+            ctypes.c_uint(flags),
+        ),
+        f"open_tree {path!r}",
+    )
+
+
 def idmapped_tree(path: str, userns_fd: int) -> int:
-    """A detached copy of the mount at ``path`` (open_tree(2) with OPEN_TREE_CLONE) whose
+    """A detached copy of the mount at ``path`` (:func:`open_tree_clone`) whose
     file owners are seen through the id maps of the user namespace ``userns_fd``
     (mount_setattr(2) with MOUNT_ATTR_IDMAP, Linux 5.12+): a file of host uid 0 shows as
     the uid that namespace maps to container root. Returns the mount's descriptor
     (close-on-exec); a process in that namespace attaches it with move_mount(2).
     Needs CAP_SYS_ADMIN in the file system's user namespace; not every file system
     supports it (ext4, xfs, btrfs and tmpfs do)."""
-    at_fdcwd, at_empty_path = -100, 0x1000
-    open_tree_clone, mount_attr_idmap = 1, 0x00100000
-    fd = _check(
-        _syscall(
-            ctypes.c_long(_nr("open_tree")),
-            ctypes.c_int(at_fdcwd),
-            ctypes.c_char_p(os.fsencode(path)),
-            ctypes.c_uint(open_tree_clone | os.O_CLOEXEC),
-        ),
-        f"open_tree {path!r}",
-    )
+    at_empty_path, mount_attr_idmap = 0x1000, 0x00100000
+    fd = open_tree_clone(path)
     attr = _MountAttr(mount_attr_idmap, 0, 0, userns_fd)
     try:
         _check(

@@ -1771,8 +1771,20 @@ static void setup(void)
 		rootfd = bind_rootfs_userns();
 	} else if (plan.bind_root) {
 		const char *root = plan.lowerdirs[0];
-		if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
+		/* A copy the runtime made in its own mount namespace (for a slave rootfs: it
+		 * keeps the original's peer group), or a bind made here. */
+		if (received_rootfs >= 0) {
+			int target = open_path(AT_FDCWD, root);
+			if (target < 0 || attach(received_rootfs, target) < 0)
+				fail(errno, "bind the rootfs '%s'", root);
+			close(target);
+			/* A slave before anything is mounted on it: as a peer, every mount of the
+			 * setup would appear on the host too. */
+			if (mount(NULL, root, NULL, MS_REC | MS_SLAVE, NULL) < 0)
+				fail(errno, "make the rootfs '%s' a slave", root);
+		} else if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0) {
 			fail(errno, "bind the rootfs '%s'", root);
+		}
 		rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (rootfd < 0)
 			fail(errno, "open the rootfs '%s'", root);

@@ -290,6 +290,16 @@ class BundleRuntime:
             setgroups = True
             if userns:
                 setgroups, rootfs_fd = enter_user_namespace(warm, plan)
+            elif plan.rootfs_propagation & sc.MS_SLAVE:
+                # A copy made here, in the runtime's mount namespace, is a peer of a shared
+                # rootfs, and becomes its slave in the container's; one bound there, where
+                # every mount is private already, would have no master to follow.
+                try:
+                    rootfs_fd = sc.open_tree_clone(plan.lowerdirs[0], recursive=True)
+                except OSError as e:
+                    raise ContainerSetupError(
+                        f"bind the rootfs {plan.lowerdirs[0]!r}", e.errno or errno.EIO, cid
+                    ) from None
             state = attrs.evolve(state, pid=warm.pid)
             plan = attrs.evolve(
                 plan,
