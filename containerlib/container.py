@@ -775,6 +775,7 @@ class Container:
         detach: Literal[True],
         name: str | None = None,
         auto_remove: bool = False,
+        log_max: str | int | None = None,
     ) -> DetachedContainer: ...
 
     def start(
@@ -786,6 +787,7 @@ class Container:
         detach: bool = False,
         name: str | None = None,
         auto_remove: bool = False,
+        log_max: str | int | None = None,
         interactive: bool = False,
         tty: bool = False,
     ) -> RunningContainer | DetachedContainer:
@@ -810,6 +812,9 @@ class Container:
                 finds it by name too.
             auto_remove: a detached container's state and log are removed when it ends
                 (``docker run --rm``).
+            log_max: a detached container's log is rotated once it passes this size
+                ("10M"; ``docker run --log-opt max-size``), keeping one older file; no
+                limit by default, as Docker's.
             interactive: its stdin is a pipe: write to :attr:`RunningContainer.stdin`
                 and close it (``docker run -i``).
             tty: its stdin, stdout and stderr are a new terminal (``docker run -t``),
@@ -828,9 +833,9 @@ class Container:
         if detach:
             if interactive or tty:
                 raise SpecError("detach", "a detached container has no caller to read its stdin")
-            return self._start_detached(cmd, input, id, name, auto_remove)
-        if name is not None or auto_remove:
-            raise SpecError("name", "name and auto_remove are for detached containers")
+            return self._start_detached(cmd, input, id, name, auto_remove, log_max=log_max)
+        if name is not None or auto_remove or log_max is not None:
+            raise SpecError("name", "name, auto_remove and log_max are for detached containers")
         running = self._start(cmd, input, id, interactive=interactive, tty=tty)
         running._ensure_pump()
         return running
@@ -884,6 +889,7 @@ class Container:
         auto_remove: bool,
         *,
         here: bool = False,
+        log_max: str | int | None = None,
     ) -> DetachedContainer:
         """Start a detached container (see :meth:`start`); with ``here``, its keeper is
         forked from this process rather than from the spawner (a small single-threaded
@@ -894,6 +900,9 @@ class Container:
 
         cid = check_id(cid) if cid is not None else secrets.token_hex(16)
         args, plan = self._plan(cmd, cid)
+        log_max_bytes = parse_bytes(log_max, "log_max") if log_max is not None else None
+        if log_max_bytes is not None and log_max_bytes <= 0:
+            raise SpecError("log_max", f"must be a positive size, not {log_max!r}")
         roots = Roots.from_env()
         state_dir = claim_state_dir(
             roots.run,
@@ -911,7 +920,11 @@ class Container:
         try:
             hold = self.image._hold_layers()
             request = DetachRequest(
-                plan=plan, state_dir=state_dir, input=input, auto_remove=auto_remove
+                plan=plan,
+                state_dir=state_dir,
+                input=input,
+                auto_remove=auto_remove,
+                log_max_bytes=log_max_bytes,
             )
             holds = hold.fds if hold is not None else ()
             if here:

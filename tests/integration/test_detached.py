@@ -259,3 +259,27 @@ def test_a_run_root_too_long_for_a_socket_address_works(
     assert box.stop(timeout=0.5).exit_code == 137
     box.remove()
     assert list(long.iterdir()) == []
+
+
+def test_a_log_past_log_max_is_rotated_and_still_read(
+    image: Image, roots: dict[str, str], clean: None
+) -> None:
+    # 30 bursts of 10 lines of 38 bytes, apart: about 12 KiB in chunks of about 400 bytes.
+    script = (
+        "i=0; while [ $i -lt 300 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxx; "
+        "i=$((i+1)); [ $((i % 10)) = 0 ] && sleep 0.02; done"
+    )
+    box = Container(image).start(["sh", "-c", script], detach=True, log_max="4k")
+    result = box.wait(timeout=30)
+    log = Path(roots["CONTAINERLIB_RUN_ROOT"]) / box.id / "container.log"
+    # Rotated before a write would pass the limit (a write is never split).
+    assert log.stat().st_size <= 4096 + 1024
+    assert Path(f"{log}.1").exists()
+    # The rotated file is read too; what went before it is gone, as with Docker.
+    assert result.stdout.endswith(b"line-299-xxxxxxxxxxxxxxxxxxxxxxxxxxxx\n")
+    assert not result.stdout.startswith(b"line-0-")
+    assert box.logs(tail=1) == b"line-299-xxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+    with pytest.raises(SpecError, match="log_max"):
+        Container(image).start(["true"], detach=True, log_max=0)
+    with pytest.raises(SpecError, match="detached"):
+        Container(image).start(["true"], log_max="1M")
