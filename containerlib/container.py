@@ -1013,21 +1013,30 @@ class Container:
         *,
         timeout: float | None = None,
         forward: tuple[int, ...] = (),
+        console: int | None = None,
+        console_size: tuple[int, int] | None = None,
     ) -> Result:
         """Run from this process, on its own stdin, stdout and stderr, without a spawner.
 
         For the command line, a small single-threaded process that runs one container:
         starting a spawner would cost it more than the container. Not for a library
-        caller, which may run threads (see :mod:`containerlib.runtime.spawner`).
+        caller, which may run threads (see :mod:`containerlib.runtime.spawner`). With
+        ``console`` (a unix socket), the container gets a terminal of ``console_size``
+        (columns, rows), whose master end goes there.
         """
         from containerlib.runtime.spawner import Spawner
 
         cid = secrets.token_hex(16)
         _args, plan = self._plan(cmd, cid)
+        if console_size is not None:
+            columns, rows = console_size
+            plan = attrs.evolve(plan, console_width=columns, console_height=rows)
         t0 = time.monotonic()
         here = Spawner()
         try:
-            status, stats, failure, timed_out = here.run_here(plan, (0, 1, 2), timeout, forward)
+            status, stats, failure, timed_out = here.run_here(
+                plan, (0, 1, 2), timeout, forward, console
+            )
         finally:
             here.shutdown()
         if failure is not None:
@@ -1460,7 +1469,9 @@ class RunningContainer(_CgroupControls):
     def _cgroup(self, action: str) -> Cgroup:
         path = self._plan.with_id(self.id).cgroup_path if self._plan is not None else None
         if path is None:
-            raise ContainerSetupError(action, errno.ENOTSUP, self.id, "it has no cgroup")
+            raise ContainerSetupError(
+                f"{action} the cgroup", errno.ENOTSUP, self.id, "it has no cgroup"
+            )
         if self._result is None:
             try:
                 return self._process.cgroup(path)
@@ -1470,12 +1481,15 @@ class RunningContainer(_CgroupControls):
 
     def stats(self) -> CgroupStats:
         """The figures of the container's cgroup now: memory, CPU time, processes, I/O,
-        OOM kills, pressure. Once it has ended, those it ended with."""
+        OOM kills, pressure. Once it has ended, those it ended with; none for a
+        container without a cgroup (a non-root user's, unless it asked for limits)."""
         with self._lock:
             if self._result is not None:
                 return self._result.stats
         try:
             return self._cgroup("read the figures of").stats()
+        except ContainerSetupError:
+            return CgroupStats()
         except (ContainerNotRunning, FileNotFoundError):
             return self.wait().stats
 

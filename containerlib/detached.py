@@ -213,7 +213,9 @@ class DetachedContainer(_CgroupControls):
         if self.status not in ("running", "paused"):
             raise ContainerNotRunning(self.id, action)
         if not path:
-            raise ContainerSetupError(action, errno.ENOTSUP, self.id, "it has no cgroup")
+            raise ContainerSetupError(
+                f"{action} the cgroup", errno.ENOTSUP, self.id, "it has no cgroup"
+            )
         try:
             return _driver().open(path)
         except FileNotFoundError:
@@ -345,9 +347,12 @@ class DetachedContainer(_CgroupControls):
         return float(self._record.get("started", self.created))
 
     def stats(self) -> CgroupStats:
-        """The figures of its cgroup now; once it has ended, those it ended with."""
+        """The figures of its cgroup now; once it has ended, those it ended with; none
+        for a container without a cgroup."""
         try:
             return self._cgroup("read the figures of").stats()
+        except ContainerSetupError:
+            return CgroupStats()
         except (ContainerNotRunning, FileNotFoundError):
             return records.stats_from_dict(self.reload()._record.get("stats"))
 

@@ -1,9 +1,12 @@
-"""The ``containerlib`` command: run a container, write a default spec, manage images, make a
-rootfs.
+"""The ``containerlib`` command: run and manage containers, images and specs, as docker's.
+
+It runs containers in the foreground or detached and manages them as docker's command
+does; it writes a default spec, manages images and makes a rootfs.
 
 A thin shell over the library: each subcommand parses its arguments, calls the API and
 turns its exceptions into a one-line message and an exit code (125 for containerlib's own
-errors, as ``docker run`` does; the container's exit code otherwise).
+errors, as ``docker run`` does; the container's exit code otherwise). The commands for
+detached containers (exec, ps, logs...) are in :mod:`containerlib.cli.containers`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from containerlib.cli import containers, formats
 from containerlib.errors import ContainerlibError
 
 if TYPE_CHECKING:
@@ -32,7 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a command in a container and pass its exit code on")
+    run.add_argument("-d", "--detach", action="store_true", help="in the background: print its id")
+    run.add_argument("-i", "--interactive", action="store_true", help="give it this stdin")
+    run.add_argument("-t", "--tty", action="store_true", help="give it a terminal")
+    run.add_argument("--rm", action="store_true", help="with -d: remove it when it ends")
+    run.add_argument("--name", help="with -d: a name to find it by")
+    run.add_argument(
+        "-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
+        help="bind-mount the host path SRC at DST, read-write unless :ro",
+    )  # fmt: skip
     run.add_argument("--memory", "-m", help="memory limit, as docker: 512M, 1g")
+    run.add_argument("--cpus", help="CPUs of time, as docker: 1.5")
     run.add_argument("--pids", "--pids-limit", type=int, dest="pids", help="most processes")
     run.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--hostname")
@@ -104,24 +118,35 @@ def _parser() -> argparse.ArgumentParser:
     rootfs = sub.add_parser("rootfs", help="make a root file system")
     rootfs.add_argument("kind", choices=("busybox",))
     rootfs.add_argument("dest", help="directory to create")
+    containers.add_parsers(sub)
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
     from containerlib import Container, Image
+    from containerlib.errors import SpecError
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    if args.detach and args.tty:
+        raise SpecError("tty", "-t with -d is not supported: there is no attach yet")
+    if args.detach and args.interactive:
+        raise SpecError("interactive", "-i with -d is not supported: there is no attach yet")
+    if args.detach and args.timeout is not None:
+        raise SpecError("timeout", "--timeout is for a container in the foreground")
+    if args.name is not None and not args.detach:
+        # A container in the foreground belongs to this process: nothing finds it by name.
+        raise SpecError("name", "--name needs -d: a container in the foreground has none")
+    volumes = [formats.parse_volume(v) for v in args.volume]
     c = Container(Image.from_path(args.image)).network(args.network)
-    if args.memory is not None or args.pids is not None:
-        c = c.limit(mem=args.memory, pids=args.pids)
-    env = {}
-    for item in args.env:
-        key, eq, value = item.partition("=")
-        env[key] = value if eq else os.environ.get(key, "")
+    if args.memory is not None or args.pids is not None or args.cpus is not None:
+        c = c.limit(mem=args.memory, pids=args.pids, cpus=args.cpus)
+    env = formats.env_variables(args.env)
     if env:
         c = c.env(**env)
+    for source, target, read_only in volumes:
+        c = c.mount(source, target, read_only=read_only)
     if args.hostname:
         c = c.hostname(args.hostname)
     if args.user:
@@ -131,15 +156,33 @@ def _run(args: argparse.Namespace) -> int:
     if args.read_only:
         c = c.read_only()
     c = _security_options(c, args)
+    if args.detach:
+        # Its keeper is forked from this small process: no spawner to start first.
+        box = c._start_detached(cmd or None, None, None, args.name, args.rm, here=True)
+        print(box.id)
+        return 0
+    if not args.interactive:  # as docker's: the container reads nothing of ours
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
     # The command line is one small single-threaded process that runs one container: it
-    # makes the container itself and hands it its own stdin, stdout and stderr.
+    # makes the container itself and hands it its own stdin, stdout and stderr. --rm is
+    # what always happens to a container in the foreground.
     forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    result = c._run_in_this_process(cmd or None, timeout=args.timeout, forward=forward)
-    if result.oom_killed:
+    if args.tty:
+        from containerlib.cli.tty import run_in_terminal
+
+        code, oom_killed, timed_out = run_in_terminal(
+            c, cmd or None, interactive=args.interactive, timeout=args.timeout, forward=forward
+        )
+    else:
+        result = c._run_in_this_process(cmd or None, timeout=args.timeout, forward=forward)
+        code, oom_killed, timed_out = result.exit_code, result.oom_killed, result.timed_out
+    if oom_killed:
         print("containerlib: the container ran out of memory", file=sys.stderr)
-    if result.timed_out:
+    if timed_out:
         print("containerlib: the container timed out", file=sys.stderr)
-    return result.exit_code
+    return code
 
 
 def _security_options(c: Container, args: argparse.Namespace) -> Container:
@@ -301,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "save": _save,
         "load": _load,
         "rootfs": _rootfs,
+        **containers.HANDLERS,
     }[args.command]
     try:
         code = handler(args)

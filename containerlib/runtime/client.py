@@ -126,7 +126,9 @@ class Process:
         if self.failed:
             return
         self.started()
-        if self.exited is not None:
+        # No pidfd: the answer is being read in this very thread (a signal handler ran
+        # meanwhile), or the process has been let go of.
+        if self.exited is not None or self.pidfd < 0:
             return
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self.pidfd, sig)

@@ -413,8 +413,9 @@ class Keeper(Spawner):
 
     def serve_client(self, conn: socket.socket) -> None:
         """One request on ``keeper.sock``: ``("exec", ExecRequest)`` with the process's
-        stdio, answered as the spawner answers it, or ``("wait", None)``, answered with
-        ``("exited", status, stats, error)`` when the container has ended."""
+        stdio (and a console socket, for a terminal), answered as the spawner answers it,
+        or ``("wait", None)``, answered with ``("exited", status, stats, error)`` when the
+        container has ended."""
         self.selector.unregister(conn)
         try:
             msg = recv_message(conn)
@@ -430,7 +431,7 @@ class Keeper(Spawner):
             self.waiters.append(conn)
             self.selector.register(conn, selectors.EVENT_READ, "waiter-gone")
             return
-        if op != "exec" or len(fds) != 3:
+        if op != "exec" or len(fds) not in (3, 4):  # stdio, and a console socket
             for fd in fds:
                 os.close(fd)
             with contextlib.suppress(OSError):

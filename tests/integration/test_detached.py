@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import containerlib
-from containerlib import Container, Image
+from containerlib import CgroupStats, Container, Image
 from containerlib.errors import (
     ContainerNotFound,
     ContainerNotRunning,
@@ -283,3 +283,14 @@ def test_a_log_past_log_max_is_rotated_and_still_read(
         Container(image).start(["true"], detach=True, log_max=0)
     with pytest.raises(SpecError, match="detached"):
         Container(image).start(["true"], log_max="1M")
+
+
+def test_stats_of_a_running_detached_container(image: Image, clean: None) -> None:
+    box = Container(image).start(["sleep", "30"], detach=True)
+    stats = box.stats()
+    if ROOT:
+        assert stats.pids_current == 1
+        assert stats.memory_current is not None
+    else:  # no cgroup (none is delegated here): no figures, and no error
+        assert stats == CgroupStats()
+    box.remove(force=True)

@@ -167,7 +167,10 @@ def test_cli_run_passes_the_exit_code_through(busybox: Path, roots: dict[str, st
     assert r.returncode == 125
     assert b"lots" in r.stderr
     r = subprocess.run(
-        [*cli, "run", str(busybox), "--", "cat"], input=b"piped", capture_output=True, check=False
+        [*cli, "run", "-i", str(busybox), "--", "cat"],
+        input=b"piped",
+        capture_output=True,
+        check=False,
     )
     assert r.stdout == b"piped"
 
