@@ -230,7 +230,8 @@ def notebooks(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Compare containerlib with runc, crun and bubblewrap (benchmarks/run.py), back to back
     and one start at a time (benchmarks/sporadic.py), the cost of cgroups
-    (benchmarks/cgroups.py), exec beside runc exec (benchmarks/exec.py), and pulling and
+    (benchmarks/cgroups.py), exec beside runc exec (benchmarks/exec.py), detached starts
+    beside podman run -d and runc run -d (benchmarks/detached.py), and pulling and
     unpacking a 200 MB image beside skopeo + umoci and GNU tar (benchmarks/images.py).
     Needs root.
 
@@ -243,4 +244,5 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/sporadic.py")
     session.run("python", "benchmarks/cgroups.py")
     session.run("python", "benchmarks/exec.py")
+    session.run("python", "benchmarks/detached.py")
     session.run("python", "benchmarks/images.py")
