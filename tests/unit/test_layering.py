@@ -30,6 +30,7 @@ ALLOWED = {
     "linux": {"linux", "spec", "errors"},
     "runtime": {"runtime", "image", "network", "linux", "spec", "errors", "other"},
     "image": {"runtime", "image", "network", "linux", "spec", "errors", "other"},
+    "network": {"runtime", "image", "network", "linux", "spec", "errors", "other"},
 }
 
 
