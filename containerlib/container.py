@@ -61,7 +61,6 @@ from containerlib.runtime.specconv import (
     check_id,
     plan_from_spec,
 )
-from containerlib.runtime.stdio import Pipes
 from containerlib.spec import oci
 from containerlib.spec.defaults import (
     DEFAULT_CAPABILITIES,
@@ -75,6 +74,7 @@ if TYPE_CHECKING:
     from containerlib.aio import AsyncRunningContainer
     from containerlib.detached import DetachedContainer
     from containerlib.image.cache import LayerHold
+    from containerlib.runtime.stdio import Pipes
 
 __all__ = ["Container", "Event", "Result", "RunningContainer"]
 
@@ -988,6 +988,8 @@ class Container:
         t0 = time.monotonic()
         # The layers stay held while the container runs: no prune removes them.
         hold = self.image._hold_layers()
+        from containerlib.runtime.stdio import Pipes  # not for the command line's run
+
         pipes = Pipes(input, interactive=interactive)
         console = _Console(tty)
         try:
@@ -1660,6 +1662,8 @@ def run_exec(
 ) -> Result:
     """Start the process of ``request`` with ``start`` (given its stdio and, with
     ``tty``, a console socket), feed and drain it, and wait for it to end."""
+    from containerlib.runtime.stdio import Pipes
+
     pipes = Pipes(input)
     console = _Console(tty)
     try:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from containerlib.errors import ContainerError, ImageError, ImageNotFound, LayerError, SpecError
-from containerlib.image.build import ImageSource
 from containerlib.runtime.specconv import Roots
 
 if TYPE_CHECKING:
+    from containerlib.image.build import ImageSource
     from containerlib.image.cache import LayerHold
     from containerlib.image.layout import ResolvedImage
     from containerlib.image.registry import Progress
@@ -150,6 +150,7 @@ class Image:
     def _from_resolved(
         cls, resolved: ResolvedImage, name: str, cache: str | os.PathLike[str] | None = None
     ) -> Image:
+        from containerlib.image.build import ImageSource
         from containerlib.image.cache import LayerCache
 
         root = Path(cache) if cache is not None else _data_root()
@@ -401,6 +402,8 @@ class Image:
         full = str(parse_reference(reference))
         base = self._materialized()
         assert base.source is not None
+        from containerlib.image.build import ImageSource
+
         store = _store()
         if base.source.layout != store:
             from containerlib.image.build import _copy_blobs, read_config
@@ -498,6 +501,7 @@ class Image:
             LayerError: a blob fails its digest.
         """
         from containerlib.image.archive import load_archive
+        from containerlib.image.build import ImageSource
 
         store = _store()
         images = []

@@ -43,11 +43,11 @@ from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
 from containerlib.linux.userns import host_id, setgroups_allowed, write_id_maps
 from containerlib.runtime import nativeinit, rwdirs
-from containerlib.runtime.janitor import Janitor
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import ExecRequest, Plan, exec_plan
 
 if TYPE_CHECKING:
+    from containerlib.runtime.janitor import Janitor
     from containerlib.runtime.keeper import DetachRequest, ReadyKeeper
 from containerlib.runtime.warm import (
     Forker,
@@ -159,6 +159,8 @@ class Spawner:
         assert self.control is not None, "serve() needs the owner's control socket"
         self.selector.register(self.control, selectors.EVENT_READ, "control")
         try:
+            from containerlib.runtime.janitor import Janitor  # not for run_here
+
             self.janitor = Janitor(self.native_init, self.last_cap)
             self.selector.register(self.janitor, selectors.EVENT_READ, "janitor")
         except OSError:
