@@ -56,6 +56,7 @@ __all__ = [
     "set_process_name",
     "setdomainname",
     "sethostname",
+    "setns",
     "umount2",
     "unshare",
 ]
@@ -152,6 +153,8 @@ _umount2 = _libc.umount2
 _umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _unshare = _libc.unshare
 _unshare.argtypes = [ctypes.c_int]
+_setns = _libc.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _sethostname = _libc.sethostname
 _sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _setdomainname = _libc.setdomainname
@@ -183,6 +186,18 @@ def clone(flags: int) -> int:
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces (unshare(2))."""
     _check(_unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Move the calling thread into the namespace of descriptor ``fd`` (setns(2); ``nstype``
+    a CLONE_NEW* flag, or 0 for any). For a network namespace, only this thread moves.
+
+    Raises:
+        OSError: the kernel refused, with its errno.
+    """
+    if _setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def mount(

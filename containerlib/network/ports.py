@@ -1,0 +1,549 @@
+"""Published ports: a proxy on the host that reaches a port inside a network namespace.
+
+Like rootlesskit's builtin port driver, the proxy listens on the host and, for each
+connection, has a socket made *inside* the container's network namespace
+(:mod:`containerlib.network.nssockets`: a socket keeps the namespace it was made in),
+connects it to the container's port there and copies bytes both ways. No root, no NAT
+rule, nothing on the host but the listening sockets. One I/O thread with a selector
+(selectors, epoll(7)) relays every connection; TCP half-closes are passed on, and a
+connection refused inside resets the client.
+
+Example::
+
+    with PortProxy(f"/proc/{running.pid}/ns/net") as proxy:
+        port = proxy.publish(8080)
+        urllib.request.urlopen(f"http://127.0.0.1:{port.host_port}/")
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import os
+import queue
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal, Protocol, Self
+
+import attrs
+
+from containerlib.errors import ContainerSetupError, SpecError
+from containerlib.network.nssockets import SocketMaker, socket_maker
+
+__all__ = ["PortProxy", "PublishedPort"]
+
+#: Where the proxy connects inside the namespace (the container's loopback).
+INSIDE_HOST = "127.0.0.1"
+#: Bytes buffered per direction of a TCP connection before reading from its source stops.
+TCP_BUFFER = 256 * 1024
+#: Seconds after which a UDP client that sent and received nothing loses its inside socket.
+UDP_IDLE = 60.0
+#: The most UDP clients relayed at once; the one idle longest is dropped for a new one.
+UDP_FLOWS = 1024
+
+
+@attrs.frozen(kw_only=True)
+class PublishedPort:
+    """A container port reachable from the host.
+
+    Attributes:
+        host_ip: the host address it listens on, for example ``"127.0.0.1"``.
+        host_port: the host port (the one picked when none was asked for).
+        container_port: the port inside the container's network namespace.
+        protocol: ``"tcp"`` or ``"udp"``.
+    """
+
+    host_ip: str
+    host_port: int
+    container_port: int
+    protocol: Literal["tcp", "udp"]
+
+
+# -- relaying ------------------------------------------------------------------------------
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a reset (RST) rather than an orderly FIN."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+class _Direction:
+    """One direction of a TCP relay: bytes read from ``src`` wait in ``buf`` for ``dst``."""
+
+    def __init__(self, src: socket.socket, dst: socket.socket) -> None:
+        self.src = src
+        self.dst = dst
+        self.buf = bytearray()
+        self.eof = False
+        self.shut = False
+
+    def wants_read(self) -> bool:
+        return not self.eof and len(self.buf) < TCP_BUFFER
+
+    def flush(self) -> None:
+        if self.buf:
+            try:
+                sent = self.dst.send(self.buf)
+            except BlockingIOError:
+                return
+            del self.buf[:sent]
+        if self.eof and not self.buf and not self.shut:
+            self.shut = True
+            with contextlib.suppress(OSError):
+                self.dst.shutdown(socket.SHUT_WR)
+
+    def read(self) -> None:
+        room = TCP_BUFFER - len(self.buf)
+        if room <= 0:
+            return
+        try:
+            data = self.src.recv(room)
+        except BlockingIOError:
+            return
+        if data:
+            self.buf += data
+        else:
+            self.eof = True
+        self.flush()
+
+
+class _Pipe:
+    """A relayed TCP connection: the host-side client and the socket made inside."""
+
+    def __init__(self, relay: _Relay, client: socket.socket, inside: socket.socket) -> None:
+        self.relay = relay
+        self.client = client
+        self.inside = inside
+        self.connected = False
+        self.up = _Direction(client, inside)
+        self.down = _Direction(inside, client)
+        self.closed = False
+
+    def events(self, sock: socket.socket) -> int:
+        if not self.connected:
+            return selectors.EVENT_WRITE if sock is self.inside else 0
+        reader, writer = (self.up, self.down) if sock is self.client else (self.down, self.up)
+        mask = selectors.EVENT_READ if reader.wants_read() else 0
+        if writer.buf:
+            mask |= selectors.EVENT_WRITE
+        return mask
+
+    def ready(self, sock: socket.socket, mask: int) -> None:
+        try:
+            if not self.connected:
+                err = self.inside.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    raise OSError(err, os.strerror(err))
+                self.connected = True
+            else:
+                reader, writer = (
+                    (self.up, self.down) if sock is self.client else (self.down, self.up)
+                )
+                if mask & selectors.EVENT_WRITE:
+                    writer.flush()
+                if mask & selectors.EVENT_READ:
+                    reader.read()
+        except OSError:
+            self.close(reset=True)
+            return
+        if self.up.shut and self.down.shut:
+            self.close(reset=False)
+        else:
+            self.relay.watch(self.client, self, self.events(self.client))
+            self.relay.watch(self.inside, self, self.events(self.inside))
+
+    def close(self, *, reset: bool) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for sock in (self.client, self.inside):
+            self.relay.unwatch(sock)
+            if reset:
+                _reset(sock)
+            else:
+                sock.close()
+
+
+class _TcpListener:
+    def __init__(self, relay: _Relay, listener: socket.socket, port: int) -> None:
+        self.relay = relay
+        self.listener = listener
+        self.port = port
+
+    def ready(self, sock: socket.socket, mask: int) -> None:
+        try:
+            client, _addr = self.listener.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return
+        client.setblocking(False)
+        try:
+            inside = self.relay.maker.make(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:
+            _reset(client)
+            return
+        inside.setblocking(False)
+        pipe = _Pipe(self.relay, client, inside)
+        err = inside.connect_ex((INSIDE_HOST, self.port))
+        if err not in (0, errno.EINPROGRESS):
+            pipe.close(reset=True)
+            return
+        self.relay.watch(client, pipe, 0)
+        self.relay.watch(inside, pipe, selectors.EVENT_WRITE)
+
+    def close(self) -> None:
+        self.relay.unwatch(self.listener)
+        self.listener.close()
+
+
+class _UdpFlow:
+    """One UDP client's socket inside, sending the container's answers back to it."""
+
+    def __init__(self, owner: _UdpListener, client: tuple[str, int], inside: socket.socket) -> None:
+        self.owner = owner
+        self.client = client
+        self.inside = inside
+        self.last = time.monotonic()
+        self.closed = False
+
+    def ready(self, sock: socket.socket, mask: int) -> None:
+        self.last = time.monotonic()
+        try:
+            data = self.inside.recv(65536)
+            self.owner.listener.sendto(data, self.client)
+        except (BlockingIOError, InterruptedError):
+            pass  # a datagram that cannot be sent now is dropped, as UDP may
+        except OSError:
+            self.owner.drop(self)
+
+    def close(self) -> None:
+        self.closed = True
+        self.owner.relay.unwatch(self.inside)
+        self.inside.close()
+
+
+class _UdpListener:
+    def __init__(self, relay: _Relay, listener: socket.socket, port: int) -> None:
+        self.relay = relay
+        self.listener = listener
+        self.port = port
+        self.flows: collections.OrderedDict[tuple[str, int], _UdpFlow]
+        self.flows = collections.OrderedDict()
+
+    def ready(self, sock: socket.socket, mask: int) -> None:
+        try:
+            data, client = self.listener.recvfrom(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # an ICMP error for an earlier answer: nothing to do
+        flow = self.flows.get(client)
+        if flow is None:
+            if len(self.flows) >= UDP_FLOWS:
+                self.drop(next(iter(self.flows.values())))
+            try:
+                inside = self.relay.maker.make(socket.AF_INET, socket.SOCK_DGRAM)
+            except OSError:
+                return
+            inside.setblocking(False)
+            inside.connect((INSIDE_HOST, self.port))
+            flow = self.flows[client] = _UdpFlow(self, client, inside)
+            self.relay.watch(inside, flow, selectors.EVENT_READ)
+        self.flows.move_to_end(client)
+        flow.last = time.monotonic()
+        with contextlib.suppress(OSError):
+            flow.inside.send(data)
+
+    def drop(self, flow: _UdpFlow) -> None:
+        del self.flows[flow.client]
+        flow.close()
+
+    def expire(self, now: float, idle: float) -> None:
+        for flow in [f for f in self.flows.values() if now - f.last > idle]:
+            self.drop(flow)
+
+    def close(self) -> None:
+        for flow in list(self.flows.values()):
+            self.drop(flow)
+        self.relay.unwatch(self.listener)
+        self.listener.close()
+
+
+class _Handler(Protocol):
+    def ready(self, sock: socket.socket, mask: int) -> None: ...
+
+
+class _Relay:
+    """The I/O thread: one selector over every listener and relayed connection."""
+
+    def __init__(self, maker: SocketMaker, udp_idle: float) -> None:
+        self.maker = maker
+        self.udp_idle = udp_idle
+        self.selector = selectors.DefaultSelector()
+        self.listeners: list[_TcpListener | _UdpListener] = []
+        self.pipes: set[_Pipe] = set()
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._stopping = False
+        self.thread = threading.Thread(target=self._run, name="containerlib-ports", daemon=True)
+        self.thread.start()
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the I/O thread."""
+        self._calls.put(fn)
+        with contextlib.suppress(BlockingIOError):
+            self._wake_w.send(b"\0")
+
+    def watch(self, sock: socket.socket, handler: _Handler, events: int) -> None:
+        if isinstance(handler, _Pipe):
+            self.pipes.add(handler)
+        key = self.selector.get_map().get(sock)
+        if not events:
+            if key is not None:
+                self.selector.unregister(sock)
+        elif key is None:
+            self.selector.register(sock, events, handler)
+        elif key.events != events:
+            self.selector.modify(sock, events, handler)
+
+    def unwatch(self, sock: socket.socket) -> None:
+        if sock in self.selector.get_map():
+            self.selector.unregister(sock)
+
+    def add(self, listener: _TcpListener | _UdpListener) -> None:
+        self.listeners.append(listener)
+        self.selector.register(listener.listener, selectors.EVENT_READ, listener)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                timeout = min(1.0, self.udp_idle / 2)
+                for key, mask in self.selector.select(timeout):
+                    if key.data is None:
+                        with contextlib.suppress(BlockingIOError):
+                            while self._wake_r.recv(512):
+                                pass
+                        while not self._calls.empty():
+                            self._calls.get()()
+                        continue
+                    handler: _Handler = key.data
+                    if isinstance(handler, _Pipe | _UdpFlow) and handler.closed:
+                        continue  # closed by an earlier event of this round
+                    handler.ready(key.fileobj, mask)  # type: ignore[arg-type]
+                self.pipes = {p for p in self.pipes if not p.closed}
+                now = time.monotonic()
+                for listener in self.listeners:
+                    if isinstance(listener, _UdpListener):
+                        listener.expire(now, self.udp_idle)
+        finally:
+            for pipe in self.pipes:
+                pipe.close(reset=True)
+            for listener in self.listeners:
+                listener.close()
+            self.selector.close()
+            self._wake_r.close()
+
+    def close(self) -> None:
+        self.call(self.stop)
+        self.thread.join()
+        self._wake_w.close()
+
+
+# -- the proxy -----------------------------------------------------------------------------
+
+
+def _check_port(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise SpecError(f"publish {field}", f"must be a port number from 1 to 65535, not {value!r}")
+    return value
+
+
+class PortProxy:
+    """Publishes ports of a network namespace on the host, through a userspace proxy.
+
+    Args:
+        netns: the namespace: a path such as ``/proc/PID/ns/net`` or an open descriptor of
+            one (the proxy keeps its own duplicate).
+        udp_idle: seconds after which an idle UDP client's socket inside is closed.
+
+    Raises:
+        ContainerSetupError: the namespace could not be opened or joined.
+
+    Example::
+
+        with PortProxy(f"/proc/{running.pid}/ns/net") as proxy:
+            web = proxy.publish(80, 8080)
+            with proxy.connect(80) as sock: ...
+    """
+
+    def __init__(self, netns: int | str, *, udp_idle: float = UDP_IDLE) -> None:
+        where = netns if isinstance(netns, str) else f"descriptor {netns}"
+        try:
+            if isinstance(netns, str):
+                fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            else:
+                fd = fcntl.fcntl(netns, fcntl.F_DUPFD_CLOEXEC, 0)
+        except OSError as e:
+            raise ContainerSetupError(
+                "open network namespace", e.errno or errno.EIO, "", where
+            ) from e
+        self._fd = fd
+        try:
+            self._maker = socket_maker(fd)
+        except OSError as e:
+            os.close(fd)
+            if e.errno == errno.EPERM:
+                where += ": only its owner (or root) may enter it"
+            raise ContainerSetupError(
+                "join network namespace", e.errno or errno.EIO, "", where
+            ) from e
+        self._lock = threading.Lock()
+        self._closed = False
+        self._relay = _Relay(self._maker, udp_idle)
+        self._ports: list[PublishedPort] = []
+
+    @property
+    def ports(self) -> list[PublishedPort]:
+        """The ports published so far."""
+        with self._lock:
+            return list(self._ports)
+
+    def publish(
+        self,
+        container_port: int,
+        host_port: int | None = None,
+        protocol: str = "tcp",
+        host_ip: str = "127.0.0.1",
+    ) -> PublishedPort:
+        """Listen on ``host_ip:host_port`` and relay to ``container_port`` inside.
+
+        Args:
+            container_port: the port the container listens on (on its loopback or any
+                address).
+            host_port: the host port; ``None`` picks a free one.
+            protocol: ``"tcp"`` or ``"udp"``.
+            host_ip: the host address to listen on.
+
+        Returns:
+            What was published, with the host port picked.
+
+        Raises:
+            SpecError: a bad port, protocol or address.
+            ContainerSetupError: the host port is taken (``errno.EADDRINUSE``) or cannot be
+                bound; or the proxy is closed.
+        """
+        _check_port("container_port", container_port)
+        if host_port is not None:
+            _check_port("host_port", host_port)
+        if protocol not in ("tcp", "udp"):
+            raise SpecError("publish protocol", f'must be "tcp" or "udp", not {protocol!r}')
+        try:
+            address = ipaddress.ip_address(host_ip)
+        except ValueError:
+            raise SpecError("publish host_ip", f"must be an IP address, not {host_ip!r}") from None
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        shown = f"[{address}]" if address.version == 6 else str(address)
+        where = f"{shown}:{host_port or 0}/{protocol}"
+        with self._lock:
+            if self._closed:
+                raise ContainerSetupError(f"publish {where}", errno.EBADF, "", "proxy is closed")
+            kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+            listener = socket.socket(family, kind)
+            try:
+                if protocol == "tcp":
+                    # A port in TIME_WAIT from an earlier proxy may be reused at once.
+                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((str(address), host_port or 0))
+                if protocol == "tcp":
+                    listener.listen(128)
+                listener.setblocking(False)
+            except OSError as e:
+                listener.close()
+                raise ContainerSetupError(
+                    f"publish port {container_port}/{protocol}",
+                    e.errno or errno.EIO,
+                    "",
+                    f"host {shown}:{host_port or 0}",
+                ) from e
+            bound = listener.getsockname()[1]
+            published = PublishedPort(
+                host_ip=str(address),
+                host_port=bound,
+                container_port=container_port,
+                protocol="tcp" if protocol == "tcp" else "udp",
+            )
+            handler: _TcpListener | _UdpListener
+            if protocol == "tcp":
+                handler = _TcpListener(self._relay, listener, container_port)
+            else:
+                handler = _UdpListener(self._relay, listener, container_port)
+            self._relay.call(lambda: self._relay.add(handler))
+            self._ports.append(published)
+            return published
+
+    def connect(self, container_port: int, timeout: float | None = 10.0) -> socket.socket:
+        """A TCP socket connected to ``container_port`` from inside the namespace.
+
+        Args:
+            container_port: the port to connect to on the container's loopback.
+            timeout: seconds to wait for the connection; it also stays the socket's
+                timeout (``None``: blocking).
+
+        Returns:
+            The connected socket; the caller closes it.
+
+        Raises:
+            SpecError: a bad port.
+            ConnectionRefusedError: nothing listens on the port (an ``OSError``, as
+                :func:`socket.create_connection` raises).
+            TimeoutError: no connection within ``timeout``.
+            ContainerSetupError: the proxy is closed.
+        """
+        _check_port("container_port", container_port)
+        with self._lock:
+            if self._closed:
+                raise ContainerSetupError(
+                    f"connect to port {container_port}", errno.EBADF, "", "proxy is closed"
+                )
+            sock = self._maker.make(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((INSIDE_HOST, container_port))
+        except OSError as e:
+            sock.close()
+            what = f"connect to {INSIDE_HOST}:{container_port} in the container's network"
+            if isinstance(e, TimeoutError):
+                raise TimeoutError(f"{what}: timed out after {timeout} s") from None
+            raise type(e)(e.errno, f"{what}: {e.strerror}") from None
+        return sock
+
+    def close(self) -> None:
+        """Stop listening, close every relayed connection and end the helper thread or
+        process. Closing twice does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._relay.close()
+        self._maker.close()
+        os.close(self._fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
