@@ -23,6 +23,7 @@ import errno
 import fcntl
 import functools
 import io
+import ipaddress
 import os
 import re
 import secrets
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
     from containerlib.aio import AsyncRunningContainer
     from containerlib.detached import DetachedContainer
     from containerlib.image.cache import LayerHold
+    from containerlib.network.ports import HostListener, PortProxy, PublishedPort
     from containerlib.runtime.stdio import Pipes
 
 __all__ = ["Container", "Event", "Result", "RunningContainer"]
@@ -323,6 +325,8 @@ class Container:
     #: for none (but a non-root caller's containers always have one).
     _userns: tuple[int | None, int | None, int] | Literal[False] = False
     _init: bool = False
+    #: (container port, host port or None, protocol, host address) for each published port.
+    _publish: tuple[tuple[int, int | None, str, str], ...] = ()
 
     # -- fluent methods: each returns a changed copy, no I/O -----------------------------
 
@@ -430,6 +434,68 @@ class Container:
         if mode not in ("none", "host"):
             raise SpecError("network", f"must be 'none' or 'host', not {mode!r}")
         return attrs.evolve(self, network=mode)
+
+    def publish(
+        self,
+        container_port: int,
+        host_port: int | None = None,
+        protocol: Literal["tcp", "udp"] = "tcp",
+        *,
+        host_ip: str = "127.0.0.1",
+    ) -> Self:
+        """Publish ``container_port`` on the host's loopback, as ``docker run -p
+        127.0.0.1:HOST:CONTAINER``: connections to ``host_ip:host_port`` reach the
+        container's port (``host_port`` None: a free port is picked; see
+        :attr:`RunningContainer.ports`). It works in the default ``none`` network and for
+        a non-root user: a proxy in this process makes its sockets inside the container's
+        network namespace. The host port is taken before the container is made, so a
+        taken port fails before anything runs.
+
+        Example:
+            >>> web = Container(image).publish(8080)  # doctest: +SKIP
+            >>> box = web.start(["httpd", "-f", "-p", "8080"])  # doctest: +SKIP
+            >>> box.ports[0].host_port  # doctest: +SKIP
+            41237
+
+        Raises:
+            SpecError: a bad port, protocol or address.
+        """
+        for field, port in (("container_port", container_port), ("host_port", host_port)):
+            if port is None and field == "host_port":
+                continue
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise SpecError(f"publish {field}", f"must be a port, 1 to 65535, not {port!r}")
+        if protocol not in ("tcp", "udp"):
+            raise SpecError("publish protocol", f'must be "tcp" or "udp", not {protocol!r}')
+        try:
+            ipaddress.ip_address(host_ip)
+        except ValueError:
+            raise SpecError("publish host_ip", f"must be an IP address, not {host_ip!r}") from None
+        entry = (container_port, host_port, protocol, host_ip)
+        return attrs.evolve(self, publish=(*self._publish, entry))
+
+    def _bind_published(self) -> list[HostListener]:
+        """Take the host side of the published ports, before the container is made.
+
+        Raises:
+            SpecError: ports published on the host's own network.
+            ContainerSetupError: a host port is taken; none is held then.
+        """
+        if not self._publish:
+            return []
+        if self._network == "host":
+            raise SpecError("publish", "a container on the host's network needs no published port")
+        from containerlib.network.ports import bind_host
+
+        taken: list[HostListener] = []
+        try:
+            for container_port, host_port, protocol, host_ip in self._publish:
+                taken.append(bind_host(container_port, host_port, protocol, host_ip))
+        except BaseException:
+            for listener in taken:
+                listener.sock.close()
+            raise
+        return taken
 
     def cap_add(self, *capabilities: str) -> Self:
         """Give the process these capabilities too (``"NET_ADMIN"`` or
@@ -833,10 +899,16 @@ class Container:
         if detach:
             if interactive or tty:
                 raise SpecError("detach", "a detached container has no caller to read its stdin")
+            if self._publish:
+                raise SpecError(
+                    "publish",
+                    "a detached container cannot publish ports yet (its keeper "
+                    "would have to serve them)",
+                )
             return self._start_detached(cmd, input, id, name, auto_remove, log_max=log_max)
         if name is not None or auto_remove or log_max is not None:
             raise SpecError("name", "name, auto_remove and log_max are for detached containers")
-        running = self._start(cmd, input, id, interactive=interactive, tty=tty)
+        running = self._start(cmd, input, id, interactive=interactive, tty=tty, ports=True)
         running._ensure_pump()
         return running
 
@@ -978,6 +1050,7 @@ class Container:
         keep_upper: str | None = None,
         interactive: bool = False,
         tty: bool = False,
+        ports: bool = False,
     ) -> RunningContainer:
         cid = check_id(id) if id is not None else None
         args, plan = self._plan(cmd, cid)
@@ -985,9 +1058,15 @@ class Container:
             plan = attrs.evolve(plan, keep_upper=keep_upper)
         if tty:
             plan = attrs.evolve(plan, console_width=80, console_height=24)
+        listeners = self._bind_published() if ports else []
         t0 = time.monotonic()
         # The layers stay held while the container runs: no prune removes them.
-        hold = self.image._hold_layers()
+        try:
+            hold = self.image._hold_layers()
+        except BaseException:
+            for listener in listeners:
+                listener.sock.close()
+            raise
         from containerlib.runtime.stdio import Pipes  # not for the command line's run
 
         pipes = Pipes(input, interactive=interactive)
@@ -999,6 +1078,8 @@ class Container:
             pipes.close()
             if hold is not None:
                 hold.close()
+            for listener in listeners:
+                listener.sock.close()
             raise
         finally:
             console.close()
@@ -1007,6 +1088,11 @@ class Container:
         running._terminal = master
         if interactive:
             running.stdin = pipes.take_stdin()
+        if listeners:
+            with running._killed_on_error(listeners):
+                proxy = running._port_proxy()
+                for listener in listeners:
+                    proxy.publish(listener.published.container_port, listener=listener)
         return running
 
     def _run_in_this_process(
@@ -1082,7 +1168,7 @@ class Container:
             raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
         # Not waiting for the spawner's first answer: its output is drained meanwhile, and
         # a setup error comes out of _finish all the same.
-        running = self._start(cmd, input, id, wait=False)
+        running = self._start(cmd, input, id, wait=False, ports=True)
         with running:
             result = running._finish(timeout, pump_here=True)
         if check and result.exit_code != 0:
@@ -1388,6 +1474,7 @@ class RunningContainer(_CgroupControls):
         #: With ``interactive=True``: the container's stdin, to write to and close.
         self.stdin: io.BufferedWriter | None = None
         self._terminal: int | None = None
+        self._proxy: PortProxy | None = None
 
     @property
     def id(self) -> str:
@@ -1457,6 +1544,53 @@ class RunningContainer(_CgroupControls):
         if not (0 < columns < 65536 and 0 < rows < 65536):
             raise SpecError("size", f"{columns}x{rows} is not a terminal size")
         fcntl.ioctl(self._terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+    # -- network ----------------------------------------------------------------------------
+
+    @property
+    def ports(self) -> list[PublishedPort]:
+        """The published ports (:meth:`Container.publish`): each one's ``host_ip``,
+        ``host_port`` (the one picked, when none was given), ``container_port`` and
+        ``protocol``."""
+        return self._proxy.ports if self._proxy is not None else []
+
+    def connect(self, port: int, timeout: float | None = 10.0) -> socket.socket:
+        """A TCP socket connected to ``port`` from inside the container's network
+        namespace (its loopback), published or not.
+
+        Raises:
+            ContainerNotRunning: the container has ended.
+            ConnectionRefusedError: nothing listens there.
+            TimeoutError: no answer within ``timeout`` seconds.
+        """
+        if self._result is not None:
+            raise ContainerNotRunning(self.id, "connect to")
+        return self._port_proxy().connect(port, timeout)
+
+    def _port_proxy(self) -> PortProxy:
+        """The proxy into the container's network namespace, made on first use and
+        closed when the container ends."""
+        from containerlib.network.ports import PortProxy
+
+        with self._lock:
+            if self._proxy is None:
+                self._proxy = PortProxy(f"/proc/{self.pid}/ns/net")
+            return self._proxy
+
+    @contextlib.contextmanager
+    def _killed_on_error(self, listeners: list[HostListener]) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            for listener in listeners:
+                listener.sock.close()
+            self.__exit__(None, None, None)
+            raise
+
+    def _close_proxy(self) -> None:
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            proxy.close()
 
     # -- signals ------------------------------------------------------------------------
 
@@ -1534,6 +1668,7 @@ class RunningContainer(_CgroupControls):
                 if self.stdin is not None:  # the container is gone: no one reads it
                     with contextlib.suppress(OSError):
                         self.stdin.close()
+                self._close_proxy()
                 self._result = Result(
                     exit_code=exited.exit_code,
                     stdout=bytes(self._pipes.stdout),
@@ -1577,6 +1712,7 @@ class RunningContainer(_CgroupControls):
             self._pipes.close()
             if self._hold is not None:
                 self._hold.close()
+            self._close_proxy()
         elif self._result is None:
             self.kill(signal.SIGKILL)
             self.wait()

@@ -37,7 +37,7 @@ import attrs
 from containerlib.errors import ContainerSetupError, SpecError
 from containerlib.network.nssockets import SocketMaker, socket_maker
 
-__all__ = ["PortProxy", "PublishedPort"]
+__all__ = ["HostListener", "PortProxy", "PublishedPort", "bind_host"]
 
 #: Where the proxy connects inside the namespace (the container's loopback).
 INSIDE_HOST = "127.0.0.1"
@@ -372,6 +372,66 @@ def _check_port(field: str, value: object) -> int:
     return value
 
 
+@attrs.frozen(kw_only=True)
+class HostListener:
+    """A host socket bound for a port to publish (:func:`bind_host`), not yet relayed."""
+
+    sock: socket.socket
+    published: PublishedPort
+
+
+def bind_host(
+    container_port: int,
+    host_port: int | None = None,
+    protocol: str = "tcp",
+    host_ip: str = "127.0.0.1",
+) -> HostListener:
+    """Bind (and, for TCP, listen on) the host side of a port to publish; the caller
+    closes its socket unless it hands it to :meth:`PortProxy.publish`.
+
+    Raises:
+        SpecError: a bad port, protocol or address.
+        ContainerSetupError: the host port is taken (``errno.EADDRINUSE``) or cannot be
+            bound.
+    """
+    _check_port("container_port", container_port)
+    if host_port is not None:
+        _check_port("host_port", host_port)
+    if protocol not in ("tcp", "udp"):
+        raise SpecError("publish protocol", f'must be "tcp" or "udp", not {protocol!r}')
+    try:
+        address = ipaddress.ip_address(host_ip)
+    except ValueError:
+        raise SpecError("publish host_ip", f"must be an IP address, not {host_ip!r}") from None
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    listener = socket.socket(family, kind)
+    try:
+        if protocol == "tcp":
+            # A port in TIME_WAIT from an earlier proxy may be reused at once.
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((str(address), host_port or 0))
+        if protocol == "tcp":
+            listener.listen(128)
+        listener.setblocking(False)
+    except OSError as e:
+        listener.close()
+        raise ContainerSetupError(
+            f"publish port {container_port}/{protocol}",
+            e.errno or errno.EIO,
+            "",
+            f"host {shown}:{host_port or 0}",
+        ) from e
+    published = PublishedPort(
+        host_ip=str(address),
+        host_port=listener.getsockname()[1],
+        container_port=container_port,
+        protocol="tcp" if protocol == "tcp" else "udp",
+    )
+    return HostListener(sock=listener, published=published)
+
+
 class PortProxy:
     """Publishes ports of a network namespace on the host, through a userspace proxy.
 
@@ -428,6 +488,8 @@ class PortProxy:
         host_port: int | None = None,
         protocol: str = "tcp",
         host_ip: str = "127.0.0.1",
+        *,
+        listener: HostListener | None = None,
     ) -> PublishedPort:
         """Listen on ``host_ip:host_port`` and relay to ``container_port`` inside.
 
@@ -437,6 +499,9 @@ class PortProxy:
             host_port: the host port; ``None`` picks a free one.
             protocol: ``"tcp"`` or ``"udp"``.
             host_ip: the host address to listen on.
+            listener: the host socket, bound already by :func:`bind_host` (then the three
+                arguments before are not used): a caller can take the host ports before
+                it makes the container, so that a taken port fails before anything runs.
 
         Returns:
             What was published, with the host port picked.
@@ -446,51 +511,19 @@ class PortProxy:
             ContainerSetupError: the host port is taken (``errno.EADDRINUSE``) or cannot be
                 bound; or the proxy is closed.
         """
-        _check_port("container_port", container_port)
-        if host_port is not None:
-            _check_port("host_port", host_port)
-        if protocol not in ("tcp", "udp"):
-            raise SpecError("publish protocol", f'must be "tcp" or "udp", not {protocol!r}')
-        try:
-            address = ipaddress.ip_address(host_ip)
-        except ValueError:
-            raise SpecError("publish host_ip", f"must be an IP address, not {host_ip!r}") from None
-        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        shown = f"[{address}]" if address.version == 6 else str(address)
-        where = f"{shown}:{host_port or 0}/{protocol}"
+        if listener is None:
+            listener = bind_host(container_port, host_port, protocol, host_ip)
+        published = listener.published
         with self._lock:
             if self._closed:
+                listener.sock.close()
+                where = f"{published.host_ip}:{published.host_port}/{published.protocol}"
                 raise ContainerSetupError(f"publish {where}", errno.EBADF, "", "proxy is closed")
-            kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-            listener = socket.socket(family, kind)
-            try:
-                if protocol == "tcp":
-                    # A port in TIME_WAIT from an earlier proxy may be reused at once.
-                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind((str(address), host_port or 0))
-                if protocol == "tcp":
-                    listener.listen(128)
-                listener.setblocking(False)
-            except OSError as e:
-                listener.close()
-                raise ContainerSetupError(
-                    f"publish port {container_port}/{protocol}",
-                    e.errno or errno.EIO,
-                    "",
-                    f"host {shown}:{host_port or 0}",
-                ) from e
-            bound = listener.getsockname()[1]
-            published = PublishedPort(
-                host_ip=str(address),
-                host_port=bound,
-                container_port=container_port,
-                protocol="tcp" if protocol == "tcp" else "udp",
-            )
             handler: _TcpListener | _UdpListener
-            if protocol == "tcp":
-                handler = _TcpListener(self._relay, listener, container_port)
+            if published.protocol == "tcp":
+                handler = _TcpListener(self._relay, listener.sock, published.container_port)
             else:
-                handler = _UdpListener(self._relay, listener, container_port)
+                handler = _UdpListener(self._relay, listener.sock, published.container_port)
             self._relay.call(lambda: self._relay.add(handler))
             self._ports.append(published)
             return published
