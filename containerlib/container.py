@@ -899,12 +899,6 @@ class Container:
         if detach:
             if interactive or tty:
                 raise SpecError("detach", "a detached container has no caller to read its stdin")
-            if self._publish:
-                raise SpecError(
-                    "publish",
-                    "a detached container cannot publish ports yet (its keeper "
-                    "would have to serve them)",
-                )
             return self._start_detached(cmd, input, id, name, auto_remove, log_max=log_max)
         if name is not None or auto_remove or log_max is not None:
             raise SpecError("name", "name, auto_remove and log_max are for detached containers")
@@ -989,7 +983,10 @@ class Container:
             },
         )
         hold = None
+        listeners: list[HostListener] = []
         try:
+            # Taken before the container is made: a taken port fails before anything runs.
+            listeners = self._bind_published()
             hold = self.image._hold_layers()
             request = DetachRequest(
                 plan=plan,
@@ -997,8 +994,13 @@ class Container:
                 input=input,
                 auto_remove=auto_remove,
                 log_max_bytes=log_max_bytes,
+                ports=tuple(listener.published for listener in listeners),
             )
-            holds = hold.fds if hold is not None else ()
+            # The keeper serves the ports from these sockets (the last descriptors).
+            holds = (
+                *(hold.fds if hold is not None else ()),
+                *(listener.sock.fileno() for listener in listeners),
+            )
             if here:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 with ours:
@@ -1015,6 +1017,8 @@ class Container:
         finally:
             if hold is not None:
                 hold.close()
+            for listener in listeners:  # the keeper has its own copies
+                listener.sock.close()
         return DetachedContainer(state_dir)
 
     def _plan(self, cmd: Sequence[str] | None, cid: str | None) -> tuple[tuple[str, ...], Plan]:

@@ -25,10 +25,11 @@ import errno
 import os
 import select
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from containerlib.container import Result, _CgroupControls
 from containerlib.errors import (
@@ -44,6 +45,9 @@ from containerlib.runtime.ids import ID_PATTERN
 from containerlib.runtime.messages import recv_message, send_message
 from containerlib.runtime.plan import ExecRequest
 from containerlib.runtime.specconv import Roots
+
+if TYPE_CHECKING:
+    from containerlib.network.ports import PublishedPort
 
 __all__ = ["DetachedContainer", "get", "list", "prune"]
 
@@ -184,6 +188,31 @@ class DetachedContainer(_CgroupControls):
         if state == "exited":
             return int(self._record["exit_code"])
         return 137 if state == "dead" else None
+
+    @property
+    def ports(self) -> _builtin_list[PublishedPort]:
+        """Its published ports (:meth:`Container.publish`), which its keeper serves while
+        it runs; none once it has ended."""
+        from containerlib.network.ports import PublishedPort
+
+        if self.status not in ("running", "paused"):
+            return []
+        return [PublishedPort(**p) for p in self._record.get("ports", ())]
+
+    def connect(self, port: int, timeout: float | None = 10.0) -> socket.socket:
+        """A TCP socket connected to ``port`` from inside its network namespace.
+
+        Raises:
+            ContainerNotRunning: it has ended.
+            ConnectionRefusedError: nothing listens there.
+        """
+        from containerlib.network.ports import PortProxy
+
+        pid = self.pid
+        if pid is None:
+            raise ContainerNotRunning(self.id, "connect to")
+        with PortProxy(f"/proc/{pid}/ns/net") as proxy:
+            return proxy.connect(port, timeout)
 
     @property
     def log_path(self) -> Path:

@@ -39,7 +39,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import attrs
 
@@ -57,6 +57,9 @@ from containerlib.runtime.records import (
     write_record,
 )
 from containerlib.runtime.spawner import Spawner
+
+if TYPE_CHECKING:
+    from containerlib.network.ports import PortProxy, PublishedPort
 
 __all__ = ["DetachRequest", "Keeper", "ReadyKeeper", "launch", "launch_ready"]
 #: How long the keeper waits, after the container's first process ended, for the last of
@@ -78,6 +81,9 @@ class DetachRequest:
     input: bytes | None = None
     auto_remove: bool = False
     log_max_bytes: int | None = None
+    #: The ports to publish; their host sockets, bound by the caller, are the last of
+    #: the descriptors that come with the request, in this order.
+    ports: tuple[PublishedPort, ...] = ()
 
 
 # -- starting one --------------------------------------------------------------------------
@@ -216,12 +222,13 @@ def _keeper_main(
         keeper = Keeper(wakeup)
         if request is None:
             assert ready_flags is not None
-            request, channel = keeper.wait_for_request(socket.socket(fileno=channel), ready_flags)
+            spawner = socket.socket(fileno=channel)
+            request, channel, holds = keeper.wait_for_request(spawner, ready_flags)
         if request is None:  # not needed after all
             keeper.shutdown()
             code = 0
         else:
-            code = keeper.keep(request, socket.socket(fileno=channel))
+            code = keeper.keep(request, socket.socket(fileno=channel), holds)
     finally:
         os._exit(code)
 
@@ -235,25 +242,26 @@ class Keeper(Spawner):
 
     def wait_for_request(
         self, spawner: socket.socket, flags: int
-    ) -> tuple[DetachRequest | None, int]:
+    ) -> tuple[DetachRequest | None, int, list[int]]:
         """As a keeper made ahead of time: clone the container's process (for the
         namespaces of ``flags``), say this process's pid on ``spawner``, and wait there
-        for the request; returns it and the channel to answer on (None and -1 when the
-        spawner let go of this keeper unused)."""
+        for the request; returns it, the channel to answer on and the descriptors that
+        came with it (None, -1 and none when the spawner let go of this keeper unused)."""
         self.warm_flags = flags
         self.warms.append(self.warm_up(flags))
         send_message(spawner, ("ready", os.getpid()))
         msg = recv_message(spawner)
         spawner.close()
         if msg is None:
-            return None, -1
+            return None, -1, []
         (_op, request), fds = msg
         sc.set_process_name(b"clib-keeper")
-        return request, fds[0]
+        return request, fds[0], fds[1:]
 
-    def keep(self, request: DetachRequest, channel: socket.socket) -> int:
+    def keep(self, request: DetachRequest, channel: socket.socket, fds: Sequence[int]) -> int:
         """Create the container, serve until it ends, clean up; returns the exit code
-        for this process."""
+        for this process. ``fds`` came with the request: locks on the image's layers,
+        then the host sockets of its published ports."""
         from containerlib.runtime.logs import LogWriter
 
         plan = request.plan
@@ -290,6 +298,20 @@ class Keeper(Spawner):
         # The container's end is reported on this pair, as the spawner reports it.
         report, run.channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.running[run.pidfd] = run
+        try:
+            proxy = _publish(run.pid, request.ports, fds[len(fds) - len(request.ports) :])
+        except BaseException as e:
+            self.kill(run)
+            self.reap(run)  # its cgroup and writable layer go
+            report.close()
+            self.shutdown()
+            with contextlib.suppress(OSError):
+                send_message(channel, ("error", e))
+            listener.close()
+            for fd in ours:
+                os.close(fd)
+            remove_state(state)
+            return 1
         self.selector.register(run.pidfd, selectors.EVENT_READ, "main")
         record.update(
             status="running",
@@ -300,6 +322,7 @@ class Keeper(Spawner):
             started=time.time(),
             cgroup_path=plan.cgroup_path,
             rw_dir=plan.rw_dir,
+            ports=[attrs.asdict(p) for p in request.ports],
         )
         write_record(state, record)
         with contextlib.suppress(OSError):
@@ -376,6 +399,8 @@ class Keeper(Spawner):
                 os.close(key.fd)
         log.close()
         listener.close()
+        if proxy is not None:
+            proxy.close()
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(state, SOCKET))
         self.reap(run)
@@ -439,3 +464,23 @@ class Keeper(Spawner):
             conn.close()
             return
         self.handle((op, payload), [conn.detach(), *fds])
+
+
+def _publish(pid: int, ports: Sequence[PublishedPort], socks: Sequence[int]) -> PortProxy | None:
+    """Relay the published ports of the container whose first process is ``pid``, from
+    the host sockets ``socks`` its creator bound (see :mod:`containerlib.network.ports`)."""
+    if not ports:
+        return None
+    from containerlib.network.ports import HostListener, PortProxy
+
+    proxy = PortProxy(f"/proc/{pid}/ns/net")
+    try:
+        for published, fd in zip(ports, socks, strict=True):
+            sock = socket.socket(fileno=fd)
+            proxy.publish(
+                published.container_port, listener=HostListener(sock=sock, published=published)
+            )
+    except BaseException:
+        proxy.close()
+        raise
+    return proxy

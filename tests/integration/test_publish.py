@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import containerlib
 from containerlib import Container, ContainerSetupError, Image, SpecError
 from containerlib.errors import ContainerNotRunning
 
@@ -110,5 +111,30 @@ def test_bad_publications_are_refused(image: Image) -> None:
         Container(image).publish(80, host_ip="localhost")
     with pytest.raises(SpecError, match="host's network"):
         Container(image).network("host").publish(80).start(["true"])
-    with pytest.raises(SpecError, match="detached"):
-        Container(image).publish(80).start(["true"], detach=True)
+
+
+def test_a_detached_container_keeps_its_published_port(
+    image: Image, roots: dict[str, str], adopter: None
+) -> None:
+    box = Container(image).publish(8080).start(["sh", "-c", HTTPD], detach=True)
+    try:
+        (port,) = containerlib.get(box.id).ports
+        assert port.container_port == 8080
+        # Served by its keeper, not by this process.
+        assert _get(f"http://127.0.0.1:{port.host_port}/") == PAGE
+        with box.connect(8080) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert PAGE.encode() in sock.makefile("rb").read()
+    finally:
+        box.remove(force=True)
+    assert _free(port.host_port)
+
+
+def test_a_taken_port_leaves_no_detached_container(image: Image, adopter: None) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        with pytest.raises(ContainerSetupError, match=f"127.0.0.1:{busy}"):
+            Container(image).publish(80, busy).start(["true"], detach=True, name="nope")
+    assert containerlib.list(all=True) == []
