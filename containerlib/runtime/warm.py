@@ -18,6 +18,7 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -393,6 +394,19 @@ def _start_helper(
         OSError: it could not be cloned.
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if not sibling and not die_with_us and threading.active_count() > 1:
+        # A process with threads (a keeper serving published ports) must not run Python
+        # between a fork and the exec: another thread may hold a lock then. posix_spawn
+        # takes no lock; the helper closes what it inherits first thing (exec_main).
+        try:
+            os.set_inheritable(theirs.fileno(), True)
+            pid = os.posix_spawn(helper, [helper, mode, str(theirs.fileno())], {})
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return pid, ours
     try:
         pid = sc.clone((sc.CLONE_PARENT if sibling else 0) | signal.SIGCHLD)
         if pid == 0:  # pragma: no cover - runs in the child

@@ -125,6 +125,8 @@ def test_a_detached_container_keeps_its_published_port(
         with box.connect(8080) as sock:
             sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
             assert PAGE.encode() in sock.makefile("rb").read()
+        # Its keeper runs the proxy's threads, and still starts exec'd processes.
+        assert box.exec(["cat", "/www/index.html"]).stdout == PAGE.encode()
     finally:
         box.remove(force=True)
     assert _free(port.host_port)
