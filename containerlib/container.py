@@ -1123,13 +1123,28 @@ class Container:
         if console_size is not None:
             columns, rows = console_size
             plan = attrs.evolve(plan, console_width=columns, console_height=rows)
+        listeners = self._bind_published()  # a taken port fails before anything runs
+        proxies: list[PortProxy] = []
+
+        def publish(pid: int) -> None:
+            from containerlib.network.ports import PortProxy
+
+            proxies.append(PortProxy(f"/proc/{pid}/ns/net"))
+            for listener in listeners:
+                proxies[0].publish(listener.published.container_port, listener=listener)
+            listeners.clear()
+
         t0 = time.monotonic()
         here = Spawner()
         try:
             status, stats, failure, timed_out = here.run_here(
-                plan, (0, 1, 2), timeout, forward, console
+                plan, (0, 1, 2), timeout, forward, console, publish if listeners else None
             )
         finally:
+            for listener in listeners:
+                listener.sock.close()
+            for proxy in proxies:
+                proxy.close()
             here.shutdown()
         if failure is not None:
             raise failure

@@ -228,9 +228,12 @@ def _ps(args: argparse.Namespace) -> int:
             print(box.id if args.no_trunc else box.id[:12])
         return 0
     now = time.time()
-    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
     for box in found:
         record = box.inspect()
+        ports = ", ".join(
+            f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in box.ports
+        )
         rows.append(
             [
                 box.id if args.no_trunc else box.id[:12],
@@ -238,6 +241,7 @@ def _ps(args: argparse.Namespace) -> int:
                 command_column(box.command, truncate=not args.no_trunc),
                 f"{human_duration(now - box.created)} ago",
                 status_column(record, now),
+                ports,
                 box.name or "",
             ]
         )

@@ -13,7 +13,7 @@ import os
 import re
 import signal
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from containerlib.errors import SpecError
 
@@ -158,6 +158,38 @@ def parse_signal(text: str) -> int:
         with contextlib.suppress(AttributeError):
             return int(getattr(signal.Signals, name))
     raise SpecError("signal", f"{text!r} is not a signal: give a name such as TERM, or 15")
+
+
+def parse_publish(text: str) -> tuple[str, int | None, int, Literal["tcp", "udp"]]:
+    """``-p [IP:][HOST_PORT:]PORT[/PROTO]`` as ``(IP, HOST_PORT, PORT, PROTO)``: the
+    host address is 127.0.0.1 unless given (docker's is every address: containerlib
+    publishes on loopback unless asked), no host port picks a free one.
+
+    Example:
+        >>> parse_publish("8080:80")
+        ('127.0.0.1', 8080, 80, 'tcp')
+        >>> parse_publish("::1:5353:53/udp")
+        ('::1', 5353, 53, 'udp')
+
+    Raises:
+        SpecError: not of that form.
+    """
+    rest, _, protocol = text.partition("/")
+    protocol = protocol or "tcp"
+    if protocol not in ("tcp", "udp"):
+        raise SpecError("publish", f"{text!r}: the protocol is tcp or udp, not {protocol!r}")
+    host_ip, host_port = "127.0.0.1", None
+    parts = rest.rsplit(":", 2)
+    try:
+        if len(parts) == 3:
+            host_ip = parts[0].strip("[]")
+            host_port = int(parts[1]) if parts[1] else None
+        elif len(parts) == 2:
+            host_port = int(parts[0])
+        port = int(parts[-1])
+    except ValueError:
+        raise SpecError("publish", f"{text!r} is not [IP:][HOST_PORT:]PORT[/udp]") from None
+    return host_ip, host_port, port, "udp" if protocol == "udp" else "tcp"
 
 
 def parse_volume(text: str) -> tuple[str, str, bool]:

@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
         help="bind-mount the host path SRC at DST, read-write unless :ro",
     )  # fmt: skip
+    run.add_argument(
+        "-p", "--publish", action="append", default=[],
+        metavar="[IP:][HOST_PORT:]PORT[/udp]",
+        help="publish a port of the container on the host (127.0.0.1 unless IP is given)",
+    )  # fmt: skip
     run.add_argument("--memory", "-m", help="memory limit, as docker: 512M, 1g")
     run.add_argument("--cpus", help="CPUs of time, as docker: 1.5")
     run.add_argument("--pids", "--pids-limit", type=int, dest="pids", help="most processes")
@@ -139,7 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         # A container in the foreground belongs to this process: nothing finds it by name.
         raise SpecError("name", "--name needs -d: a container in the foreground has none")
     volumes = [formats.parse_volume(v) for v in args.volume]
+    ports = [formats.parse_publish(p) for p in args.publish]
     c = Container(Image.from_path(args.image)).network(args.network)
+    for host_ip, host_port, port, protocol in ports:
+        c = c.publish(port, host_port, protocol, host_ip=host_ip)
     if args.memory is not None or args.pids is not None or args.cpus is not None:
         c = c.limit(mem=args.memory, pids=args.pids, cpus=args.cpus)
     env = formats.env_variables(args.env)

@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -832,6 +833,7 @@ class Spawner:
         timeout: float | None = None,
         forward: tuple[int, ...] = (),
         console: int | None = None,
+        on_started: Callable[[int], None] | None = None,
     ) -> tuple[int, CgroupStats, OSError | None, bool]:
         """Create the container of ``plan`` from this process and wait until it is gone.
 
@@ -841,6 +843,8 @@ class Spawner:
         first process while it runs, as ``docker run`` does (main thread only). With
         ``console`` (a unix socket), the container gets a terminal whose master end goes
         there (see ``set_up_console`` in ``_init.c``) before this call waits.
+        ``on_started`` is called with the container's pid once it runs (to publish its
+        ports); if it raises, the container is killed and the error passed on.
 
         Returns:
             The wait status, the cgroup's figures, an error of the cleanup, and whether
@@ -875,6 +879,8 @@ class Spawner:
                 signal.pidfd_send_signal(run.pidfd, sig)
         timed_out = False
         try:
+            if on_started is not None:
+                on_started(run.pid)
             timed_out = not select.select([run.pidfd], [], [], timeout)[0]
             if timed_out:
                 self.kill(run)

@@ -16,10 +16,13 @@ import pty
 import re
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import termios
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,7 +144,8 @@ def exit_code(reference: str) -> int:
 def test_run_detached_is_listed_by_ps_until_it_ends(rootfs: str) -> None:
     cid = run_detached(rootfs, "--name", "web")
     lines = ok("ps").splitlines()
-    assert lines[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]
+    header = ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert lines[0].split() == header
     [row] = lines[1:]
     assert row.startswith(cid[:12] + " ")
     assert f" {rootfs} " in row
@@ -565,3 +569,55 @@ def test_exec_t_gives_the_process_a_terminal_of_the_users_size(rootfs: str) -> N
     r = cli("exec", "-t", cid, "sh", "-c", "tty >/dev/null && stty size; echo err >&2")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"24 80\r\nerr\r\n", b"")
     ok("rm", "-f", cid)
+
+
+def test_run_d_publishes_ports_and_ps_shows_them(rootfs: str) -> None:
+    script = (
+        "mkdir -p /www && echo published > /www/index.html && echo up && httpd -f -p 80 -h /www"
+    )
+    cid = run_detached(rootfs, "-p", "80", "-p", "127.0.0.1::81/udp", script=script)
+    row = ok("ps").splitlines()[1]
+    found = re.search(r"127\.0\.0\.1:(\d+)->80/tcp, 127\.0\.0\.1:\d+->81/udp", row)
+    assert found, row
+    url = f"http://127.0.0.1:{found[1]}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                assert answer.read() == b"published\n"
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    ok("rm", "-f", cid)
+    bad = cli("run", "-p", "80:eighty", rootfs, "true")
+    assert bad.returncode == 125
+    assert b"is not [IP:][HOST_PORT:]PORT[/udp]" in bad.stderr
+
+
+def test_run_in_the_foreground_publishes_while_it_runs(rootfs: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = (
+        "trap 'exit 0' TERM; mkdir -p /www && echo fg > /www/index.html && httpd -p 80 -h /www"
+        " && sleep 30 & wait"
+    )
+    with subprocess.Popen(
+        [*CLI, "run", "-p", f"{port}:80", rootfs, "sh", "-c", script],
+        stdout=subprocess.DEVNULL,
+        env=os.environ,
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                        assert r.read() == b"fg\n"
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGTERM)  # passed on to the container
+            assert proc.wait(timeout=30) == 0
