@@ -116,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="clib-bench-d-", dir="/tmp") as tmp:
         work = Path(tmp)
         rootfs, _how = build_rootfs(work / "rootfs")
+        # Detached containers' state in the run's own directory, not the host's.
+        os.environ["CONTAINERLIB_RUN_ROOT"] = str(work / "run")
         results = measure(rootfs, work, args.runs, rounds=10)
     lines = page_header(
         "Detached starts", "detached.py", __doc__, started,

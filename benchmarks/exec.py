@@ -114,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="containerlib-bench-exec-") as tmp:
         work = Path(tmp)
         rootfs, _how = build_rootfs(work / "rootfs")
+        # Detached containers' state in the run's own directory, not the host's.
+        os.environ["CONTAINERLIB_RUN_ROOT"] = str(work / "run")
         results = measure(rootfs, work, args.runs, rounds=20)
     lines = page_header(
         "Exec latency", "exec.py", __doc__, started, f"load average {load:.2f} at the start, "
