@@ -107,23 +107,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _signal(text: str) -> int:
-    """``SIGTERM``, ``TERM`` or ``15`` as a signal number."""
-    from containerlib.errors import SpecError
-
-    if text.isdigit():
-        number = int(text)
-        if 0 < number < signal.NSIG:
-            return number
-    else:
-        name = text.upper()
-        name = name if name.startswith("SIG") else f"SIG{name}"
-        sig = getattr(signal.Signals, name, None)
-        if sig is not None:
-            return int(sig)
-    raise SpecError("signal", f"{text!r} is not a signal")
-
-
 def _log(args: argparse.Namespace, message: str) -> None:
     print(f"containerlib-runtime: {message}", file=sys.stderr)
     if not args.log:
@@ -183,7 +166,9 @@ def _run(args: argparse.Namespace) -> int:
     elif command == "features":
         print(json.dumps(_features(), indent=2))
     elif command == "kill":
-        runtime.kill(args.id, _signal(args.signal), all_processes=args.all)
+        from containerlib.cli.formats import parse_signal
+
+        runtime.kill(args.id, parse_signal(args.signal), all_processes=args.all)
     elif command == "delete":
         runtime.delete(args.id, force=args.force)
     elif command == "list":
