@@ -571,6 +571,18 @@ def test_exec_t_gives_the_process_a_terminal_of_the_users_size(rootfs: str) -> N
     ok("rm", "-f", cid)
 
 
+def page(url: str) -> bytes:
+    """The page at ``url``, once the server in the container has come up."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return bytes(answer.read())
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
 def test_run_d_publishes_ports_and_ps_shows_them(rootfs: str) -> None:
     script = (
         "mkdir -p /www && echo published > /www/index.html && echo up && httpd -f -p 80 -h /www"
@@ -579,16 +591,7 @@ def test_run_d_publishes_ports_and_ps_shows_them(rootfs: str) -> None:
     row = ok("ps").splitlines()[1]
     found = re.search(r"127\.0\.0\.1:(\d+)->80/tcp, 127\.0\.0\.1:\d+->81/udp", row)
     assert found, row
-    url = f"http://127.0.0.1:{found[1]}/"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                assert answer.read() == b"published\n"
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    assert page(f"http://127.0.0.1:{found[1]}/") == b"published\n"
     ok("rm", "-f", cid)
     bad = cli("run", "-p", "80:eighty", rootfs, "true")
     assert bad.returncode == 125
@@ -609,15 +612,7 @@ def test_run_in_the_foreground_publishes_while_it_runs(rootfs: str) -> None:
         env=os.environ,
     ) as proc:
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-                        assert r.read() == b"fg\n"
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+            assert page(f"http://127.0.0.1:{port}/") == b"fg\n"
         finally:
             proc.send_signal(signal.SIGTERM)  # passed on to the container
             assert proc.wait(timeout=30) == 0
