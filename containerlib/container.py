@@ -200,7 +200,8 @@ def _template(
         spec, container_id=_TEMPLATE_ID, lowerdirs=container._lowerdirs, roots=roots
     )
     by_id = container._hostname is None and plan.hostname is not None
-    return (spec.process.args if spec.process else ()), attrs.evolve(plan, hostname_is_id=by_id)
+    plan = attrs.evolve(plan, hostname_is_id=by_id, bridge=container._bridge(roots))
+    return (spec.process.args if spec.process else ()), plan
 
 
 @functools.cache
@@ -428,11 +429,14 @@ class Container:
         """Make the root file system read-only."""
         return attrs.evolve(self, read_only=read_only)
 
-    def network(self, mode: Literal["none", "host"]) -> Self:
+    def network(self, mode: Literal["none", "host", "bridge"]) -> Self:
         """``"none"``: an own network namespace with only ``lo`` (default); ``"host"``:
-        the host's network."""
-        if mode not in ("none", "host"):
-            raise SpecError("network", f"must be 'none' or 'host', not {mode!r}")
+        the host's network; ``"bridge"``: an own network namespace on the host bridge
+        ``clib0``, with an address of its own (``10.217.0.0/16``;
+        ``CONTAINERLIB_BRIDGE_SUBNET`` for another) that the host and the other containers
+        on the bridge reach (root only; see :mod:`containerlib.network.bridge`)."""
+        if mode not in ("none", "host", "bridge"):
+            raise SpecError("network", f"must be 'none', 'host' or 'bridge', not {mode!r}")
         return attrs.evolve(self, network=mode)
 
     def publish(
@@ -473,6 +477,27 @@ class Container:
             raise SpecError("publish host_ip", f"must be an IP address, not {host_ip!r}") from None
         entry = (container_port, host_port, protocol, host_ip)
         return attrs.evolve(self, publish=(*self._publish, entry))
+
+    def _bridge(self, roots: Roots) -> tuple[str, str, str, str] | None:
+        """The bridge network of the plan (see :attr:`Plan.bridge`), None off a bridge.
+
+        Raises:
+            SpecError: a bridge for a user without root, who has no way to make one.
+        """
+        if self._network != "bridge":
+            return None
+        if os.geteuid() != 0:
+            raise SpecError(
+                "network",
+                "bridge networking makes a bridge and veth pairs on the host, which needs "
+                "root (a non-root user's containers would need slirp4netns or pasta, not "
+                "supported yet); use 'none' with publish() instead",
+            )
+        from containerlib.network.bridge import DEFAULT_BRIDGE, DEFAULT_SUBNET
+
+        subnet = os.environ.get("CONTAINERLIB_BRIDGE_SUBNET", DEFAULT_SUBNET)
+        state = os.path.join(roots.run, "networks")
+        return (DEFAULT_BRIDGE, DEFAULT_BRIDGE, subnet, state)
 
     def _bind_published(self) -> list[HostListener]:
         """Take the host side of the published ports, before the container is made.
@@ -742,7 +767,7 @@ class Container:
         namespaces = tuple(
             oci.LinuxNamespace(type=t)
             for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
-            if t != "network" or self._network == "none"
+            if t != "network" or self._network != "host"
         )
         resources = self._limits.resources(base.linux.resources)
         maps = self._id_maps()
@@ -1572,6 +1597,20 @@ class RunningContainer(_CgroupControls):
         ``host_port`` (the one picked, when none was given), ``container_port`` and
         ``protocol``."""
         return self._proxy.ports if self._proxy is not None else []
+
+    @property
+    def ip(self) -> str | None:
+        """The container's address on its bridge network (``network("bridge")``), which
+        the host and the other containers on the bridge reach; None off a bridge."""
+        bridge = self._plan.with_id(self.id).bridge if self._plan is not None else None
+        if bridge is None:
+            return None
+        from containerlib.network.bridge import BridgeNetwork
+
+        name, ifname, subnet, state = bridge
+        net = BridgeNetwork(name=name, bridge=ifname, subnet=subnet, state_dir=state)
+        leases = [lease for lease in net.ipam.leases() if lease.owner == self.id]
+        return str(leases[0].address.ip) if leases else None
 
     def connect(self, port: int, timeout: float | None = 10.0) -> socket.socket:
         """A TCP socket connected to ``port`` from inside the container's network

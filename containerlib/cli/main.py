@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--user", "-u", help="name, name:group, uid or uid:gid")
     run.add_argument("--workdir", "-w")
     run.add_argument("--read-only", action="store_true", help="read-only root file system")
-    run.add_argument("--network", choices=("none", "host"), default="none")
+    run.add_argument("--network", choices=("none", "host", "bridge"), default="none")
     run.add_argument("--timeout", type=float, help="kill the container after this many seconds")
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP")

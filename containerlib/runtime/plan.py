@@ -156,6 +156,10 @@ class Plan:
     #: PID 1 is a small reaper that forks the command, passes signals on, reaps what
     #: ends and exits with the command's status (``docker run --init``).
     init: bool = False
+    #: A bridge network to put the container on before it runs (see
+    #: :mod:`containerlib.network.bridge`): its name, bridge interface, subnet and state
+    #: directory; the spawner does it from outside. Not sent to the process.
+    bridge: tuple[str, str, str, str] | None = None
     #: Once the namespaces, cgroup and mounts are made, the process stops (before
     #: ``pivot_root``) until the runtime has run its ``prestart`` and ``createRuntime``
     #: hooks, in the runtime's namespaces (see ``_init.c``).

@@ -48,6 +48,7 @@ from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_messag
 from containerlib.runtime.plan import ExecRequest, Plan, exec_plan
 
 if TYPE_CHECKING:
+    from containerlib.network.bridge import BridgeNetwork
     from containerlib.runtime.janitor import Janitor
     from containerlib.runtime.keeper import DetachRequest, ReadyKeeper
 from containerlib.runtime.warm import (
@@ -678,6 +679,7 @@ class Spawner:
             )
         report = b""
         send_error = 0
+        bridge = self.attach_bridge(plan, warm)
         try:
             try:
                 if encoded is not None and warm.native:
@@ -701,13 +703,17 @@ class Spawner:
         finally:
             warm.sock.close()
             userns.close()
-        if send_error and not report:
+        if send_error or report:
             os.waitpid(warm.pid, 0)
+            if bridge is not None:
+                from containerlib.network.bridge import detach
+
+                detach(bridge, plan.container_id)
+        if send_error and not report:
             raise ContainerSetupError(
                 "send the plan to the container's process", send_error, plan.container_id
             )
         if report:
-            os.waitpid(warm.pid, 0)
             err, _, step = report.partition(b"\0")
             raise ContainerSetupError(
                 step.decode(errors="replace") or "start the container's process",
@@ -715,6 +721,31 @@ class Spawner:
                 plan.container_id,
             )
         return warm.pid
+
+    def attach_bridge(self, plan: Plan, warm: Warm) -> BridgeNetwork | None:
+        """Put the process of ``warm`` on the bridge network of ``plan``, if it has one
+        (from outside, before it gets its plan); returns the network, for :meth:`reap`.
+
+        Raises:
+            ContainerSetupError: it could not be done; ``warm`` is discarded.
+        """
+        if plan.bridge is None:
+            return None
+        # pyroute2 is imported only by a spawner whose containers use a bridge.
+        from containerlib.network.bridge import BridgeNetwork, attach
+
+        name, bridge, subnet, state = plan.bridge
+        net = BridgeNetwork(name=name, bridge=bridge, subnet=subnet, state_dir=state)
+        try:
+            netns = os.open(f"/proc/{warm.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                attach(net, plan.container_id, netns)
+            finally:
+                os.close(netns)
+        except BaseException:
+            discard(warm)
+            raise
+        return net
 
     def kill(self, run: _Running) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -758,6 +789,17 @@ class Spawner:
                 run.cgroup.destroy()
             except OSError as e:
                 failure = e
+        if run.plan.bridge is not None:
+            from containerlib.network.bridge import BridgeNetwork, detach
+
+            name, bridge, subnet, state = run.plan.bridge
+            try:
+                detach(
+                    BridgeNetwork(name=name, bridge=bridge, subnet=subnet, state_dir=state),
+                    run.plan.container_id,
+                )
+            except OSError as e:
+                failure = failure or e
         if run.plan.keep_upper is not None:
             try:
                 os.rename(run.plan.rw_dir + "/upper", run.plan.keep_upper)

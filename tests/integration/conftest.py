@@ -147,6 +147,9 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     assert not mounts_under(str(base)), mounts_under(str(base))
     holders = processes_holding(base)
     assert not holders, f"processes still hold files under the roots (keepers?): {holders}"
+    from containerlib.linux.netlink import links
+
+    assert not links("clib"), f"network interfaces left behind: {links('clib')}"
 
 
 @pytest.fixture(scope="session")

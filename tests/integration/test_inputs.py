@@ -49,7 +49,7 @@ def test_missing_rootfs_is_named(roots: dict[str, str]) -> None:
         (lambda c: c.workdir("tmp"), "workdir", "tmp"),
         (lambda c: c.user("root ish"), "user", "root ish"),
         (lambda c: c.hostname("bad/name"), "hostname", "bad/name"),
-        (lambda c: c.network("bridge"), "network", "bridge"),
+        (lambda c: c.network("overlay"), "network", "overlay"),
     ],
 )
 def test_bad_options_raise_spec_error_naming_them(

@@ -341,7 +341,7 @@ def test_the_spec_compiles_to_a_plan(tmp_path: Path) -> None:
         (lambda: C.user("4294967295"), "user"),
         (lambda: C.hostname("a/b"), "hostname"),
         (lambda: C.hostname(""), "hostname"),
-        (lambda: C.network("bridge"), "network"),
+        (lambda: C.network("overlay"), "network"),
         (lambda: C.env(A="\0"), "env.A"),
         (lambda: C.spec([]), "cmd"),
         (lambda: C.spec("echo hi"), "cmd"),
