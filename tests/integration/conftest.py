@@ -213,10 +213,15 @@ def adopter() -> Iterator[None]:
         deadline = time.monotonic() + 10
         while True:
             reap_adopted()
-            keepers = [p for p, (_s, name) in _children().items() if name == "clib-keeper"]
-            if not keepers or time.monotonic() > deadline:
+            children = _children()
+            keepers = [p for p, (_s, name) in children.items() if name == "clib-keeper"]
+            # A container whose keeper was killed is adopted here too, and may still be
+            # dying (SIGKILL from its parent-death signal): it is reaped once it has.
+            containers = [p for p in children if p in processes_in_our_cgroups()]
+            if not (keepers or containers) or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
         assert not keepers, f"keepers left running: {keepers}"
+        assert not containers, f"adopted containers left running: {containers}"
     finally:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
