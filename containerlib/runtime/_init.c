@@ -1081,6 +1081,21 @@ static void mount_one(int rootfd, const struct mount_step *m)
 	fd_path(target, sizeof target, fd);
 	if (mount(source, target, fstype, m->flags, data) < 0)
 		fail(errno, "mount %s on '%s'", shown, m->target);
+	/* A file system asked for read-write may come up read-only: sysfs has one superblock
+	 * for each network namespace, and one a dropped premount mounted read-only in this
+	 * namespace can outlive its lazy unmount. Its superblock is made read-write again. */
+	struct statvfs vfs;
+	if (fstype && !m->cgroup && !(m->flags & (MS_RDONLY | MS_BIND))) {
+		int top = open_beneath(rootfd, relative(m->target), 0);
+		if (top >= 0 && fstatvfs(top, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) {
+			char path[64];
+			fd_path(path, sizeof path, top);
+			if (mount(NULL, path, NULL, MS_REMOUNT | (m->flags & ~MS_RDONLY), data) < 0)
+				fail(errno, "mount %s on '%s' read-write", shown, m->target);
+		}
+		if (top >= 0)
+			close(top);
+	}
 	if (m->has_remount || m->propagation) {
 		/* The descriptor still points below the new mount; look the target up again. */
 		close(fd);
