@@ -129,8 +129,13 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         env["CONTAINERLIB_CGROUP_PARENT"] = CGROUP_PARENT
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    # This process adopts what detaches from it for the whole session, as a service
+    # manager would: the keepers of detached containers, and those the spawner forks
+    # ahead of time between tests. The host's PID 1 need not reap them promptly.
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     yield env
     spawner.stop()
+    reap_adopted()  # the keeper forked ahead of time ends with the spawner
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
@@ -167,6 +172,7 @@ def image(busybox: Path) -> Image:
 def state(roots: dict[str, str]) -> Iterator[None]:
     """Asserts that a test leaves no container state, cgroup or mount behind."""
     yield
+    reap_adopted()
     run = Path(roots["CONTAINERLIB_RUN_ROOT"])
     assert not list(run.glob("*")) if run.exists() else True
     rw = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "containers"
@@ -175,7 +181,8 @@ def state(roots: dict[str, str]) -> Iterator[None]:
     # it; it asks for the janitor's answers first, so nothing is on its way.
     assert len(spawner.ready_ids()) <= WARM_STOCK
     assert not cgroups_left()
-    assert not processes_left()
+    left = processes_left()
+    assert not left, [_describe(pid) for pid in left]
 
 
 def _children() -> dict[int, tuple[str, str]]:
@@ -194,6 +201,19 @@ def _children() -> dict[int, tuple[str, str]]:
     return found
 
 
+def _describe(pid: int) -> str:
+    """What a process is, for a failed leak check: its name, state, parent and cgroups."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text().split()
+    except OSError:
+        return f"{pid}: gone"
+    fields = stat.rpartition(")")[2].split()
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    ours = [c for c in cgroups if CGROUP_PARENT in c][:1]
+    return f"{pid} {name} state {fields[0]} parent {fields[1]} {ours}"
+
+
 def reap_adopted() -> None:
     """Reap the processes this process adopted that have ended (its zombie children)."""
     for pid, (state, _name) in _children().items():
@@ -204,24 +224,20 @@ def reap_adopted() -> None:
 
 @pytest.fixture
 def adopter() -> Iterator[None]:
-    """This process adopts the keepers of detached containers, as a service manager
-    would, and reaps them when they end (the host's PID 1 need not reap promptly). At the
-    end no keeper may be left: each ends with its container."""
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    try:
-        yield
-        deadline = time.monotonic() + 10
-        while True:
-            reap_adopted()
-            children = _children()
-            keepers = [p for p, (_s, name) in children.items() if name == "clib-keeper"]
-            # A container whose keeper was killed is adopted here too, and may still be
-            # dying (SIGKILL from its parent-death signal): it is reaped once it has.
-            containers = [p for p in children if p in processes_in_our_cgroups()]
-            if not (keepers or containers) or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        assert not keepers, f"keepers left running: {keepers}"
-        assert not containers, f"adopted containers left running: {containers}"
-    finally:
-        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
+    """No keeper, or container of a killed keeper, may be left at the end of the test:
+    each ends with its container. (The session makes this process their subreaper, see
+    ``roots``, and reaps them.)"""
+    yield
+    deadline = time.monotonic() + 10
+    while True:
+        reap_adopted()
+        children = _children()
+        keepers = [p for p, (_s, name) in children.items() if name == "clib-keeper"]
+        # A container whose keeper was killed is adopted here too, and may still be
+        # dying (SIGKILL from its parent-death signal): it is reaped once it has.
+        containers = [p for p in children if p in processes_in_our_cgroups()]
+        if not (keepers or containers) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not keepers, f"keepers left running: {keepers}"
+    assert not containers, f"adopted containers left running: {containers}"

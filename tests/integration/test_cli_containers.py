@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 
 import containerlib
-from containerlib.linux import syscalls as sc
 from containerlib.runtime import nativeinit
 from tests.integration.conftest import ROOT, needs_root
 
@@ -39,7 +38,6 @@ CLI = [sys.executable, "-m", "containerlib.cli"]
 needs_native_helper = pytest.mark.skipif(
     nativeinit.helper_path() is None, reason="a terminal needs the native helper (a C compiler)"
 )
-PR_SET_CHILD_SUBREAPER = 36
 #: A shell that says it runs, and ends with 143 on SIGTERM (as PID 1 it has no default
 #: action for it: without the trap, SIGTERM would be ignored).
 TRAPPING = (
@@ -95,14 +93,6 @@ def wait_for_keepers() -> None:
         finally:
             os.close(fd)
         os.waitpid(pid, 0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def subreaper() -> Iterator[None]:
-    """This process adopts the keepers of the containers the command starts."""
-    sc.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    yield
-    sc.prctl(PR_SET_CHILD_SUBREAPER, 0)
 
 
 @pytest.fixture(autouse=True)

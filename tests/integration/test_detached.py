@@ -226,25 +226,29 @@ def test_remove_refuses_a_running_container_without_force(image: Image, clean: N
 
 @needs_root("cgroup limits and figures")
 def test_stats_update_pause_and_events(image: Image, clean: None) -> None:
-    box = (
-        Container(image)
-        .limit(mem="32M")
-        .start(["sh", "-c", "head -c 200m /dev/zero | tail; sleep 60"], detach=True)
-    )
-    events = box.events()
-    assert next(events).kind == "started"
-    oom = next(events)
-    assert oom.kind == "oom"
-    assert box.stats().oom_kills >= 1
+    box = Container(image).limit(mem="32M").start(["sleep", "60"], detach=True)
+    assert box.stats().pids_current == 1
     box.pause()
     assert box.status == "paused"
     box.resume()
     assert box.status == "running"
     box.update(pids=50)
+    events = box.events()
+    assert next(events).kind == "started"
     box.kill(signal.SIGKILL)
-    kinds = [e.kind for e in events]
-    assert kinds[-1] == "exited"
+    assert [(e.kind, e.exit_code) for e in events] == [("exited", 137)]
     assert box.wait().exit_code == 137
+
+
+@needs_root("cgroup limits and figures")
+def test_an_oom_kill_of_a_detached_container_is_an_event(image: Image, clean: None) -> None:
+    hog = "head -c 200m /dev/zero | tail; sleep 60"
+    box = Container(image).limit(mem="32M").start(["sh", "-c", hog], detach=True)
+    events = box.events()
+    assert next(events).kind == "started"
+    assert next(events).kind == "oom"
+    assert box.stats().oom_kills >= 1
+    box.remove(force=True)
 
 
 def test_a_run_root_too_long_for_a_socket_address_works(

@@ -4,7 +4,6 @@ checks), and by podman (``podman --runtime``)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,11 +18,10 @@ from typing import Any
 import pytest
 
 from containerlib.image.builtin import busybox_rootfs
-from containerlib.linux import syscalls as sc
 from containerlib.runtime import nativeinit
 from containerlib.spec.defaults import default_spec
 
-from .conftest import CGROUP_PARENT, needs_root
+from .conftest import CGROUP_PARENT, needs_root, reap_adopted
 
 pytestmark = [
     pytest.mark.root,
@@ -35,36 +33,11 @@ pytestmark = [
 ]
 
 RUNTIME = str(Path(sys.executable).with_name("containerlib-runtime"))
-PR_SET_CHILD_SUBREAPER = 36
 
 
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return busybox_rootfs(tmp_path_factory.mktemp("oci") / "rootfs")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def subreaper() -> Iterator[None]:
-    """This process adopts the containers ``create`` leaves behind, as conmon or
-    containerd's shim does for theirs, so that their ends are reaped (the host's PID 1
-    need not reap promptly)."""
-    sc.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    yield
-    sc.prctl(PR_SET_CHILD_SUBREAPER, 0)
-
-
-def reap_adopted() -> None:
-    """Reap the adopted containers that have ended (zombie children of this process)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == os.getpid():
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(int(entry.name), 0)
 
 
 @pytest.fixture

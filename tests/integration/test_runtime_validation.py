@@ -38,12 +38,11 @@ pytestmark = [
     ),
 ]
 
-# The fixtures of test_oci_runtime: a busybox rootfs for the module, a state root per test
-# (force-deleted and checked empty after it), and this process as the subreaper that
-# adopts what ``create`` leaves behind, as conmon does.
+# The fixtures of test_oci_runtime: a busybox rootfs for the module and a state root per
+# test (force-deleted and checked empty after it). The session makes this process the
+# subreaper that adopts what ``create`` leaves behind, as conmon does (conftest.py).
 rootfs = oci_cli.rootfs
 root = oci_cli.root
-subreaper = oci_cli.subreaper
 
 _ids = itertools.count()
 
