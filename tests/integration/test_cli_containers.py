@@ -9,6 +9,7 @@ can wait for them to be gone before the leak checks look.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -488,12 +489,22 @@ def read_until(fd: int, wanted: bytes, seen: bytearray) -> None:
         seen += chunk
 
 
+@contextlib.contextmanager
+def users_terminal(columns: int, rows: int) -> Iterator[tuple[int, int]]:
+    """A pseudo terminal of that size, as the user's own: its master and other end."""
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        yield master, slave
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 @needs_native_helper
 def test_run_t_gives_a_terminal_of_the_users_size_and_restores_theirs(rootfs: str) -> None:
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     script = "tty; stty size; read line; echo got $line; exit 7"
-    try:
+    with users_terminal(100, 30) as (master, slave):
         with subprocess.Popen(
             [*CLI, "run", "-i", "-t", rootfs, "sh", "-c", script],
             stdin=slave,
@@ -510,9 +521,6 @@ def test_run_t_gives_a_terminal_of_the_users_size_and_restores_theirs(rootfs: st
             assert bytes(seen).endswith(b"hello\r\ngot hello\r\n")
             assert proc.wait(timeout=30) == 7
         assert termios.tcgetattr(slave)[3] & termios.ICANON  # as it was
-    finally:
-        os.close(master)
-        os.close(slave)
 
 
 @needs_native_helper
@@ -535,10 +543,8 @@ def test_t_is_refused_with_d(rootfs: str) -> None:
 @needs_native_helper
 def test_exec_t_gives_the_process_a_terminal_of_the_users_size(rootfs: str) -> None:
     cid = run_detached(rootfs)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 120, 0, 0))
     script = "tty; stty size; read line; echo got $line; exit 5"
-    try:
+    with users_terminal(120, 33) as (master, slave):
         with subprocess.Popen(
             [*CLI, "exec", "-i", "-t", cid, "sh", "-c", script],
             stdin=slave,
@@ -552,9 +558,6 @@ def test_exec_t_gives_the_process_a_terminal_of_the_users_size(rootfs: str) -> N
             read_until(master, b"got there\r\n", seen)
             assert proc.wait(timeout=30) == 5
         assert termios.tcgetattr(slave)[3] & termios.ICANON  # restored
-    finally:
-        os.close(master)
-        os.close(slave)
     # Without a terminal of its own, the exec'd process still gets one (80x24).
     r = cli("exec", "-t", cid, "sh", "-c", "tty >/dev/null && stty size; echo err >&2")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"24 80\r\nerr\r\n", b"")

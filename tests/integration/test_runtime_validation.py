@@ -23,20 +23,13 @@ from typing import Any
 import pytest
 
 from containerlib.linux.capabilities import mask
-from containerlib.runtime import nativeinit
 
 from . import test_oci_runtime as oci_cli
-from .conftest import CGROUP_PARENT, needs_root
+from .conftest import CGROUP_PARENT
 from .test_oci_runtime import RUNTIME, bundle, rt, state, wait_for
 
-pytestmark = [
-    pytest.mark.root,
-    needs_root("the OCI command line makes root's containers"),
-    pytest.mark.usefixtures("state"),
-    pytest.mark.skipif(
-        nativeinit.helper_path() is None, reason="needs the native helper (a C compiler)"
-    ),
-]
+# Root, the leak checks and the native helper, as test_oci_runtime.
+pytestmark = oci_cli.pytestmark
 
 # The fixtures of test_oci_runtime: a busybox rootfs for the module and a state root per
 # test (force-deleted and checked empty after it). The session makes this process the
