@@ -147,7 +147,8 @@ def rootless(session: nox.Session) -> None:
     containerlib installed, not linked to this tree, and a copy of the tests), as this
     tree may be where ``nobody`` cannot go; it is removed at the end. The suite runs in a
     cgroup2 subtree delegated to ``nobody`` (see :func:`_delegate_cgroup`), removed at
-    the end too.
+    the end too. /dev/net/tun is made usable by all, as distributions ship it, for the
+    session only.
     """
     _need_root(session)
     if not _has_tests("tests/integration"):
@@ -180,9 +181,18 @@ def rootless(session: nox.Session) -> None:
             str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider",
             "tests/integration", *session.posargs,
         ]  # fmt: skip
+        # User-mode networks (slirp4netns, pasta) open /dev/net/tun as the user:
+        # distributions make it 0666; a host that made it 0600 gets it so for the
+        # session, and back after.
+        tun = Path("/dev/net/tun")
+        tun_mode = tun.stat().st_mode & 0o777 if tun.exists() else None
+        if tun_mode is not None and tun_mode != 0o666:
+            tun.chmod(0o666)
         try:
             session.run("sh", "-c", join + 'exec "$@"', "sh", *command, external=True)
         finally:
+            if tun_mode is not None and tun_mode != 0o666:
+                tun.chmod(tun_mode)
             if delegated is not None:
                 delegated.remove()
     finally:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from containerlib.detached import prune as prune
     from containerlib.images import Image
     from containerlib.linux.cgroups import CgroupStats, Pressure
+    from containerlib.networks import Network
 
 # The facade is imported on first use, so that the spawner process, which imports
 # containerlib.runtime only, stays small: forking it is then cheaper.
@@ -45,6 +46,7 @@ _LAZY = {
     "Image": "containerlib.images",
     "CgroupStats": "containerlib.linux.cgroups",
     "Pressure": "containerlib.linux.cgroups",
+    "Network": "containerlib.networks",
 }
 
 
@@ -77,6 +79,7 @@ __all__ = [
     "ImageError",
     "ImageNotFound",
     "LayerError",
+    "Network",
     "Pressure",
     "Result",
     "RunningContainer",

@@ -48,11 +48,12 @@ from containerlib.errors import (
     SpecError,
 )
 from containerlib.images import Image
+from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import CAPABILITIES as CAPABILITY_NUMBERS
 from containerlib.linux.cgroups import Cgroup, CgroupStats
 from containerlib.linux.userns import DEFAULT_SIZE, IdMap, default_maps
 from containerlib.runtime.client import Exited, Process, spawner
-from containerlib.runtime.plan import ExecRequest, Plan
+from containerlib.runtime.plan import ExecRequest, MountStep, Plan
 from containerlib.runtime.specconv import (
     INIT_ANNOTATION,
     SET_HOME_ANNOTATION,
@@ -75,7 +76,10 @@ if TYPE_CHECKING:
     from containerlib.aio import AsyncRunningContainer
     from containerlib.detached import DetachedContainer
     from containerlib.image.cache import LayerHold
+    from containerlib.network.bridge import BridgeNetwork
+    from containerlib.network.etcfiles import EtcFiles
     from containerlib.network.ports import HostListener, PortProxy, PublishedPort
+    from containerlib.networks import Network
     from containerlib.runtime.stdio import Pipes
 
 __all__ = ["Container", "Event", "Result", "RunningContainer"]
@@ -195,13 +199,57 @@ _TEMPLATE_ID = "0" * 32
 def _template(
     container: Container, cmd: tuple[str, ...] | None, roots: Roots
 ) -> tuple[tuple[str, ...], Plan]:
-    spec = container.spec(cmd, id=_TEMPLATE_ID)
-    plan = plan_from_spec(
-        spec, container_id=_TEMPLATE_ID, lowerdirs=container._lowerdirs, roots=roots
-    )
+    return _compile(container, cmd, roots, _TEMPLATE_ID)
+
+
+def _compile(
+    container: Container, cmd: tuple[str, ...] | None, roots: Roots, cid: str
+) -> tuple[tuple[str, ...], Plan]:
+    """The command and the plan of ``container`` for the id ``cid``."""
+    spec = container.spec(cmd, id=cid)
+    plan = plan_from_spec(spec, container_id=cid, lowerdirs=container._lowerdirs, roots=roots)
     by_id = container._hostname is None and plan.hostname is not None
-    plan = attrs.evolve(plan, hostname_is_id=by_id, bridge=container._bridge(roots))
+    plan = attrs.evolve(
+        plan,
+        hostname_is_id=by_id,
+        bridge=container._bridge(roots),
+        usernet=container._usernet(),
+    )
+    plan = _with_etc_files(plan, container._etc(), len(_base_spec().mounts))
     return (spec.process.args if spec.process else ()), plan
+
+
+def _with_etc_files(plan: Plan, etc: EtcFiles, defaults: int) -> Plan:
+    """``plan`` with its /etc/hosts, /etc/hostname and /etc/resolv.conf: bind mounts of
+    the files the spawner writes beside its writable layer, after the default mounts
+    (before the caller's, so that a mount of the caller's at one of these paths, or at
+    /etc, wins: the file is then left out)."""
+    from containerlib.network.etcfiles import ETC_FILES
+
+    covered = {m.target.rstrip(b"/") or b"/" for m in plan.mounts[defaults:]}
+    steps = tuple(
+        MountStep(
+            target=target.encode(),
+            source=f"{plan.rw_dir}/{name}".encode(),
+            fstype=None,
+            flags=sc.MS_BIND,
+            is_file=True,
+        )
+        for name, target in ETC_FILES
+        if not covered & {target.encode(), b"/etc", b"/"}
+    )
+    mounts = plan.mounts[:defaults] + steps + plan.mounts[defaults:]
+    return attrs.evolve(plan, mounts=mounts, etc=etc)
+
+
+def _without_etc_files(plan: Plan) -> Plan:
+    """``plan`` without the files of :func:`_with_etc_files` (an image build's step,
+    whose writable layer becomes a layer: the mount points would end up in it)."""
+    own = plan.rw_dir.encode() + b"/"
+    mounts = tuple(
+        m for m in plan.mounts if not (m.fstype is None and m.source and m.source.startswith(own))
+    )
+    return attrs.evolve(plan, mounts=mounts, etc=None)
 
 
 @functools.cache
@@ -254,7 +302,7 @@ _NAMESPACED_SYSCTL = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel
                       "kernel.shm_rmid_forced")  # fmt: skip
 
 
-def _namespaced_sysctl(key: str, network: str) -> bool:
+def _namespaced_sysctl(key: str, network: object) -> bool:
     """Whether ``key`` belongs to a namespace of the container's own (as Docker's list)."""
     if key in _NAMESPACED_SYSCTL or key.startswith("fs.mqueue."):
         return True
@@ -315,7 +363,21 @@ class Container:
     _hostname: str | None = None
     _mounts: tuple[_BindMount | _Tmpfs, ...] = ()
     _read_only: bool = False
-    _network: str = "none"
+    _network: str | Network = "none"
+    #: The network namespace it joins instead of its own (see :meth:`network`): another
+    #: container's handle (a pod), or the path of a namespace file.
+    _netns: str | RunningContainer | DetachedContainer | None = None
+    #: A user-mode network's gateway leads to the host's loopback (network()).
+    _host_loopback: bool = False
+    #: Its names on a user-defined network besides its hostname and name.
+    _aliases: tuple[str, ...] = ()
+    #: Name servers, search domains, resolver options (None each: the host's).
+    _dns: tuple[tuple[str, ...] | None, tuple[str, ...] | None, tuple[str, ...] | None] = (
+        None,
+        None,
+        None,
+    )
+    _extra_hosts: tuple[tuple[str, str], ...] = ()
     _cap_add: frozenset[str] = frozenset()
     _cap_drop: frozenset[str] = frozenset()
     _privileged: bool = False
@@ -429,15 +491,192 @@ class Container:
         """Make the root file system read-only."""
         return attrs.evolve(self, read_only=read_only)
 
-    def network(self, mode: Literal["none", "host", "bridge"]) -> Self:
+    def network(
+        self,
+        mode: Literal["none", "host", "bridge", "pasta", "slirp4netns"] | Network = "none",
+        *,
+        aliases: Sequence[str] = (),
+        host_loopback: bool = False,
+        container: RunningContainer | DetachedContainer | None = None,
+        netns: str | os.PathLike[str] | None = None,
+    ) -> Self:
         """``"none"``: an own network namespace with only ``lo`` (default); ``"host"``:
         the host's network; ``"bridge"``: an own network namespace on the host bridge
         ``clib0``, with an address of its own (``10.217.0.0/16``;
         ``CONTAINERLIB_BRIDGE_SUBNET`` for another) that the host and the other containers
-        on the bridge reach (root only; see :mod:`containerlib.network.bridge`)."""
-        if mode not in ("none", "host", "bridge"):
-            raise SpecError("network", f"must be 'none', 'host' or 'bridge', not {mode!r}")
-        return attrs.evolve(self, network=mode)
+        on the bridge reach (see :mod:`containerlib.network.bridge`).
+
+        ``"pasta"`` or ``"slirp4netns"``: an own network namespace that reaches out
+        through that user-mode network program (see :mod:`containerlib.network.usernet`):
+        its ``eth0`` has the address 10.0.2.100/24, the gateway 10.0.2.2 and DNS at
+        10.0.2.3; the host reaches it only through published ports, so its
+        :attr:`RunningContainer.ip` is None. For a non-root user, who cannot make a
+        bridge, ``"bridge"`` means that too, with slirp4netns if it is installed,
+        else pasta. With ``host_loopback``, the gateway leads to the host's
+        ``127.0.0.1`` (by default the container cannot reach the host's loopback
+        services, as with podman).
+
+        A :class:`~containerlib.networks.Network`: a user-defined network, whose members
+        reach each other by hostname, name and ``aliases`` (through their /etc/hosts).
+
+        Example:
+            >>> c = Container(image).network(Network("backend"), aliases=["db"])  # doctest: +SKIP
+
+        ``container``: share the network namespace of that running container (a
+        :class:`RunningContainer` or :class:`~containerlib.detached.DetachedContainer`),
+        as ``docker run --network container:NAME`` and a podman pod: the two reach each
+        other on ``127.0.0.1`` and have the same interfaces and addresses, each in its
+        own PID, mount, IPC and UTS namespaces. ``netns``: join the network namespace
+        of that file (``/proc/PID/ns/net``, or one bind-mounted as ``ip netns add``
+        does). Either way the container has no address of its own (its
+        :attr:`RunningContainer.ip` is None: it answers at the other's) and nothing of
+        the namespace is removed when it ends. Root only: a non-root user's container
+        has a user namespace of its own, from which the kernel refuses to join (a
+        :class:`SpecError` says so at start).
+
+        Example:
+            >>> db = Container(image).start(["nc", "-lk", "-p", "5432"])  # doctest: +SKIP
+            >>> pod = Container(image).network(container=db)  # doctest: +SKIP
+            >>> pod.run(["nc", "127.0.0.1", "5432"])  # doctest: +SKIP
+
+        Raises:
+            SpecError: a bad mode, or ``container`` or ``netns`` with a mode or with
+                each other.
+        """
+        from containerlib.networks import Network
+
+        if container is not None or netns is not None:
+            return self._join_network(mode, aliases, host_loopback, container, netns)
+
+        if isinstance(aliases, str) or not all(
+            isinstance(a, str) and _HOSTNAME.fullmatch(a) for a in aliases
+        ):
+            raise SpecError("aliases", f"must be a list of hostnames, not {aliases!r}")
+        if not isinstance(host_loopback, bool):
+            raise SpecError("host_loopback", f"must be True or False, not {host_loopback!r}")
+        if host_loopback and mode not in ("bridge", "pasta", "slirp4netns"):
+            raise SpecError(
+                "host_loopback",
+                f"is for a user-mode network ('pasta', 'slirp4netns'), not {mode!r}",
+            )
+        if isinstance(mode, Network):
+            return attrs.evolve(
+                self, network=mode, aliases=tuple(aliases), host_loopback=False, netns=None
+            )
+        if mode not in ("none", "host", "bridge", "pasta", "slirp4netns"):
+            raise SpecError(
+                "network",
+                "must be 'none', 'host', 'bridge', 'pasta', 'slirp4netns' or a Network, "
+                f"not {mode!r}",
+            )
+        if aliases:
+            raise SpecError("aliases", "aliases are names on a user-defined Network")
+        return attrs.evolve(self, network=mode, aliases=(), host_loopback=host_loopback, netns=None)
+
+    def _join_network(
+        self,
+        mode: object,
+        aliases: Sequence[str],
+        host_loopback: bool,
+        container: RunningContainer | DetachedContainer | None,
+        netns: str | os.PathLike[str] | None,
+    ) -> Self:
+        """:meth:`network` with ``container`` or ``netns``: checked, no I/O."""
+        if mode != "none" or aliases or host_loopback:
+            raise SpecError(
+                "network",
+                "container= and netns= join another network namespace: give no mode, "
+                "aliases or host_loopback with them",
+            )
+        if container is not None and netns is not None:
+            raise SpecError("network", "give container= or netns=, not both")
+        if container is not None:
+            if not hasattr(container, "pid"):
+                raise SpecError(
+                    "network container",
+                    f"must be a running container (with a pid), not {container!r}",
+                )
+            return attrs.evolve(self, network="none", netns=container, host_loopback=False)
+        path = os.fspath(netns) if isinstance(netns, str | os.PathLike) else netns
+        if not isinstance(path, str) or not os.path.isabs(path) or "\0" in path:
+            raise SpecError("network netns", f"must be an absolute path, not {netns!r}")
+        return attrs.evolve(self, network="none", netns=path, host_loopback=False)
+
+    def _netns_path(self) -> str | None:
+        """The path of the network namespace the container joins, None for its own.
+
+        Raises:
+            SpecError: the caller's containers have a user namespace (a non-root user's
+                always do), from which the kernel refuses to join another's.
+            ContainerNotRunning: the container whose namespace it shares has ended.
+        """
+        if self._netns is None:
+            return None
+        if os.geteuid() != 0 or self._userns is not False:
+            raise SpecError(
+                "network",
+                "sharing another network namespace (container= or netns=) needs root and "
+                "no userns(): the kernel lets a process join only namespaces that its user "
+                "namespace owns, and a non-root user's containers always have a user "
+                "namespace of their own",
+            )
+        if isinstance(self._netns, str):
+            return self._netns
+        other = self._netns
+        pid = other.pid
+        ended = isinstance(other, RunningContainer) and other._result is not None
+        if ended or not isinstance(pid, int) or pid <= 0:
+            name = str(getattr(other, "id", other))
+            raise ContainerNotRunning(name, "share the network namespace of")
+        return f"/proc/{pid}/ns/net"
+
+    def dns(
+        self,
+        servers: Sequence[str] = (),
+        *,
+        search: Sequence[str] | None = None,
+        options: Sequence[str] | None = None,
+    ) -> Self:
+        """The container's /etc/resolv.conf: these name servers (``docker run --dns``),
+        search domains (``--dns-search``) and resolver options (``--dns-option``) instead
+        of the host's. An empty ``servers`` keeps the host's servers.
+
+        Example:
+            >>> c = Container(image).dns(["192.0.2.53"], search=["example.com"])  # doctest: +SKIP
+        """
+        for server in servers:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise SpecError("dns", f"{server!r} is not an IP address") from None
+        for field, words in (("dns search", search), ("dns options", options)):
+            if words is not None and (
+                isinstance(words, str)
+                or not all(isinstance(w, str) and w and w.split() == [w] for w in words)
+            ):
+                raise SpecError(field, f"must be a list of words, not {words!r}")
+        return attrs.evolve(
+            self,
+            dns=(
+                tuple(servers) or None,
+                tuple(search) if search is not None else None,
+                tuple(options) if options is not None else None,
+            ),
+        )
+
+    def add_host(self, hostname: str, address: str) -> Self:
+        """An entry in the container's /etc/hosts (``docker run --add-host``).
+
+        Example:
+            >>> c = Container(image).add_host("db.internal", "192.0.2.10")  # doctest: +SKIP
+        """
+        if not isinstance(hostname, str) or not _HOSTNAME.fullmatch(hostname):
+            raise SpecError("add_host", f"{hostname!r} is not a valid hostname")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise SpecError("add_host", f"{address!r} is not an IP address") from None
+        return attrs.evolve(self, extra_hosts=(*self._extra_hosts, (hostname, str(address))))
 
     def publish(
         self,
@@ -478,26 +717,68 @@ class Container:
         entry = (container_port, host_port, protocol, host_ip)
         return attrs.evolve(self, publish=(*self._publish, entry))
 
-    def _bridge(self, roots: Roots) -> tuple[str, str, str, str] | None:
+    def _bridge(self, roots: Roots) -> BridgeNetwork | None:
         """The bridge network of the plan (see :attr:`Plan.bridge`), None off a bridge.
 
         Raises:
             SpecError: a bridge for a user without root, who has no way to make one.
         """
-        if self._network != "bridge":
-            return None
-        if os.geteuid() != 0:
-            raise SpecError(
-                "network",
-                "bridge networking makes a bridge and veth pairs on the host, which needs "
-                "root (a non-root user's containers would need slirp4netns or pasta, not "
-                "supported yet); use 'none' with publish() instead",
-            )
-        from containerlib.network.bridge import DEFAULT_BRIDGE, DEFAULT_SUBNET
+        from containerlib.networks import Network
+
+        if isinstance(self._network, Network):
+            if os.geteuid() != 0:
+                raise SpecError(
+                    "network",
+                    f"network {self._network.name!r} is a bridge with veth pairs on the host, "
+                    "which needs root",
+                )
+            return self._network._bridge(roots.run)
+        if self._network != "bridge" or os.geteuid() != 0:
+            return None  # a non-root user's "bridge" is a user-mode network (_usernet)
+        from containerlib.network.bridge import DEFAULT_BRIDGE, DEFAULT_SUBNET, BridgeNetwork
 
         subnet = os.environ.get("CONTAINERLIB_BRIDGE_SUBNET", DEFAULT_SUBNET)
         state = os.path.join(roots.run, "networks")
-        return (DEFAULT_BRIDGE, DEFAULT_BRIDGE, subnet, state)
+        return BridgeNetwork(name="bridge", bridge=DEFAULT_BRIDGE, subnet=subnet, state_dir=state)
+
+    def _usernet(self) -> tuple[str, bool] | None:
+        """The user-mode network of the plan (see :attr:`Plan.usernet`), None without.
+
+        Raises:
+            SpecError: the program is not installed (naming the packages), or
+                ``host_loopback`` was asked for root's real bridge.
+        """
+        mode = self._network
+        if mode in ("pasta", "slirp4netns"):
+            tool: str | None = str(mode)
+        elif mode == "bridge" and os.geteuid() != 0:
+            tool = None  # the one installed, slirp4netns first
+        else:
+            if self._host_loopback:
+                raise SpecError(
+                    "host_loopback",
+                    "root's 'bridge' is a real bridge, which the host reaches: "
+                    "host_loopback is for 'pasta' and 'slirp4netns'",
+                )
+            return None
+        from containerlib.network.usernet import require
+
+        return (require(tool), self._host_loopback)
+
+    def _etc(self) -> EtcFiles:
+        """What the container's /etc/hosts, /etc/hostname and /etc/resolv.conf are made
+        of (see :mod:`containerlib.network.etcfiles`)."""
+        from containerlib.network.etcfiles import EtcFiles
+
+        servers, search, options = self._dns
+        return EtcFiles(
+            names=self._aliases,
+            extra_hosts=self._extra_hosts,
+            host_network=self._network == "host",
+            dns=servers,
+            dns_search=search,
+            dns_options=options,
+        )
 
     def _bind_published(self) -> list[HostListener]:
         """Take the host side of the published ports, before the container is made.
@@ -764,8 +1045,9 @@ class Container:
                 mounts.append(
                     oci.Mount(destination=m.target, type="tmpfs", source="tmpfs", options=opts)
                 )
+        netns = self._netns_path()
         namespaces = tuple(
-            oci.LinuxNamespace(type=t)
+            oci.LinuxNamespace(type=t, path=netns if t == "network" else None)
             for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
             if t != "network" or self._network != "host"
         )
@@ -991,6 +1273,9 @@ class Container:
 
         cid = check_id(cid) if cid is not None else secrets.token_hex(16)
         args, plan = self._plan(cmd, cid)
+        if name is not None and plan.etc is not None:
+            # Found by its name on its network, too.
+            plan = attrs.evolve(plan, etc=attrs.evolve(plan.etc, names=(name, *plan.etc.names)))
         log_max_bytes = parse_bytes(log_max, "log_max") if log_max is not None else None
         if log_max_bytes is not None and log_max_bytes <= 0:
             raise SpecError("log_max", f"must be a positive size, not {log_max!r}")
@@ -1057,7 +1342,8 @@ class Container:
         self._command(cmd)  # bad commands raise SpecError before anything else
         roots = Roots.from_env()
         key = tuple(cmd) if cmd is not None else None
-        if any(isinstance(m, _BindMount) for m in self._mounts):
+        # As the other container of a pod is looked at each time (is it running?).
+        if self._netns is not None or any(isinstance(m, _BindMount) for m in self._mounts):
             args, template = _template.__wrapped__(self, key, roots)
         else:
             args, template = _template(self, key, roots)
@@ -1084,7 +1370,7 @@ class Container:
         cid = check_id(id) if id is not None else None
         args, plan = self._plan(cmd, cid)
         if keep_upper is not None:
-            plan = attrs.evolve(plan, keep_upper=keep_upper)
+            plan = attrs.evolve(_without_etc_files(plan), keep_upper=keep_upper)
         if tty:
             plan = attrs.evolve(plan, console_width=80, console_height=24)
         listeners = self._bind_published() if ports else []
@@ -1601,15 +1887,17 @@ class RunningContainer(_CgroupControls):
     @property
     def ip(self) -> str | None:
         """The container's address on its bridge network (``network("bridge")``), which
-        the host and the other containers on the bridge reach; None off a bridge."""
-        bridge = self._plan.with_id(self.id).bridge if self._plan is not None else None
+        the host and the other containers on the bridge reach; None off a bridge, and on
+        a user-mode network (pasta, slirp4netns: a non-root user's ``"bridge"``), whose
+        address (always 10.0.2.100) nothing outside the container reaches."""
+        bridge = self._plan.bridge if self._plan is not None else None
         if bridge is None:
             return None
-        from containerlib.network.bridge import BridgeNetwork
-
-        name, ifname, subnet, state = bridge
-        net = BridgeNetwork(name=name, bridge=ifname, subnet=subnet, state_dir=state)
-        leases = [lease for lease in net.ipam.leases() if lease.owner == self.id]
+        leases = [
+            lease
+            for lease in bridge.leases()
+            if lease.owner == self.id and lease.address.version == 4
+        ]
         return str(leases[0].address.ip) if leases else None
 
     def connect(self, port: int, timeout: float | None = 10.0) -> socket.socket:

@@ -190,6 +190,13 @@ class DetachedContainer(_CgroupControls):
         return 137 if state == "dead" else None
 
     @property
+    def ip(self) -> str | None:
+        """Its address on its bridge network (``network("bridge")`` or a
+        :class:`~containerlib.networks.Network`), None off one."""
+        ip = self._record.get("ip")
+        return ip if isinstance(ip, str) else None
+
+    @property
     def ports(self) -> _builtin_list[PublishedPort]:
         """Its published ports (:meth:`Container.publish`), which its keeper serves while
         it runs; none once it has ended."""
@@ -399,7 +406,10 @@ class DetachedContainer(_CgroupControls):
                 )
             with contextlib.suppress(ContainerNotRunning):
                 self.kill(signal.SIGKILL)
-            self.wait()
+            try:
+                self.wait()
+            except ContainerNotFound:
+                return  # an auto_remove container, removed by its keeper as it ended
         elif state == "dead":
             self._remove_leftovers()
             return
@@ -470,12 +480,20 @@ def get(reference: str) -> DetachedContainer:
 
 def prune() -> _builtin_list[str]:
     """Remove every detached container that has ended: its record and log, and for a
-    dead one (whose keeper was killed) the cgroup and writable layer it left. Returns
-    their ids."""
+    dead one (whose keeper was killed) the cgroup and writable layer it left; and the
+    network leases, /etc/hosts entries and bridges of containers whose spawner was
+    killed before it could take them off their networks. Returns the detached
+    containers' ids."""
     removed = []
-    for container in _containers(Roots.from_env().run):
+    run_root = Roots.from_env().run
+    for container in _containers(run_root):
         if container.status in ("exited", "dead"):
             with contextlib.suppress(ContainerNotFound, ContainerSetupError):
                 container.remove()
                 removed.append(container.id)
+    networks = os.path.join(run_root, "networks")
+    if os.path.isdir(networks):
+        from containerlib.network.bridge import prune as prune_networks
+
+        prune_networks(networks)
     return removed

@@ -58,7 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--user", "-u", help="name, name:group, uid or uid:gid")
     run.add_argument("--workdir", "-w")
     run.add_argument("--read-only", action="store_true", help="read-only root file system")
-    run.add_argument("--network", choices=("none", "host", "bridge"), default="none")
+    run.add_argument(
+        "--network", default="none", metavar="none|host|bridge|pasta|slirp4netns|NAME",
+        help="the container's network; NAME: a user-defined network, made with its first "
+        "container and removed with its last",
+    )  # fmt: skip
+    run.add_argument(
+        "--network-alias", action="append", default=[], metavar="NAME",
+        help="another name the container answers to on its --network NAME",
+    )  # fmt: skip
+    run.add_argument("--dns", action="append", default=[], metavar="IP", help="a name server")
+    run.add_argument("--dns-search", action="append", default=None, metavar="DOMAIN")
+    run.add_argument("--dns-option", action="append", default=None, metavar="OPTION")
+    run.add_argument(
+        "--add-host", action="append", default=[], metavar="HOST:IP",
+        help="an entry in the container's /etc/hosts",
+    )  # fmt: skip
     run.add_argument("--timeout", type=float, help="kill the container after this many seconds")
     run.add_argument("--cap-add", action="append", default=[], metavar="CAP")
     run.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
@@ -145,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         raise SpecError("name", "--name needs -d: a container in the foreground has none")
     volumes = [formats.parse_volume(v) for v in args.volume]
     ports = [formats.parse_publish(p) for p in args.publish]
-    c = Container(Image.from_path(args.image)).network(args.network)
+    c = _network_options(Container(Image.from_path(args.image)), args)
     for host_ip, host_port, port, protocol in ports:
         c = c.publish(port, host_port, protocol, host_ip=host_ip)
     if args.memory is not None or args.pids is not None or args.cpus is not None:
@@ -191,6 +206,25 @@ def _run(args: argparse.Namespace) -> int:
     if timed_out:
         print("containerlib: the container timed out", file=sys.stderr)
     return code
+
+
+def _network_options(c: Container, args: argparse.Namespace) -> Container:
+    """--network, --network-alias, --dns, --dns-search, --dns-option and --add-host."""
+    from containerlib.errors import SpecError
+    from containerlib.networks import Network
+
+    if args.network in ("none", "host", "bridge", "pasta", "slirp4netns"):
+        c = c.network(args.network, aliases=args.network_alias)
+    else:
+        c = c.network(Network(args.network), aliases=args.network_alias)
+    if args.dns or args.dns_search is not None or args.dns_option is not None:
+        c = c.dns(args.dns, search=args.dns_search, options=args.dns_option)
+    for entry in args.add_host:
+        host, sep, address = entry.partition(":")
+        if not sep:
+            raise SpecError("add-host", f"{entry!r} is not HOST:IP")
+        c = c.add_host(host, address)
+    return c
 
 
 def _security_options(c: Container, args: argparse.Namespace) -> Container:

@@ -556,3 +556,21 @@ def links(prefix: str = "clib") -> list[str]:
     with _rtnl() as ipr, _step("list links"):
         names = [str(msg.get("ifname")) for msg in ipr.link("dump")]
     return sorted(name for name in names if name.startswith(prefix))
+
+
+def routed_networks() -> list[str]:
+    """The destinations (``10.0.0.0/8``, ``fd00::/64``...) of the routes of the main
+    table in the calling thread's network namespace, default routes left out: the
+    networks a new one must not overlap.
+
+    Raises:
+        ContainerSetupError: the routes could not be read.
+    """
+    out = []
+    with _rtnl() as ipr, _step("list routes"):
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in ipr.get_routes(family=family, table=254):
+                dst, length = msg.get_attr("RTA_DST"), msg["dst_len"]
+                if dst is not None and length:
+                    out.append(f"{dst}/{length}")
+    return out

@@ -25,6 +25,7 @@ from typing import NoReturn
 import attrs
 
 from containerlib.linux import syscalls as sc
+from containerlib.runtime.joins import JOINABLE
 from containerlib.runtime.plan import MountStep, Plan
 
 __all__ = ["EXIT_NOT_EXECUTABLE", "EXIT_NOT_FOUND", "SETUP_FAILED", "child_main"]
@@ -41,6 +42,8 @@ _RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
 _STATVFS_MOUNT_FLAGS = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+# The stdio descriptors, and one for each namespace a plan joins (see Plan.namespace_paths).
+_MAX_FDS = 3 + 8
 
 
 class _Step(Exception):
@@ -350,8 +353,9 @@ def child_main(sock: socket.socket, clone_flags: int, last_cap: int) -> NoReturn
     The spawner clones this process ahead of time, in the namespaces of ``clone_flags``,
     so that the namespace work and what every container needs (the parent-death signal,
     ``lo`` up, ``/`` private) is done before a request comes. Then it sends the pickled
-    ``(plan, cgroup.procs files, has cgroup2)`` with the three stdio descriptors. An empty
-    message means the spawner does not need this process after all.
+    ``(plan, cgroup.procs files, has cgroup2)`` with the three stdio descriptors, then one
+    for each namespace the plan joins. An empty message means the spawner does not need
+    this process after all.
     """
     errfd = sock.fileno()
     try:
@@ -367,7 +371,9 @@ def child_main(sock: socket.socket, clone_flags: int, last_cap: int) -> NoReturn
             raise _Step("make '/' private", e.errno or errno.EIO) from None
         fds = array.array("i")
         try:
-            data, anc, _flags, _addr = sock.recvmsg(1 << 20, socket.CMSG_SPACE(3 * fds.itemsize))
+            data, anc, _flags, _addr = sock.recvmsg(
+                1 << 20, socket.CMSG_SPACE(_MAX_FDS * fds.itemsize)
+            )
         except OSError as e:
             raise _Step("receive the plan", e.errno or errno.EIO) from None
         if not data:
@@ -376,8 +382,10 @@ def child_main(sock: socket.socket, clone_flags: int, last_cap: int) -> NoReturn
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         plan, procs_files, have_cgroup2 = pickle.loads(data)
+        # First, and closed before stdio takes descriptors 0 to 2.
+        _join_namespaces(plan, list(fds[3:]))
         try:
-            for target, fd in enumerate(fds):
+            for target, fd in enumerate(fds[:3]):
                 if fd != target:
                     os.dup2(fd, target)
         except OSError as e:
@@ -393,6 +401,26 @@ def child_main(sock: socket.socket, clone_flags: int, last_cap: int) -> NoReturn
     except BaseException:
         _report(errfd, "set up (internal error)", errno.EIO)
     _exec(plan)
+
+
+def _join_namespaces(plan: Plan, fds: list[int]) -> None:
+    """Join the namespaces of ``plan.namespace_paths`` (setns(2)), before anything is
+    mounted: through the descriptors the spawner sent, else by opening the paths."""
+    for i, (flag, path) in enumerate(plan.namespace_paths):
+        kind = JOINABLE.get(flag, hex(flag))
+        if i < len(fds):
+            fd = fds[i]
+        else:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise _Step(f"open the {kind} namespace '{path}'", e.errno or errno.EIO) from None
+        try:
+            sc.setns(fd, flag)
+        except OSError as e:
+            raise _Step(f"join the {kind} namespace '{path}'", e.errno or errno.EIO) from None
+        finally:
+            os.close(fd)
 
 
 def _report(errfd: int, step: str, err: int) -> NoReturn:

@@ -37,7 +37,7 @@
  * gets Docker's exit codes: 127 (not found) or 126 (not executable), with a message on
  * its stderr.
  *
- * Plan format, version 5 (nativeinit.encode writes it; keep the two in step). Integers
+ * Plan format, version 6 (nativeinit.encode writes it; keep the two in step). Integers
  * are little-endian u32 or u64 (i32 for oom_score_adj); nothing is aligned.
  *   str      u32 n >= 1, then n bytes whose last is the only NUL (so the C side uses the
  *            bytes in place, without a copy)
@@ -46,9 +46,11 @@
  *   opt T    bool present, then a T that is 0 when absent
  *   list T   u32 count, then count T
  * In this order:
- *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 5,
+ *   u32 magic 0x50494c43 ("CLIP"; "CLPM" 0x4d504c43 for a premount), u32 version 6,
  *   str rootfs, str rw_dir, list str lowerdirs (1..500), bool readonly_root,
  *   u64 rootfs_propagation, bool new_cgroupns,
+ *   list (u64 flag, str path) joins (at most 8; CLONE_NEWNET, CLONE_NEWUTS or
+ *   CLONE_NEWIPC), bool join_fds,
  *   list mount (str target, ostr source, ostr fstype, u64 flags, ostr data,
  *               opt u64 remount_flags, u64 propagation, bool is_file, bool cgroup),
  *   list device (str path, u32 mode, u32 major, u32 minor, u32 uid, u32 gid),
@@ -91,6 +93,12 @@
  * terminal in the container's own devpts, gets its other end by ioctl (TIOCGPTPEER, no
  * path to follow), sends the master end on that socket (SCM_RIGHTS, as runc does for
  * conmon and containerd), and makes the other end its controlling terminal and stdio.
+ * With joins, the process joins those namespaces (setns(2)) instead of having its own
+ * (they are not in its clone flags), first thing in the setup: a sysfs or mqueue mounted
+ * later belongs to the namespace the process is in then. With join_fds, a descriptor of
+ * each came with the plan, after the rootfs's and before the console's, opened by the
+ * spawner (a warm process cloned earlier would not see a namespace bind-mounted since);
+ * without, the process opens the paths itself. A premount is never used for such a plan.
  * With bind_root, the rootfs is the directory lowerdirs[0] itself (an OCI bundle's, as
  * runc uses it: bound on itself, no overlay; with userns, the rootfs descriptor, if one
  * came, is an id-mapped mount of it to attach there instead). With exec_fifo (the OCI
@@ -177,7 +185,7 @@ struct open_how {
 #define PLAN_MAGIC 0x50494c43u
 #define PREMOUNT_MAGIC 0x4d504c43u
 #define EXEC_MAGIC 0x58494c43u
-#define PLAN_VERSION 5u
+#define PLAN_VERSION 6u
 #define MAX_SECCOMP (4096u * 8u) /* BPF_MAXINSNS instructions */
 #define MAX_PLAN (1u << 20)
 #define MAX_LOWERDIRS 500 /* overlayfs stacks at most 500 layers */
@@ -190,6 +198,7 @@ struct open_how {
 #define MAX_ARGS 32768
 #define MAX_ENV 32768
 #define MAX_HOOKS 64
+#define MAX_JOINS 8
 #define MAX_HOOK_STRS 8192 /* the argv and env entries of all hooks, with their NULLs */
 #define SETUP_FAILED 125
 #define EXIT_NOT_EXECUTABLE 126
@@ -223,6 +232,11 @@ struct hook_step {
 	uint32_t timeout;
 };
 
+struct join_step {
+	uint64_t flag; /* CLONE_NEWNET, CLONE_NEWUTS or CLONE_NEWIPC */
+	const char *path;
+};
+
 struct rlimit_step {
 	uint32_t resource;
 	uint64_t soft, hard;
@@ -235,6 +249,9 @@ struct plan {
 	bool readonly_root;
 	uint64_t rootfs_propagation;
 	bool new_cgroupns;
+	struct join_step joins[MAX_JOINS];
+	uint32_t n_joins;
+	bool join_fds;
 	struct mount_step mounts[MAX_MOUNTS];
 	uint32_t n_mounts;
 	struct device_step devices[MAX_DEVICES];
@@ -307,10 +324,13 @@ static bool detached;
 /* The exec FIFO, opened (O_PATH) before the rootfs hides its path, or -1. */
 static int exec_fifo_fd = -1;
 /* The descriptors that came after the stdio ones, in order: the rootfs (rootfs_fd above)
- * or, for `--exec`, a pidfd of the container's first process; then the console socket
- * (terminal above). take_extra_fds() sorts them out once the plan says which came. */
-static int extra_fds[2] = {-1, -1};
+ * or, for `--exec`, a pidfd of the container's first process; the namespaces to join
+ * (join_fds above); then the console socket (terminal above). take_extra_fds() sorts
+ * them out once the plan says which came. */
+#define MAX_EXTRA_FDS (2 + MAX_JOINS)
+static int extra_fds[MAX_EXTRA_FDS] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
 static int received_rootfs = -1;
+static int received_joins[MAX_JOINS];
 static int received_console = -1;
 /* In a user namespace: the sources of bind mounts, opened before the process became the
  * namespace's root (which may not search the host directories that lead to them). */
@@ -561,6 +581,16 @@ static void parse_plan(const unsigned char *buf, size_t len, struct plan *p, uin
 	p->readonly_root = read_bool(&r, "readonly_root");
 	p->rootfs_propagation = read_u64(&r, "rootfs_propagation");
 	p->new_cgroupns = read_bool(&r, "new_cgroupns");
+	p->n_joins = read_count(&r, "namespace_paths", MAX_JOINS);
+	for (uint32_t i = 0; i < p->n_joins; i++) {
+		uint64_t flag = read_u64(&r, "namespace_paths.flag");
+		if (flag != CLONE_NEWNET && flag != CLONE_NEWUTS && flag != CLONE_NEWIPC)
+			bad_plan("namespace_paths.flag: %#llx is not a namespace to join",
+				 (unsigned long long)flag);
+		p->joins[i].flag = flag;
+		p->joins[i].path = read_str(&r, "namespace_paths.path");
+	}
+	p->join_fds = read_bool(&r, "join_fds");
 	read_mounts_and_devices(&r, p);
 	p->n_masked_paths = read_strs(&r, "masked_paths", p->masked_paths, MAX_PATHS);
 	p->n_readonly_paths = read_strs(&r, "readonly_paths", p->readonly_paths, MAX_PATHS);
@@ -709,7 +739,7 @@ static size_t receive_plan(int sock, int stdio[3])
 {
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(5 * sizeof(int))];
+		char buf[CMSG_SPACE((3 + MAX_EXTRA_FDS) * sizeof(int))];
 	} control;
 	struct iovec iov = {plan_buf, sizeof plan_buf};
 	struct msghdr msg = {
@@ -738,15 +768,13 @@ static size_t receive_plan(int sock, int stdio[3])
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
 			if (count < 3)
 				stdio[count++] = fd;
-			else if (extra_fds[0] < 0)
-				extra_fds[0] = fd;
-			else if (extra_fds[1] < 0)
-				extra_fds[1] = fd;
+			else if (count < 3 + MAX_EXTRA_FDS)
+				extra_fds[count++ - 3] = fd;
 			else
 				close(fd);
 		}
 	}
-	if (count != 3 && !(count == 0 && is_premount((size_t)n)))
+	if (count < 3 && !(count == 0 && is_premount((size_t)n)))
 		fail(EBADMSG, "set up stdio");
 	return (size_t)n;
 }
@@ -1405,6 +1433,9 @@ static void premount(size_t len)
 	premount_failed = &failed;
 	plan.rootfs = NULL;
 	parse_plan(plan_buf, len, &plan, PREMOUNT_MAGIC);
+	/* Its mounts would belong to this process's namespaces, not to those it joins. */
+	if (plan.n_joins)
+		fail(EINVAL, "premount a plan that joins namespaces");
 	mount_rootfs();
 	pre_rootfd = open(plan.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (pre_rootfd < 0)
@@ -1762,6 +1793,33 @@ static void pause_for_runtime_hooks(void)
 		_exit(SETUP_FAILED);
 }
 
+/* -- namespaces joined by path ----------------------------------------------------------- */
+
+static const char *namespace_name(uint64_t flag)
+{
+	return flag == CLONE_NEWNET ? "network" : flag == CLONE_NEWUTS ? "uts" : "ipc";
+}
+
+/* Join the namespaces of the plan's joins (see above), before anything is mounted. */
+static void join_namespaces(void)
+{
+	for (uint32_t i = 0; i < plan.n_joins; i++) {
+		const struct join_step *j = &plan.joins[i];
+		const char *kind = namespace_name(j->flag);
+		int fd = received_joins[i];
+		if (fd < 0 && plan.join_fds)
+			fail(EBADMSG, "receive the %s namespace '%s'", kind, j->path);
+		if (fd < 0)
+			fd = open(j->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			fail(errno, "open the %s namespace '%s'", kind, j->path);
+		if (setns(fd, (int)j->flag) < 0)
+			fail(errno, "join the %s namespace '%s'", kind, j->path);
+		close(fd);
+		received_joins[i] = -1;
+	}
+}
+
 /* -- the whole setup, in the order of _child._setup ----------------------------------- */
 
 static void become_the_process(void);
@@ -1770,6 +1828,7 @@ static void setup(void)
 {
 	umask(0);
 	join_cgroup();
+	join_namespaces();
 	/* Before the process may become a user namespace's root, who may not search the
 	 * host's directories on the way, and before the rootfs hides the path. */
 	if (plan.exec_fifo) {
@@ -1779,7 +1838,7 @@ static void setup(void)
 	}
 	int rootfd;
 	uint32_t first = 0;
-	if (pre_ok && plan.premounted) {
+	if (pre_ok && plan.premounted && !plan.n_joins) {
 		rootfd = pre_rootfd;
 		first = pre_mounts;
 	} else if (plan.bind_root && plan.userns) {
@@ -2088,6 +2147,15 @@ static void dump_plan(const struct plan *p)
 	json_bool("readonly_root", p->readonly_root);
 	json_u64("rootfs_propagation", p->rootfs_propagation);
 	json_bool("new_cgroupns", p->new_cgroupns);
+	json_key("namespace_paths", false);
+	putchar('[');
+	for (uint32_t i = 0; i < p->n_joins; i++) {
+		printf("%s[%llu, ", i ? ", " : "", (unsigned long long)p->joins[i].flag);
+		json_str(p->joins[i].path);
+		putchar(']');
+	}
+	putchar(']');
+	json_bool("join_fds", p->join_fds);
 	json_key("mounts", false);
 	putchar('[');
 	for (uint32_t i = 0; i < p->n_mounts; i++) {
@@ -2212,9 +2280,11 @@ static void take_extra_fds(bool first)
 	int i = 0;
 	if (first)
 		received_rootfs = extra_fds[i++];
+	for (uint32_t j = 0; j < plan.n_joins; j++)
+		received_joins[j] = plan.join_fds ? extra_fds[i++] : -1;
 	if (plan.terminal)
 		received_console = extra_fds[i++];
-	if (i < 2 && extra_fds[i] >= 0)
+	if (i < MAX_EXTRA_FDS && extra_fds[i] >= 0)
 		fail(EBADMSG, "receive the plan: a descriptor too many");
 }
 

@@ -323,6 +323,8 @@ class Keeper(Spawner):
             cgroup_path=plan.cgroup_path,
             rw_dir=plan.rw_dir,
             ports=[attrs.asdict(p) for p in request.ports],
+            network=plan.bridge.name if plan.bridge is not None else None,
+            ip=_address(plan),
         )
         write_record(state, record)
         with contextlib.suppress(OSError):
@@ -484,3 +486,14 @@ def _publish(pid: int, ports: Sequence[PublishedPort], socks: Sequence[int]) -> 
         proxy.close()
         raise
     return proxy
+
+
+def _address(plan: Plan) -> str | None:
+    """The container's IPv4 address on its bridge network, None off one."""
+    if plan.bridge is None:
+        return None
+    with contextlib.suppress(OSError):
+        for lease in plan.bridge.leases():
+            if lease.owner == plan.container_id and lease.address.version == 4:
+                return str(lease.address.ip)
+    return None

@@ -10,14 +10,16 @@ module compiles it on first use, once per machine and source version, and encode
 the binary form it reads. Without a C compiler (or with ``CONTAINERLIB_NATIVE_INIT=0``) the
 spawner keeps using :mod:`containerlib.runtime._child`.
 
-The plan format, version 5 (the comment at the top of ``_init.c`` is the reference; keep
+The plan format, version 6 (the comment at the top of ``_init.c`` is the reference; keep
 the two in step). Integers are little-endian u32 or u64 (i32 for oom_score_adj):
 
 - ``str``: u32 n >= 1, then n bytes whose last is the only NUL; ``ostr``: the same, or
   n = 0 for None; ``bool``: u32 0 or 1; ``opt T``: a bool, then T (0 when absent);
   ``list T``: u32 count, then the items.
 - In order: magic ``b"CLIP"``, version; rootfs, rw_dir, lowerdirs, readonly_root,
-  rootfs_propagation (u64), new_cgroupns; mounts (target, source, fstype, flags, data,
+  rootfs_propagation (u64), new_cgroupns; joins (each: the CLONE_NEW* flag as u64, the
+  path), join_fds (a descriptor of each follows the stdio descriptors, after the rootfs:
+  the process does not open the paths itself); mounts (target, source, fstype, flags, data,
   remount_flags, propagation, is_file, cgroup); devices (path, mode, major, minor, uid,
   gid); dev_symlinks; masked_paths; readonly_paths; hostname; domainname; sysctl; uid;
   gid; additional_gids; umask; rlimits (resource, soft, hard); no_new_privileges;
@@ -42,7 +44,7 @@ Example:
     ...             lowerdirs=("/img",), clone_flags=0, args=(b"true",))
     >>> data = encode(plan, [], False, 40)
     >>> data[:8]
-    b'CLIP\\x05\\x00\\x00\\x00'
+    b'CLIP\\x06\\x00\\x00\\x00'
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from containerlib.linux.syscalls import CLONE_NEWUSER
+from containerlib.runtime.joins import joined_flags
 from containerlib.runtime.plan import HookStep, Plan
 
 __all__ = ["CFLAGS", "MAX_PLAN", "VERSION", "build", "build_error", "encode", "helper_path"]
 
 #: The version of the plan format written by :func:`encode` and read by ``_init.c``.
-VERSION: Final = 5
+VERSION: Final = 6
 #: The largest plan ``_init.c`` reads.
 MAX_PLAN: Final = 1 << 20
 #: The flags the helper is compiled with (part of its file name's hash).
@@ -167,6 +170,7 @@ def encode(
     setgroups: bool = True,
     rootfs_fd: bool = False,
     join_flags: int | None = None,
+    join_fds: bool = False,
 ) -> bytes:
     """The plan, the container's cgroup.procs files, whether it has a cgroup2 directory
     and the kernel's last capability, in the binary form ``_init.c`` reads.
@@ -178,7 +182,11 @@ def encode(
         rootfs_fd: the rootfs, a detached mount, goes with the plan after the stdio
             descriptors, for the process to attach instead of mounting its own.
         join_flags: encode an exec message (``clib-init --exec``): the CLONE_NEW* flags of
-            the namespaces to join.
+            the namespaces to join; those the plan joins by path (``namespace_paths``)
+            are added, as the container's first process is in them.
+        join_fds: a descriptor of each namespace the plan joins by path goes with it, after
+            the rootfs's (see :mod:`containerlib.runtime.joins`); without, the process
+            opens the paths itself (one cloned just now sees what this process sees).
 
     Raises:
         ValueError: a value does not fit the format (a NUL in a string, a number out of
@@ -191,6 +199,11 @@ def encode(
     w.boolean(plan.readonly_root, "readonly_root")
     w.u64(plan.rootfs_propagation, "rootfs_propagation")
     w.boolean(plan.new_cgroupns, "new_cgroupns")
+    w.u32(len(plan.namespace_paths), "namespace_paths")
+    for flag, path in plan.namespace_paths:
+        w.u64(flag, "namespace_paths.flag")
+        w.string(os.fsencode(path), "namespace_paths.path")
+    w.boolean(join_fds and bool(plan.namespace_paths), "join_fds")
     w.u32(len(plan.mounts), "mounts")
     for m in plan.mounts:
         w.string(m.target, "mounts.target")
@@ -248,7 +261,7 @@ def encode(
     w.boolean(bool(plan.clone_flags & CLONE_NEWUSER), "userns")
     w.boolean(setgroups, "setgroups")
     w.boolean(rootfs_fd, "rootfs_fd")
-    w.u64(join_flags or 0, "join_flags")
+    w.u64(join_flags | joined_flags(plan) if join_flags is not None else 0, "join_flags")
     w.boolean(plan.bind_root, "bind_root")
     w.string(os.fsencode(plan.exec_fifo) if plan.exec_fifo else None, "exec_fifo")
     w.boolean(plan.terminal, "terminal")

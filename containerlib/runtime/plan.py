@@ -8,9 +8,15 @@ to the spawner process by pickle.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from containerlib.linux.cgroups import CgroupLimits
+
+if TYPE_CHECKING:
+    from containerlib.network.bridge import BridgeNetwork
+    from containerlib.network.etcfiles import EtcFiles
 
 __all__ = ["DeviceStep", "ExecRequest", "HookStep", "MountStep", "Plan", "exec_plan"]
 
@@ -157,9 +163,9 @@ class Plan:
     #: ends and exits with the command's status (``docker run --init``).
     init: bool = False
     #: A bridge network to put the container on before it runs (see
-    #: :mod:`containerlib.network.bridge`): its name, bridge interface, subnet and state
-    #: directory; the spawner does it from outside. Not sent to the process.
-    bridge: tuple[str, str, str, str] | None = None
+    #: :mod:`containerlib.network.bridge`); the spawner does it from outside. Not sent to
+    #: the process.
+    bridge: BridgeNetwork | None = None
     #: Once the namespaces, cgroup and mounts are made, the process stops (before
     #: ``pivot_root``) until the runtime has run its ``prestart`` and ``createRuntime``
     #: hooks, in the runtime's namespaces (see ``_init.c``).
@@ -171,17 +177,45 @@ class Plan:
     create_state: bytes | None = None
     start_container_hooks: tuple[HookStep, ...] = ()
     start_state: bytes | None = None
+    #: The container's /etc/hosts, /etc/hostname and /etc/resolv.conf, which the spawner
+    #: writes beside its writable layer (``rw_dir``) before it starts, and ``mounts``
+    #: bind-mounts (see :mod:`containerlib.network.etcfiles`); None for none. Not sent to
+    #: the process.
+    etc: EtcFiles | None = None
+    #: Namespaces the process joins instead of making its own, ``(CLONE_NEW*, path)``
+    #: pairs: an OCI ``linux.namespaces[].path``, or the network namespace of a pod (the
+    #: other container's ``/proc/PID/ns/net``). Those flags are not in ``clone_flags``.
+    #: The spawner opens each path and sends the descriptors with the plan; the process
+    #: setns(2)s into each before it mounts anything (a sysfs shows the network devices
+    #: of the namespace it was mounted in). Network, UTS and IPC only.
+    namespace_paths: tuple[tuple[int, str], ...] = ()
+    #: A user-mode network for the container's own network namespace (see
+    #: :mod:`containerlib.network.usernet`): the program's absolute path (pasta or
+    #: slirp4netns) and whether the container may reach the host's loopback. The
+    #: spawner starts it from outside before the process gets its plan, and stops it
+    #: when the container ends. Not sent to the process.
+    usernet: tuple[str, bool] | None = None
 
     def with_id(self, container_id: str) -> Plan:
         """This plan for the container ``container_id``."""
         old = self.container_id
+        rw_dir = _renamed(self.rw_dir, old, container_id)
         changes: dict[str, object] = {
             "container_id": container_id,
             "spawner_picks_id": False,
-            "rw_dir": _renamed(self.rw_dir, old, container_id),
+            "rw_dir": rw_dir,
         }
         if self.cgroup_path is not None:
             changes["cgroup_path"] = _renamed(self.cgroup_path, old, container_id)
+        if self.etc is not None:
+            # The files bind-mounted from beside the writable layer.
+            rw, new_rw = self.rw_dir.encode() + b"/", rw_dir.encode() + b"/"
+            changes["mounts"] = tuple(
+                attrs.evolve(m, source=new_rw + m.source[len(rw) :])
+                if m.source is not None and m.fstype is None and m.source.startswith(rw)
+                else m
+                for m in self.mounts
+            )
         if self.hostname_is_id:
             name, placeholder = container_id[:12].encode(), old[:12].encode()
             changes["hostname"] = name

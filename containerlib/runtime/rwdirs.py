@@ -31,6 +31,9 @@ _RW_LAYOUT = (
     "upper",
     "rootfs",
 )
+#: The container's /etc/hosts, /etc/hostname and /etc/resolv.conf, bind-mounted into it
+#: (see containerlib.network.etcfiles): made empty with the layout, filled at its start.
+_ETC_FILES = ("hosts", "hostname", "resolv.conf")
 
 
 def remove_dir(path: str, known: tuple[str, ...] = ()) -> None:
@@ -50,6 +53,9 @@ def remove_dir(path: str, known: tuple[str, ...] = ()) -> None:
 
 def remove_rw(rw_dir: str) -> None:
     """Remove a writable layer, whatever the container wrote to it."""
+    for name in _ETC_FILES:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(rw_dir, name))
     remove_dir(rw_dir, _RW_LAYOUT)
 
 
@@ -68,12 +74,17 @@ def new_rw_dir(containers: str) -> str:
 
 
 def make_rw_layout(path: str) -> None:
-    """Make ``path`` with the overlay's ``upper`` and ``work`` directories and the
-    ``rootfs`` mount point; ``path`` must not exist (FileExistsError)."""
+    """Make ``path`` with the overlay's ``upper`` and ``work`` directories, the
+    ``rootfs`` mount point and the container's empty /etc files; ``path`` must not exist
+    (FileExistsError)."""
     os.mkdir(path, 0o700)
     os.mkdir(path + "/upper", 0o755)
     os.mkdir(path + "/work", 0o700)
     os.mkdir(path + "/rootfs", 0o700)
+    for name in _ETC_FILES:
+        os.close(
+            os.open(f"{path}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        )
 
 
 def trash_path(rw_dir: str) -> str:

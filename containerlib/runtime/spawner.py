@@ -33,7 +33,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -49,6 +49,7 @@ from containerlib.runtime.plan import ExecRequest, Plan, exec_plan
 
 if TYPE_CHECKING:
     from containerlib.network.bridge import BridgeNetwork
+    from containerlib.network.usernet import UserNet
     from containerlib.runtime.janitor import Janitor
     from containerlib.runtime.keeper import DetachRequest, ReadyKeeper
 from containerlib.runtime.warm import (
@@ -91,6 +92,8 @@ class _Running:
     #: A process started in a running container (docker exec), not a container: its
     #: end removes nothing.
     exec: bool = False
+    #: The container's user-mode network program (pasta, slirp4netns), stopped at its end.
+    usernet: UserNet | None = None
 
 
 class Spawner:
@@ -111,6 +114,8 @@ class Spawner:
         if wakeup is not None:  # readable when a signal asks the spawner to end
             self.selector.register(wakeup, selectors.EVENT_READ, "signal")
         self.running: dict[int, _Running] = {}  # by pidfd
+        # The user-mode networks start() started, by pid, until create() keeps them.
+        self.usernets: dict[int, UserNet] = {}
         self.by_channel: dict[int, _Running] = {}
         self.last_cap = last_cap()
         # Compiled once per machine (about half a second), then found at once.
@@ -515,6 +520,8 @@ class Spawner:
             and self.premount_enabled
             and self.slots
             and not plan.clone_flags & sc.CLONE_NEWUSER
+            # A warm process mounts in its own namespaces, not in those a plan joins.
+            and not plan.namespace_paths
         ):
             # The next containers most likely look like this one.
             self.premount_plan = plan
@@ -586,7 +593,8 @@ class Spawner:
                 # The process left the cgroup made for it, for the container's own.
                 with contextlib.suppress(OSError):
                     slot.cgroup.destroy()
-        return _Running(plan, pid, os.pidfd_open(pid), cgroup)
+        usernet = self.usernets.pop(pid, None)
+        return _Running(plan, pid, os.pidfd_open(pid), cgroup, usernet=usernet)
 
     def warm_up(self, flags: int, *, slot: bool = False) -> Warm:
         """Clone a warm process here (see :mod:`containerlib.runtime.warm`); with
@@ -649,6 +657,7 @@ class Spawner:
                     premounted=premounted,
                     setgroups=userns.setgroups,
                     rootfs_fd=userns.rootfs_fd is not None,
+                    join_fds=True,
                 )
                 if self.native_init is not None
                 else None
@@ -679,18 +688,25 @@ class Spawner:
             )
         report = b""
         send_error = 0
-        bridge = self.attach_bridge(plan, warm)
+        joins = self.open_joins(plan, warm)
+        try:
+            bridge = self.attach_bridge(plan, warm)
+            usernet = self.start_usernet(plan, warm)
+        except BaseException:
+            _close_all(joins)
+            raise
         try:
             try:
                 if encoded is not None and warm.native:
                     extra = [] if userns.rootfs_fd is None else [userns.rootfs_fd]
+                    extra += joins
                     if console is not None:
                         extra.append(console)
                     fds = array.array("i", [*stdio, *extra])
                     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
                     warm.sock.sendmsg([encoded], anc)
                 else:
-                    send_message(warm.sock, (plan, files, have_cgroup2), list(stdio))
+                    send_message(warm.sock, (plan, files, have_cgroup2), [*stdio, *joins])
             except OSError as e:
                 # A process that failed before it read the plan has exited, leaving its
                 # report; one still waiting for it would never close the socket.
@@ -703,12 +719,15 @@ class Spawner:
         finally:
             warm.sock.close()
             userns.close()
+            _close_all(joins)
         if send_error or report:
             os.waitpid(warm.pid, 0)
             if bridge is not None:
                 from containerlib.network.bridge import detach
 
                 detach(bridge, plan.container_id)
+            if usernet is not None:
+                usernet.stop()
         if send_error and not report:
             raise ContainerSetupError(
                 "send the plan to the container's process", send_error, plan.container_id
@@ -720,32 +739,123 @@ class Spawner:
                 int(err or errno.EIO),
                 plan.container_id,
             )
+        if usernet is not None:
+            self.usernets[warm.pid] = usernet
         return warm.pid
+
+    def open_joins(self, plan: Plan, warm: Warm) -> list[int]:
+        """Open the namespaces ``plan`` joins (``namespace_paths``), to send with it: here,
+        where a namespace bind-mounted after ``warm`` was cloned is seen (see
+        :mod:`containerlib.runtime.joins`).
+
+        Raises:
+            ContainerSetupError: one could not be opened; ``warm`` is discarded.
+        """
+        if not plan.namespace_paths:
+            return []
+        from containerlib.runtime.joins import open_namespaces
+
+        try:
+            return open_namespaces(plan)
+        except BaseException:
+            discard(warm)
+            raise
 
     def attach_bridge(self, plan: Plan, warm: Warm) -> BridgeNetwork | None:
         """Put the process of ``warm`` on the bridge network of ``plan``, if it has one
-        (from outside, before it gets its plan); returns the network, for :meth:`reap`.
+        (from outside, before it gets its plan), and write the container's /etc files;
+        returns the network, for :meth:`reap`.
 
         Raises:
             ContainerSetupError: it could not be done; ``warm`` is discarded.
         """
-        if plan.bridge is None:
-            return None
-        # pyroute2 is imported only by a spawner whose containers use a bridge.
-        from containerlib.network.bridge import BridgeNetwork, attach
-
-        name, bridge, subnet, state = plan.bridge
-        net = BridgeNetwork(name=name, bridge=bridge, subnet=subnet, state_dir=state)
+        net = plan.bridge
         try:
+            if net is None:
+                self.write_etc(plan, (), "")
+                return None
+            # pyroute2 is imported only by a spawner whose containers use a bridge.
+            from containerlib.network.bridge import attach
+
+            hostname = plan.hostname.decode() if plan.hostname else None
+            names = plan.etc.names if plan.etc is not None else ()
             netns = os.open(f"/proc/{warm.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                attach(net, plan.container_id, netns)
+                attach(
+                    net,
+                    plan.container_id,
+                    netns,
+                    hostname=hostname,
+                    names=names,
+                    hosts_path=os.path.join(plan.rw_dir, "hosts") if plan.etc else None,
+                    write_hosts=lambda own, members: self.write_etc(plan, own, members),
+                    pid=warm.pid,
+                )
             finally:
                 os.close(netns)
         except BaseException:
             discard(warm)
             raise
         return net
+
+    def write_etc(self, plan: Plan, own: Sequence[str], members: str) -> None:
+        """Write the /etc/hosts, /etc/hostname and /etc/resolv.conf of ``plan``'s
+        container beside its writable layer, if it has them (see
+        :mod:`containerlib.network.etcfiles`): ``own`` are its addresses, ``members`` the
+        part of /etc/hosts that lists the other members of its network."""
+        etc = plan.etc
+        if etc is None:
+            return
+        from containerlib.network import etcfiles
+
+        hostname = plan.hostname.decode() if plan.hostname else ""
+        owner = None
+        if plan.clone_flags & sc.CLONE_NEWUSER and os.geteuid() == 0:
+            uid, gid = host_id(plan.uid_map, 0), host_id(plan.gid_map, 0)
+            if uid is not None and gid is not None:
+                owner = (uid, gid)
+        try:
+            etcfiles.write_files(
+                plan.rw_dir,
+                {
+                    "hosts": etcfiles.hosts_file(etc, hostname, own, members),
+                    "hostname": hostname + "\n",
+                    "resolv.conf": etcfiles.resolv_conf(etc),
+                },
+                owner,
+            )
+        except OSError as e:
+            raise ContainerSetupError(
+                "write /etc/hosts, /etc/hostname and /etc/resolv.conf",
+                e.errno or errno.EIO,
+                plan.container_id,
+                e.strerror or "",
+            ) from None
+
+    def start_usernet(self, plan: Plan, warm: Warm) -> UserNet | None:
+        """Start the user-mode network of ``plan``, if it has one, for the network
+        namespace of ``warm`` (from outside, before it gets its plan); returns it, for
+        :meth:`reap` to stop.
+
+        Raises:
+            ContainerSetupError: it could not be done; ``warm`` is discarded.
+        """
+        if plan.usernet is None:
+            return None
+        from containerlib.network.usernet import start
+
+        executable, host_loopback = plan.usernet
+        try:
+            return start(
+                os.path.basename(executable),
+                warm.pid,
+                host_loopback=host_loopback,
+                container_id=plan.container_id,
+                executable=executable,
+            )
+        except BaseException:
+            discard(warm)
+            raise
 
     def kill(self, run: _Running) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -790,16 +900,14 @@ class Spawner:
             except OSError as e:
                 failure = e
         if run.plan.bridge is not None:
-            from containerlib.network.bridge import BridgeNetwork, detach
+            from containerlib.network.bridge import detach
 
-            name, bridge, subnet, state = run.plan.bridge
             try:
-                detach(
-                    BridgeNetwork(name=name, bridge=bridge, subnet=subnet, state_dir=state),
-                    run.plan.container_id,
-                )
+                detach(run.plan.bridge, run.plan.container_id)
             except OSError as e:
                 failure = failure or e
+        if run.usernet is not None:
+            run.usernet.stop()
         if run.plan.keep_upper is not None:
             try:
                 os.rename(run.plan.rw_dir + "/upper", run.plan.keep_upper)
@@ -978,6 +1086,12 @@ class Spawner:
         for path in self.cgroup_paths:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 @attrs.define

@@ -23,6 +23,7 @@ from containerlib.linux.capabilities import mask
 from containerlib.linux.cgroups import CgroupLimits, DeviceValue
 from containerlib.linux.userns import IdMap, check_map, host_id
 from containerlib.runtime.ids import ID_PATTERN, check_id
+from containerlib.runtime.joins import JOINABLE
 from containerlib.runtime.plan import DeviceStep, HookStep, MountStep, Plan
 from containerlib.spec import oci
 from containerlib.spec.validate import validate
@@ -331,9 +332,6 @@ def _unsupported(spec: oci.Spec) -> None:
             ("linux.seccomp.listenerPath", linux.seccomp and linux.seccomp.listener_path),
             ("linux.personality", linux.personality),
         ]
-        for i, ns in enumerate(linux.namespaces):
-            if ns.path:
-                checks.append((f"linux.namespaces[{i}].path", ns.path))
         res = linux.resources
         if res is not None:
             checks += [
@@ -542,6 +540,40 @@ def _in_userns(m: oci.Mount, types: set[str], gid_map: IdMap) -> oci.Mount:
     return m
 
 
+def _namespace_paths(linux: oci.Linux) -> tuple[tuple[int, str], ...]:
+    """The namespaces ``linux`` joins by path (``linux.namespaces[].path``), as
+    :attr:`Plan.namespace_paths`: of a kind a container can join, and none with a user
+    namespace of the container's own. The paths are opened when the container starts.
+
+    Raises:
+        SpecError: a kind that cannot be joined, a relative path, or a user namespace.
+    """
+    joins: list[tuple[int, str]] = []
+    for i, ns in enumerate(linux.namespaces):
+        if not ns.path:
+            continue
+        field = f"linux.namespaces[{i}].path"
+        flag = _NAMESPACE_FLAGS.get(ns.type, 0)
+        if flag not in JOINABLE:
+            raise SpecError(
+                field,
+                f"joining a {ns.type} namespace by path is not supported "
+                "(network, uts and ipc namespaces are)",
+            )
+        if not os.path.isabs(ns.path) or "\0" in ns.path:
+            raise SpecError(field, f"must be an absolute path, not {ns.path!r}")
+        if linux.namespace("user") is not None:
+            raise SpecError(
+                field,
+                f"the {ns.type} namespace {ns.path!r} cannot be joined from a user namespace "
+                "of the container's own: the kernel lets a process join only namespaces "
+                "that its user namespace owns, and a non-root user's containers always have "
+                "one (joining as root, without a user namespace, works)",
+            )
+        joins.append((flag, ns.path))
+    return tuple(joins)
+
+
 def plan_from_spec(
     spec: oci.Spec,
     *,
@@ -570,7 +602,9 @@ def plan_from_spec(
         raise SpecError("process.args", "a command is needed")
     if linux is None:
         raise SpecError("linux", "a Linux section is needed")
-    types = {ns.type for ns in linux.namespaces}
+    # The namespaces the container has of its own; those with a path it joins.
+    joins = _namespace_paths(linux)
+    types = {ns.type for ns in linux.namespaces if not ns.path}
     if "mount" not in types:
         raise SpecError("linux.namespaces", "containerlib needs a mount namespace")
     clone_flags = 0
@@ -634,7 +668,9 @@ def plan_from_spec(
         if limits == CgroupLimits() and not asked:
             cgroup_path = None
     user = process.user
-    hostname = spec.hostname.encode() if spec.hostname is not None and "uts" in types else None
+    # As runc: set in a joined uts namespace too.
+    uts = linux.namespace("uts") is not None
+    hostname = spec.hostname.encode() if spec.hostname is not None and uts else None
     return Plan(
         container_id=container_id,
         rw_dir=f"{roots.data}/containers/{container_id}",
@@ -653,7 +689,7 @@ def plan_from_spec(
         masked_paths=tuple(p.encode() for p in linux.masked_paths),
         readonly_paths=tuple(p.encode() for p in linux.readonly_paths),
         hostname=hostname,
-        domainname=spec.domainname.encode() if spec.domainname and "uts" in types else None,
+        domainname=spec.domainname.encode() if spec.domainname and uts else None,
         sysctl=tuple((k.encode(), v.encode()) for k, v in linux.sysctl.items()),
         uid=user.uid,
         gid=user.gid,
@@ -672,5 +708,6 @@ def plan_from_spec(
         console_height=process.console_size.height if process.console_size else 0,
         args=tuple(a.encode() for a in process.args),
         env=tuple(e.encode() for e in process.env),
+        namespace_paths=joins,
         **cap_fields,  # type: ignore[arg-type]
     )

@@ -94,16 +94,21 @@ class Premount:
 
 def _premounted_steps(plan: Plan) -> tuple[MountStep, ...]:
     steps = []
+    own = plan.rw_dir.encode() + b"/"
     for m in plan.mounts:
         if m.cgroup:  # waits for the container's cgroup namespace
             break
+        if m.source is not None and m.fstype is None and m.source.startswith(own):
+            break  # a file of the container's own (its /etc/hosts), written at its start
         steps.append(m)
     return tuple(steps)
 
 
 def premount_key(plan: Plan) -> tuple[object, ...]:
-    """What a premount for ``plan`` mounts: equal keys, equal mounts."""
-    return (plan.clone_flags, plan.lowerdirs, _premounted_steps(plan))
+    """What a premount for ``plan`` mounts: equal keys, equal mounts. A plan that joins
+    namespaces (``namespace_paths``) never matches one made without: the premount's sysfs
+    and mqueue belong to the warm process's own namespaces."""
+    return (plan.clone_flags, plan.namespace_paths, plan.lowerdirs, _premounted_steps(plan))
 
 
 def premount_stamps(plan: Plan) -> tuple[tuple[int, int], ...] | None:

@@ -155,6 +155,10 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from containerlib.linux.netlink import links
 
     assert not links("clib"), f"network interfaces left behind: {links('clib')}"
+    if ROOT:
+        from containerlib.network import nat
+
+        assert not nat.table_exists(), "the nftables table containerlib was left behind"
 
 
 @pytest.fixture(scope="session")

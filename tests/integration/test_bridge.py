@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from containerlib import Container, ContainerSetupError, Image, SpecError
+from containerlib import Container, ContainerSetupError, Image
 from containerlib.linux import netlink
 
-from .conftest import ROOT, needs_root
+from .conftest import needs_root
 
 pytestmark = pytest.mark.usefixtures("state")
 
@@ -78,9 +78,3 @@ def test_an_exhausted_pool_is_a_clear_error_and_leaves_nothing(
             small.run(["true"])
         assert e.value.errno == errno.ENOSPC
     assert not netlink.links()
-
-
-@pytest.mark.skipif(ROOT, reason="as a non-root user")
-def test_a_non_root_user_is_told_why_there_is_no_bridge(image: Image) -> None:
-    with pytest.raises(SpecError, match="needs root"):
-        Container(image).network("bridge").run(["true"])

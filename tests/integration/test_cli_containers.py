@@ -609,3 +609,27 @@ def test_run_in_the_foreground_publishes_while_it_runs(rootfs: str) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)  # passed on to the container
             assert proc.wait(timeout=30) == 0
+
+
+@needs_root("a bridge and veth pairs on the host")
+def test_run_on_a_named_network_reaches_a_detached_member_by_name(rootfs: str) -> None:
+    cid = ok(
+        "run", "-d", "--rm", "--name", "clibtest-cli-db", "--network", "clibtest-cli",
+        "--network-alias", "db", rootfs, "--",
+        "sh", "-c", "exec nc -ll -p 7000 -e echo hello from $(hostname)",
+    ).strip()  # fmt: skip
+    try:
+        for name in ("db", "clibtest-cli-db"):
+            script = (
+                f"until nc -w 5 {name} 7000 </dev/null; do sleep 0.1; done; "  # until it listens
+                "grep -h 192.0.2 /etc/hosts /etc/resolv.conf"
+            )
+            out = ok(
+                "run", "--network", "clibtest-cli", "--add-host", "extra:192.0.2.9",
+                "--dns", "192.0.2.53", rootfs, "--", "sh", "-c", script,
+            )  # fmt: skip
+            assert out == f"hello from {cid[:12]}\n192.0.2.9\textra\nnameserver 192.0.2.53\n"
+        assert cli("run", "--network", "bad name", rootfs, "--", "true").returncode != 0
+    finally:
+        ok("rm", "-f", cid)  # an --rm container, removed by its keeper as it ends
+    wait_for_keepers()

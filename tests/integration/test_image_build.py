@@ -85,7 +85,11 @@ def test_add_run_config_and_run_the_result(
         "made",
         "hello",
         "greeting",
+        # containerlib's own files, bind-mounted as Docker does
+        "hostname",
+        "hosts",
         "passwd",
+        "resolv.conf",
         "755 0",
         "644 0",
         "",

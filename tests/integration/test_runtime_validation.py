@@ -635,11 +635,6 @@ def test_an_invalid_process_fails_create_naming_the_field(
     assert not (root / "invalid").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="joining an existing namespace by path (linux.namespaces[].path) is refused: "
-    "containerlib makes every namespace of a container itself",
-)
 def test_a_namespace_path_is_joined(root: Path, rootfs: Path, tmp_path: Path) -> None:
     holder = subprocess.Popen(["unshare", "--uts", "sh", "-c", "hostname held; sleep 30"])
     try:

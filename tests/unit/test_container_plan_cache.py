@@ -8,14 +8,13 @@ import attrs
 import pytest
 
 from containerlib import Container, Image, SpecError
-from containerlib.runtime.specconv import Roots, plan_from_spec
+from containerlib.container import _compile
+from containerlib.runtime.specconv import Roots
 
 
 def fresh(c: Container, cmd: list[str] | None, cid: str):  # type: ignore[no-untyped-def]
-    spec = c.spec(cmd, id=cid)
-    return plan_from_spec(
-        spec, container_id=cid, lowerdirs=tuple(reversed(c.image.layers)), roots=Roots.from_env()
-    )
+    """The plan compiled for ``cid`` from the start, as a container with bind mounts gets it."""
+    return _compile(c, tuple(cmd) if cmd is not None else None, Roots.from_env(), cid)[1]
 
 
 @pytest.fixture
@@ -41,7 +40,7 @@ def test_reused_plan_equals_a_fresh_one(image: Image, make) -> None:  # type: ig
     assert unnamed.spawner_picks_id
     for cid in ("a" * 32, "b1" * 16, "my-container"):
         args, plan = c._plan(["echo", "hi"], cid)
-        expected = fresh(c, ["echo", "hi"], cid)
+        expected = attrs.evolve(fresh(c, ["echo", "hi"], cid), hostname_is_id=False)
         assert attrs.evolve(plan, hostname_is_id=False) == expected
         assert attrs.evolve(unnamed.with_id(cid), hostname_is_id=False) == expected
         assert args == ("echo", "hi")

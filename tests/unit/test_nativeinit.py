@@ -71,6 +71,8 @@ def expected(
         "readonly_root": plan.readonly_root,
         "rootfs_propagation": plan.rootfs_propagation,
         "new_cgroupns": plan.new_cgroupns,
+        "namespace_paths": [[flag, path] for flag, path in plan.namespace_paths],
+        "join_fds": False,
         "mounts": [
             {
                 "target": _s(m.target),
@@ -272,6 +274,36 @@ def test_an_exec_message_names_the_namespaces_to_join(helper: str) -> None:
     assert decode(helper, data) == want
 
 
+JOINING = attrs.evolve(
+    MINIMAL,
+    namespace_paths=((sc.CLONE_NEWNET, "/proc/42/ns/net"), (sc.CLONE_NEWUTS, "/run/netns/x")),
+)
+
+
+@pytest.mark.parametrize("join_fds", [False, True], ids=["paths", "descriptors"])
+def test_the_namespaces_to_join_and_whether_descriptors_come(helper: str, join_fds: bool) -> None:
+    data = nativeinit.encode(JOINING, [], False, 40, join_fds=join_fds)
+    want = expected(JOINING, [], False, 40)
+    want.update(join_fds=join_fds)
+    assert want["namespace_paths"] == [
+        [sc.CLONE_NEWNET, "/proc/42/ns/net"],
+        [sc.CLONE_NEWUTS, "/run/netns/x"],
+    ]
+    assert decode(helper, data) == want
+
+
+def test_an_exec_joins_the_namespaces_the_container_joined_too(helper: str) -> None:
+    # The first process is in them, not in new ones: the exec joins it there.
+    data = nativeinit.encode(JOINING, [], False, 40, join_flags=sc.CLONE_NEWPID)
+    assert decode(helper, data)["join_flags"] == sc.CLONE_NEWPID | sc.CLONE_NEWNET | sc.CLONE_NEWUTS
+
+
+def test_only_network_uts_and_ipc_namespaces_can_be_joined(helper: str) -> None:
+    plan = attrs.evolve(MINIMAL, namespace_paths=((sc.CLONE_NEWPID, "/proc/1/ns/pid"),))
+    message = refused(helper, nativeinit.encode(plan, [], False, 40))
+    assert "namespace_paths.flag: 0x20000000 is not a namespace to join" in message
+
+
 def test_a_user_namespace_plan_says_what_the_namespace_allows(helper: str) -> None:
     plan = attrs.evolve(MINIMAL, clone_flags=sc.CLONE_NEWNS | sc.CLONE_NEWUSER)
     data = nativeinit.encode(plan, [], False, 40, setgroups=False, rootfs_fd=True)
@@ -433,7 +465,7 @@ def _patch(data: bytes, offset: int, value: int) -> bytes:
 def test_bad_header_fields_are_refused(helper: str) -> None:
     data = nativeinit.encode(MINIMAL, [], False, 40)
     assert "bad magic" in refused(helper, b"XLIP" + data[4:])
-    assert "version 4, this helper reads version 5" in refused(helper, _patch(data, 4, 4))
+    assert "version 4, this helper reads version 6" in refused(helper, _patch(data, 4, 4))
     assert "bad final magic" in refused(helper, data[:-4] + b"CLIX")
 
 

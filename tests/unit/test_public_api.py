@@ -41,6 +41,7 @@ EXPORTED = [
     "ImageError",
     "ImageNotFound",
     "LayerError",
+    "Network",
     "Pressure",
     "Result",
     "RunningContainer",
@@ -56,6 +57,7 @@ FACADE = {
     "Event": "containerlib.container",
     "CgroupStats": "containerlib.linux.cgroups._base",
     "Pressure": "containerlib.linux.cgroups._base",
+    "Network": "containerlib.networks",
 }
 
 

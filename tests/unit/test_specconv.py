@@ -463,10 +463,11 @@ UNSUPPORTED = {
     "linux.seccomp.listenerPath": _linux(
         seccomp=oci.LinuxSeccomp(default_action="SCMP_ACT_ALLOW", listener_path="/run/s.sock")
     ),
-    "linux.namespaces[1].path": _linux(
+    # A PID namespace joined holds only the process's children: not done.
+    "linux.namespaces[0].path": _linux(
         namespaces=(
-            oci.LinuxNamespace(type="pid"),
-            oci.LinuxNamespace(type="network", path="/proc/1/ns/net"),
+            oci.LinuxNamespace(type="pid", path="/proc/1/ns/pid"),
+            oci.LinuxNamespace(type="network"),
             oci.LinuxNamespace(type="mount"),
             oci.LinuxNamespace(type="uts"),
         )
@@ -488,6 +489,49 @@ def test_unsupported_fields_are_refused_by_name(field: str) -> None:
         _plan(UNSUPPORTED[field])
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
+
+
+def _joining(*extra: oci.LinuxNamespace) -> oci.Spec:
+    return _linux(
+        namespaces=(
+            oci.LinuxNamespace(type="pid"),
+            oci.LinuxNamespace(type="network", path="/proc/42/ns/net"),
+            oci.LinuxNamespace(type="mount"),
+            oci.LinuxNamespace(type="uts", path="/run/uts/x"),
+            *extra,
+        )
+    )
+
+
+def test_namespaces_with_a_path_are_joined_not_made() -> None:
+    plan = _plan(_joining(oci.LinuxNamespace(type="ipc")))
+    assert plan.namespace_paths == (
+        (sc.CLONE_NEWNET, "/proc/42/ns/net"),
+        (sc.CLONE_NEWUTS, "/run/uts/x"),
+    )
+    assert plan.clone_flags == sc.CLONE_NEWPID | sc.CLONE_NEWNS | sc.CLONE_NEWIPC
+    # As runc: the hostname is set in a joined uts namespace too.
+    assert BASE.hostname
+    assert plan.hostname == BASE.hostname.encode()
+
+
+def test_a_mount_namespace_cannot_be_joined() -> None:
+    mount = oci.LinuxNamespace(type="mount", path="/proc/1/ns/mnt")
+    spec = _linux(namespaces=(mount, oci.LinuxNamespace(type="uts")))
+    with pytest.raises(SpecError) as info:
+        _plan(spec)
+    assert info.value.field == "linux.namespaces[0].path"
+    assert "joining a mount namespace by path is not supported" in str(info.value)
+
+
+def test_a_user_namespace_of_its_own_cannot_join() -> None:
+    user = oci.LinuxNamespace(type="user")
+    maps = (oci.LinuxIDMapping(container_id=0, host_id=100000, size=65536),)
+    spec = _linux(_joining(user), uid_mappings=maps, gid_mappings=maps)
+    with pytest.raises(SpecError) as info:
+        _plan(spec)
+    assert info.value.field == "linux.namespaces[1].path"
+    assert "only namespaces that its user namespace owns" in str(info.value)
 
 
 def test_swappiness_zero_is_refused_too() -> None:
