@@ -25,6 +25,7 @@ nox.options.sessions = [
     "typecheck",
     "unit",
     "integration",
+    "e2e",
     "rootless",
     "docs",
     "notebooks",
@@ -93,6 +94,18 @@ def integration(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     # The cache would be left root-owned in the work tree.
     session.run("pytest", "-p", "no:cacheprovider", "tests/integration", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Real outside programs with containerlib (tests/e2e): pytest runs a sample project
+    that uses the pytest plugin, interrupted with SIGINT and under pytest-xdist too, and
+    nothing may be left behind. Needs root (the leak checks look at cgroups)."""
+    _need_root(session)
+    if not _has_tests("tests/e2e"):
+        session.skip("tests/e2e has no tests yet")
+    session.install("-e", ".[test]")
+    session.run("pytest", "-p", "no:cacheprovider", "tests/e2e", *session.posargs)
 
 
 #: The user the session ``rootless`` runs the suite as, and the interpreter it uses:

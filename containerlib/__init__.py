@@ -10,9 +10,11 @@ import builtins
 from typing import TYPE_CHECKING, Any
 
 from containerlib.errors import (
+    CallError,
     ContainerError,
     ContainerlibError,
     ContainerNotFound,
+    ContainerNotReady,
     ContainerNotRunning,
     ContainerSetupError,
     ImageError,
@@ -66,10 +68,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CallError",
     "CgroupStats",
     "Container",
     "ContainerError",
     "ContainerNotFound",
+    "ContainerNotReady",
     "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",

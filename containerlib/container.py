@@ -36,7 +36,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast, overload
 
 import attrs
 
@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from containerlib.network.etcfiles import EtcFiles
     from containerlib.network.ports import HostListener, PortProxy, PublishedPort
     from containerlib.networks import Network
+    from containerlib.readiness import Condition
     from containerlib.runtime.stdio import Pipes
 
 __all__ = ["Container", "Event", "Result", "RunningContainer"]
@@ -190,6 +191,8 @@ def _absolute(path: str, field: str) -> str:
         raise SpecError(field, f"must not contain NUL: {path!r}")
     return path
 
+
+_T = TypeVar("_T")
 
 #: The id a plan template is compiled with; it is replaced by the container's own.
 _TEMPLATE_ID = "0" * 32
@@ -490,6 +493,43 @@ class Container:
     def read_only(self, read_only: bool = True) -> Self:
         """Make the root file system read-only."""
         return attrs.evolve(self, read_only=read_only)
+
+    @classmethod
+    def host(cls) -> Container:
+        """A container of the host's own programs, without an image: the host's /usr,
+        /bin, /sbin and /lib read-only, a fresh tmpfs at /tmp, a read-only root, its own
+        /proc and no network. ``Container.host().limit(mem="256M").call(f)`` sandboxes a
+        function. Makes an empty skeleton under the data root the first time.
+
+        Example:
+            >>> Container.host().run(["sh", "-c", "echo $((6 * 7))"]).stdout  # doctest: +SKIP
+            b'42\\n'
+        """
+        from containerlib.calls import host_container
+
+        return host_container()
+
+    def call(
+        self, fn: Callable[..., _T], /, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> _T:
+        """Run ``fn(*args, **kwargs)`` in a new container made from this one, with this
+        process's interpreter, and return what it returned or raise what it raised (see
+        :func:`containerlib.calls.call`). ``fn`` must be defined at the top level of an
+        importable module.
+
+        Example:
+            >>> import math
+            >>> Container.host().limit(mem="256M").call(math.factorial, 20)  # doctest: +SKIP
+            2432902008176640000
+
+        Raises:
+            SpecError: ``fn`` or its arguments do not pickle; nothing was started.
+            CallError: no result: killed for lack of memory (``oom_killed``), timed
+                out, exited, or its outcome does not pickle.
+        """
+        from containerlib.calls import call
+
+        return call(self, fn, *args, timeout=timeout, **kwargs)
 
     def network(
         self,
@@ -1539,6 +1579,104 @@ class _CgroupControls:
     def wait(self, timeout: float | None = None) -> Result:
         """Wait for the container to end and return its :class:`Result`."""
         raise NotImplementedError
+
+    # -- readiness (see containerlib.readiness) ------------------------------------------
+
+    def wait_for(
+        self, condition: Condition, *, timeout: float = 60.0, interval: float = 0.1
+    ) -> None:
+        """Wait until ``condition`` is met in the container: a
+        :class:`~containerlib.readiness.Log`, ``Port``, ``Http``, ``Exec``, ``File`` or
+        ``Check``, or several joined with ``&`` and ``|`` (see
+        :func:`containerlib.readiness.wait_for`).
+
+        Example:
+            >>> from containerlib.readiness import Log, Port  # doctest: +SKIP
+            >>> box.wait_for(Log("listening") & Port(5432), timeout=30)  # doctest: +SKIP
+
+        Raises:
+            SpecError: a bad timeout, interval or condition; nothing was tried.
+            ContainerNotReady: not met within ``timeout``, or the container ended first;
+                it carries the last lines of the container's output.
+        """
+        from containerlib.readiness import wait_for
+
+        wait_for(self._handle(), condition, timeout=timeout, interval=interval)
+
+    def wait_for_log(
+        self,
+        pattern: str | bytes | re.Pattern[str] | re.Pattern[bytes],
+        *,
+        stream: Literal["stdout", "stderr", "both"] = "both",
+        count: int = 1,
+        timeout: float = 60.0,
+        interval: float = 0.1,
+    ) -> None:
+        """Wait until ``count`` lines of the output match ``pattern`` (a regular
+        expression); see :meth:`wait_for`.
+
+        Example:
+            >>> box.wait_for_log(r"ready to accept connections")  # doctest: +SKIP
+        """
+        from containerlib.readiness import wait_for_log
+
+        wait_for_log(
+            self._handle(), pattern, stream=stream, count=count, timeout=timeout, interval=interval
+        )
+
+    def wait_for_port(self, port: int, *, timeout: float = 60.0, interval: float = 0.1) -> None:
+        """Wait until ``port`` accepts a TCP connection in the container's network
+        namespace; see :meth:`wait_for`.
+
+        Example:
+            >>> box.wait_for_port(5432)  # doctest: +SKIP
+        """
+        from containerlib.readiness import wait_for_port
+
+        wait_for_port(self._handle(), port, timeout=timeout, interval=interval)
+
+    def wait_for_http(
+        self,
+        port: int,
+        path: str = "/",
+        status: int = 200,
+        *,
+        timeout: float = 60.0,
+        interval: float = 0.1,
+    ) -> None:
+        """Wait until a GET of ``path`` on ``port`` answers ``status``; see :meth:`wait_for`.
+
+        Example:
+            >>> box.wait_for_http(8080, "/health")  # doctest: +SKIP
+        """
+        from containerlib.readiness import wait_for_http
+
+        wait_for_http(self._handle(), port, path, status, timeout=timeout, interval=interval)
+
+    def wait_for_exec(
+        self, cmd: Sequence[str], *, timeout: float = 60.0, interval: float = 0.1
+    ) -> None:
+        """Wait until ``cmd``, run in the container, exits with 0; see :meth:`wait_for`.
+
+        Example:
+            >>> box.wait_for_exec(["pg_isready"])  # doctest: +SKIP
+        """
+        from containerlib.readiness import wait_for_exec
+
+        wait_for_exec(self._handle(), cmd, timeout=timeout, interval=interval)
+
+    def wait_for_file(self, path: str, *, timeout: float = 60.0, interval: float = 0.1) -> None:
+        """Wait until ``path`` exists in the container; see :meth:`wait_for`.
+
+        Example:
+            >>> box.wait_for_file("/run/app.pid")  # doctest: +SKIP
+        """
+        from containerlib.readiness import wait_for_file
+
+        wait_for_file(self._handle(), path, timeout=timeout, interval=interval)
+
+    def _handle(self) -> RunningContainer | DetachedContainer:
+        return cast("RunningContainer | DetachedContainer", self)
 
     def _read_logs(self, filters: dict[str, Any]) -> bytes:
         raise NotImplementedError

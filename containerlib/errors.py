@@ -11,7 +11,10 @@ resembles, so callers can catch either::
     ├── ContainerSetupError (OSError)   a kernel call failed while the container was made;
     │                                   ``step`` names it, ``errno`` keeps the cause
     ├── ContainerError (RuntimeError)   ``run(check=True)`` saw a non-zero exit; ``result``
+    │   └── CallError                   ``call()`` got no result (OOM, timeout, an exit)
     ├── ContainerNotRunning (RuntimeError)  the container has ended: it cannot be changed
+    ├── ContainerNotReady (TimeoutError)    a readiness wait gave up, or the container
+    │                                   ended first; it carries the last lines of output
     └── SpawnerError (RuntimeError)     the helper process that forks containers went away
 
 Messages name the operation and the object, for example
@@ -25,10 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from containerlib.container import Result
+    from containerlib.readiness import Condition
 
 __all__ = [
+    "CallError",
     "ContainerError",
     "ContainerNotFound",
+    "ContainerNotReady",
     "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",
@@ -128,6 +134,43 @@ class ContainerError(ContainerlibError, RuntimeError):
         return (type(self), (self.result, self.command))
 
 
+class CallError(ContainerError):
+    """A function run by :func:`call` ended without a result that can come back.
+
+    It was killed (out of memory: :attr:`oom_killed`; past its ``timeout``), its process
+    exited without an outcome, it could not be loaded inside, or what it returned or
+    raised does not pickle. The message says which; a :class:`ContainerError`, so
+    ``result`` has the exit code and the output.
+
+    Attributes:
+        reason: what went wrong, in words.
+        remote_traceback: the traceback printed inside the container, when there is one.
+    """
+
+    def __init__(
+        self, result: Result, command: list[str], reason: str, remote_traceback: str = ""
+    ) -> None:
+        super().__init__(result, command)
+        self.reason = reason
+        self.remote_traceback = remote_traceback
+        text = reason
+        if remote_traceback:
+            text += "\n\nTraceback in the container:\n" + remote_traceback.rstrip()
+        else:
+            tail = result.stderr[-500:].decode(errors="replace").strip()
+            if tail:
+                text += f"\n\nits stderr ended with:\n{tail}"
+        self.args = (text,)
+
+    @property
+    def oom_killed(self) -> bool:
+        """The kernel killed the function's process for lack of memory."""
+        return self.result.oom_killed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.result, self.command, self.reason, self.remote_traceback))
+
+
 class SpawnerError(ContainerlibError, RuntimeError):
     """The helper process that forks containers died or could not be started."""
 
@@ -170,3 +213,87 @@ def _rebuild_not_running(container_id: str, text: str) -> ContainerNotRunning:
     e = ContainerNotRunning(container_id, "")
     e.args = (text,)
     return e
+
+
+class ContainerNotReady(ContainerlibError, TimeoutError):
+    """A readiness wait (:func:`containerlib.readiness.wait_for`) gave up, or the
+    container ended before it was ready.
+
+    It is a :class:`TimeoutError`, as testcontainers' waits raise, so code written for
+    them goes on catching it.
+
+    Attributes:
+        container_id: the container's id.
+        condition: what was not met: the condition waited for, or of an ``all_of``, the
+            parts that were not met.
+        waited: how long the wait went on, in seconds.
+        logs: the container's last lines of output, both streams, as ``logs(tail=20)``.
+        exit_code: the container's exit code when it ended first; None when it runs.
+        reasons: for each part not met, what it is and why its last try failed.
+    """
+
+    def __init__(
+        self,
+        container_id: str,
+        condition: Condition,
+        waited: float,
+        logs: bytes,
+        exit_code: int | None,
+        reasons: tuple[str, ...] = (),
+        *,
+        ended: bool | None = None,
+    ) -> None:
+        self.container_id = container_id
+        self.condition = condition
+        self.waited = waited
+        self.logs = logs
+        self.exit_code = exit_code
+        self.reasons = tuple(reasons)
+        self.ended = exit_code is not None if ended is None else ended
+        short = container_id[:12]
+        if not self.ended:
+            text = f"container {short} is not ready after {waited:.1f} s"
+        elif exit_code is None:
+            text = f"container {short} ended after {waited:.1f} s, before it was ready"
+        else:
+            text = (
+                f"container {short} exited with code {exit_code} after {waited:.1f} s,"
+                " before it was ready"
+            )
+        text += f": waited for {condition}"
+        for reason in self.reasons:
+            text += f"\n  - {reason}"
+        lines = logs.decode(errors="replace").splitlines()
+        if lines:
+            many = f"its last {len(lines)} lines" if len(lines) > 1 else "its last line"
+            text += f"\n{many} of output:"
+            text += "".join(f"\n    {line}" for line in lines)
+        else:
+            text += "\nit wrote no output"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_not_ready,
+            (
+                self.container_id,
+                self.condition,
+                self.waited,
+                self.logs,
+                self.exit_code,
+                self.reasons,
+                self.ended,
+            ),
+        )
+
+
+def _rebuild_not_ready(
+    container_id: str,
+    condition: Condition,
+    waited: float,
+    logs: bytes,
+    exit_code: int | None,
+    reasons: tuple[str, ...],
+    ended: bool,
+) -> ContainerNotReady:
+    return ContainerNotReady(container_id, condition, waited, logs, exit_code, reasons, ended=ended)

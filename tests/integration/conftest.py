@@ -33,13 +33,15 @@ def needs_root(why: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not ROOT, reason=f"needs root: {why}")
 
 
-def cgroup_dirs(*, parents: bool = False, ready: tuple[str, ...] = ()) -> list[str]:
-    """The containers' cgroup directories under this run's cgroup parent, in every
-    hierarchy; with ``parents``, the parent too (it stays while the spawner runs). The
-    cgroups of the ids in ``ready`` (held ready by the spawner) are left out."""
+def cgroup_dirs(
+    *, parents: bool = False, ready: tuple[str, ...] = (), under: str = CGROUP_PARENT
+) -> list[str]:
+    """The containers' cgroup directories under this run's cgroup parent (or ``under``),
+    in every hierarchy; with ``parents``, the parent too (it stays while the spawner
+    runs). The cgroups of the ids in ``ready`` (held ready by the spawner) are left out."""
     found = []
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        parent = hierarchy / CGROUP_PARENT
+        parent = hierarchy / under
         if parent.is_dir():
             found += [
                 str(p)
@@ -51,18 +53,18 @@ def cgroup_dirs(*, parents: bool = False, ready: tuple[str, ...] = ()) -> list[s
     return found
 
 
-def processes_in_our_cgroups(ready: tuple[str, ...] = ()) -> list[int]:
-    """Processes in a cgroup under this run's parent, but for those waiting in the
-    cgroups of the ids in ``ready``."""
+def processes_in_our_cgroups(ready: tuple[str, ...] = (), under: str = CGROUP_PARENT) -> list[int]:
+    """Processes in a cgroup under this run's parent (or ``under``), but for those
+    waiting in the cgroups of the ids in ``ready``."""
     pids = []
-    held = tuple(f"{CGROUP_PARENT}/{cid}" for cid in ready)
+    held = tuple(f"{under}/{cid}" for cid in ready)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 lines = (entry / "cgroup").read_text().splitlines()
             except OSError:
                 continue
-            ours = [line for line in lines if CGROUP_PARENT in line]
+            ours = [line for line in lines if under + "/" in line or line.endswith(under)]
             if ours and not all(any(h in line for h in held) for line in ours):
                 pids.append(int(entry.name))
     return pids

@@ -12,9 +12,11 @@ import pytest
 
 import containerlib
 from containerlib import (
+    CallError,
     ContainerError,
     ContainerlibError,
     ContainerNotFound,
+    ContainerNotReady,
     ContainerNotRunning,
     ContainerSetupError,
     ImageError,
@@ -24,14 +26,17 @@ from containerlib import (
     SpawnerError,
     SpecError,
 )
+from containerlib.readiness import Port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 EXPORTED = [
+    "CallError",
     "CgroupStats",
     "Container",
     "ContainerError",
     "ContainerNotFound",
+    "ContainerNotReady",
     "ContainerNotRunning",
     "ContainerSetupError",
     "ContainerlibError",
@@ -132,7 +137,9 @@ EXCEPTIONS = [
     ImageNotFound,
     LayerError,
     ContainerSetupError,
+    CallError,
     ContainerError,
+    ContainerNotReady,
     ContainerNotRunning,
     ContainerNotFound,
     SpawnerError,
@@ -158,7 +165,9 @@ def test_every_exported_exception_is_listed_here() -> None:
         (LayerError, (ImageError, ValueError)),
         (ContainerSetupError, (OSError,)),
         (ContainerError, (RuntimeError,)),
+        (CallError, (ContainerError, RuntimeError)),
         (ContainerNotRunning, (RuntimeError,)),
+        (ContainerNotReady, (TimeoutError,)),
         (ContainerNotFound, (LookupError,)),
         (SpawnerError, (RuntimeError,)),
     ],
@@ -225,7 +234,9 @@ def _instances() -> list[object]:
         pytest.param(LayerError("bad digest"), id="LayerError"),
         pytest.param(ContainerSetupError("mount", errno.EPERM, "c1"), id="ContainerSetupError"),
         pytest.param(ContainerError(result, ["false"]), id="ContainerError"),
+        pytest.param(CallError(result, ["python"], "killed"), id="CallError"),
         pytest.param(ContainerNotRunning("3f2a", "pause"), id="ContainerNotRunning"),
+        pytest.param(ContainerNotReady("ab", Port(80), 1.0, b"x\n", 3), id="ContainerNotReady"),
         pytest.param(SpawnerError("gone"), id="SpawnerError"),
     ]
 
