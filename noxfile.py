@@ -254,12 +254,13 @@ def bench(session: nox.Session) -> None:
     """Compare containerlib with runc, crun and bubblewrap (benchmarks/run.py), back to back
     and one start at a time (benchmarks/sporadic.py), the cost of cgroups
     (benchmarks/cgroups.py), exec beside runc exec (benchmarks/exec.py), detached starts
-    beside podman run -d and runc run -d (benchmarks/detached.py), and pulling and
-    unpacking a 200 MB image beside skopeo + umoci and GNU tar (benchmarks/images.py).
-    Needs root.
+    beside podman run -d and runc run -d (benchmarks/detached.py), pulling and
+    unpacking a 200 MB image beside skopeo + umoci and GNU tar (benchmarks/images.py), and
+    bridge networking's start cost and published-port throughput beside podman's
+    (benchmarks/network.py, in network and mount namespaces of its own). Needs root.
 
     Not in the default set. The peers come from Debian: apt-get install runc crun
-    bubblewrap podman skopeo umoci docker-registry.
+    bubblewrap podman netavark skopeo umoci docker-registry.
     """
     _need_root(session)
     session.install("-e", ".[test]")
@@ -269,3 +270,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/exec.py")
     session.run("python", "benchmarks/detached.py")
     session.run("python", "benchmarks/images.py")
+    session.run("python", "benchmarks/network.py")

@@ -251,6 +251,27 @@ def latency_rows(
     return lines
 
 
+def throughput_rows(results: dict[str, list[float] | str], *, mib: int) -> list[str]:
+    """A table of transfer rates from the times (seconds) of ``mib`` MiB transfers, one
+    row a path: runs, the median rate and the rate of the slow end (the p90 time) in MB/s
+    (10^6 bytes a second), and the median against the first row's. A row whose value is
+    a string says why it did not run."""
+    lines = ["| path | runs | median | slow end (p90 time) | ratio |", "|---|---:|---:|---:|---:|"]
+    size = mib * 2**20 / 1e6
+    base = None
+    for name, times in results.items():
+        if isinstance(times, str):
+            lines.append(f"| {name} | - | {times} | | |")
+            continue
+        rate = size / statistics.median(times)
+        slow = size / sorted(times)[int(len(times) * 0.9)]
+        base = base or rate
+        lines.append(
+            f"| {name} | {len(times)} | {rate:.0f} MB/s | {slow:.0f} MB/s | {rate / base:.2f}x |"
+        )
+    return lines
+
+
 def write_page(lines: Sequence[str], path: Any, *, write: bool = True) -> None:
     """Print the page and, with ``write``, put it at ``path``."""
     text = "\n".join(lines) + "\n"
