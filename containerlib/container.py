@@ -35,6 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast, overload
 
@@ -1677,6 +1678,71 @@ class _CgroupControls:
 
     def _handle(self) -> RunningContainer | DetachedContainer:
         return cast("RunningContainer | DetachedContainer", self)
+
+    # -- files (see containerlib.copying) ----------------------------------------------
+
+    def _first_pid(self, action: str) -> int:
+        box = self._handle()
+        pid = box.pid
+        if pid is None or (isinstance(box, RunningContainer) and box._result is not None):
+            raise ContainerNotRunning(self.id, action)
+        return pid
+
+    def put(
+        self,
+        source: bytes | str | os.PathLike[str],
+        dest: str,
+        *,
+        mode: int | None = None,
+    ) -> None:
+        """Write ``source`` at ``dest`` in the running container: bytes as a file, a host
+        file as a file, a host directory as a tree; missing parent directories are made.
+        Paths resolve inside the container's root: no symlink of the container's leads
+        out of it. The files belong to the container's root.
+
+        Example:
+            >>> box.put(b"listen 8080\\n", "/etc/app.conf")  # doctest: +SKIP
+
+        Raises:
+            SpecError: ``dest`` is not absolute, or ``source`` is not bytes or a host path.
+            ContainerNotRunning: it has ended.
+            OSError: the kernel refused (a read-only root, say).
+        """
+        from containerlib.copying import put
+
+        put(self._first_pid("put a file into"), self.id, source, dest, mode=mode)
+
+    def get(self, path: str) -> bytes:
+        """The content of the file ``path`` in the running container (resolved inside its
+        root, as :meth:`put`).
+
+        Example:
+            >>> box.get("/etc/hostname")  # doctest: +SKIP
+
+        Raises:
+            ContainerNotRunning: it has ended.
+            FileNotFoundError, IsADirectoryError: as for a host file.
+        """
+        from containerlib.copying import get
+
+        return get(self._first_pid("get a file from"), self.id, path)
+
+    def path(self, path: str) -> Path:
+        """A host path to ``path`` in the running container's root file system
+        (``/proc/PID/root/...``), valid while it runs. What the host does with it follows
+        symlinks as the host does: for a container that may be hostile, use :meth:`get`
+        and :meth:`put`.
+
+        Example:
+            >>> (box.path("/tmp") / "report.txt").read_text()  # doctest: +SKIP
+
+        Raises:
+            ContainerNotRunning: it has ended.
+            FileNotFoundError: there is no such path in the container.
+        """
+        from containerlib.copying import path as host_path
+
+        return host_path(self._first_pid("look into"), self.id, path)
 
     def _read_logs(self, filters: dict[str, Any]) -> bytes:
         raise NotImplementedError
