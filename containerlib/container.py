@@ -44,6 +44,7 @@ import attrs
 from containerlib._limits import Limits
 from containerlib.errors import (
     ContainerError,
+    ContainerNotFound,
     ContainerNotRunning,
     ContainerSetupError,
     SpecError,
@@ -1321,18 +1322,15 @@ class Container:
         if log_max_bytes is not None and log_max_bytes <= 0:
             raise SpecError("log_max", f"must be a positive size, not {log_max!r}")
         roots = Roots.from_env()
-        state_dir = claim_state_dir(
-            roots.run,
-            cid,
-            {
-                "id": cid,
-                "name": name,
-                "image": self.image.name,
-                "command": list(args),
-                "created": time.time(),
-                "auto_remove": auto_remove,
-            },
-        )
+        first_record = {
+            "id": cid,
+            "name": name,
+            "image": self.image.name,
+            "command": list(args),
+            "created": time.time(),
+            "auto_remove": auto_remove,
+        }
+        state_dir = claim_state_dir(roots.run, cid, first_record)
         hold = None
         listeners: list[HostListener] = []
         try:
@@ -1370,7 +1368,11 @@ class Container:
                 hold.close()
             for listener in listeners:  # the keeper has its own copies
                 listener.sock.close()
-        return DetachedContainer(state_dir)
+        try:
+            return DetachedContainer(state_dir)
+        except ContainerNotFound:
+            # An auto_remove container that has ended, and been removed, already.
+            return DetachedContainer._removed(state_dir, first_record)
 
     def _plan(self, cmd: Sequence[str] | None, cid: str | None) -> tuple[tuple[str, ...], Plan]:
         """The command and the plan for container ``cid``; for None, the spawner picks it.

@@ -124,11 +124,28 @@ class DetachedContainer(_CgroupControls):
         self._record: dict[str, Any] = {}
         self.reload()
 
+    @classmethod
+    def _removed(
+        cls, state_dir: str | os.PathLike[str], record: dict[str, Any]
+    ) -> DetachedContainer:
+        """The handle of a container whose state is gone already (``record``: what it
+        was started with): its status is ``removed``."""
+        box = cls.__new__(cls)
+        box._dir = Path(state_dir)
+        box._paused = False
+        box._record = dict(record)
+        return box
+
     def reload(self) -> DetachedContainer:
         """Read the container's record again; returns the container.
 
         Raises:
             ContainerNotFound: it has been removed.
+
+        Example:
+            >>> box = containerlib.get("db")  # doctest: +SKIP
+            >>> box.reload().name  # doctest: +SKIP
+            'db'
         """
         record = records.read_record(self._dir)
         if record is None:

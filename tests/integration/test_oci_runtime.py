@@ -385,7 +385,13 @@ def test_podman_runs_containers_through_it(podman: list[str], rootfs: Path) -> N
     )
     assert stop.returncode == 0, stop.stderr
     assert not _alive(pid)
-    assert not Path(f"/sys/fs/cgroup/memory{cgroup}").exists()
+    # podman's cleanup (`podman container cleanup`, from conmon) has the runtime delete
+    # the container, and so its cgroup, after `stop` has returned.
+    gone = Path(f"/sys/fs/cgroup/memory{cgroup}")
+    deadline = time.monotonic() + 30
+    while gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not gone.exists()
 
 
 def _on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, bytes]:
