@@ -174,6 +174,9 @@ def render_markdown(
         "",
         table(results),
         "",
+        "![Median and p90 start latency of each case, on a logarithmic millisecond axis]"
+        "(benchmarks-start.svg)",
+        "",
         "Targets (on medians):",
         "",
         *(f"- **{t.verdict}**: {t.goal} ({t.detail})" for t in targets),

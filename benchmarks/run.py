@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_docs:
         DOCS.write_text(render_markdown(meta, results, targets))
         print(f"report: {DOCS}")
+        import plot  # the chart of the table just written
+
+        plot.main([])
     return 0
 
 

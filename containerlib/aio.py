@@ -60,7 +60,18 @@ async def run(
     check: bool = False,
     id: str | None = None,
 ) -> Result:
-    """:meth:`Container.run`, awaitable (see :meth:`Container.run_async`)."""
+    """:meth:`Container.run`, awaitable (see :meth:`Container.run_async`).
+
+    Example:
+        >>> import asyncio
+        >>> from containerlib import Container, aio
+        >>> async def both() -> list[int]:
+        ...     box = Container("/srv/busybox")
+        ...     results = await asyncio.gather(aio.run(box, ["true"]), aio.run(box, ["false"]))
+        ...     return [r.exit_code for r in results]
+        >>> asyncio.run(both())  # doctest: +SKIP
+        [0, 1]
+    """
     if timeout is not None and not timeout > 0:
         raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
     running = await asyncio.to_thread(container.start, cmd, input=input, id=id)
@@ -86,6 +97,15 @@ class AsyncRunningContainer:
     """A container started by :meth:`Container.start_async`: ``await`` it, or better use
     it with ``async with``, which kills the container (if it still runs) at the end of the
     block. Its methods are those of :class:`RunningContainer`, awaitable where they wait.
+
+    Example:
+        >>> import asyncio
+        >>> async def main() -> bytes:
+        ...     async with Container("/srv/busybox").start_async(["sleep", "60"]) as box:
+        ...         result = await box.exec(["echo", "hi"])
+        ...         return result.stdout
+        >>> asyncio.run(main())  # doctest: +SKIP
+        b'hi\\n'
     """
 
     def __init__(self, start: Callable[[], RunningContainer]) -> None:
@@ -121,23 +141,50 @@ class AsyncRunningContainer:
 
     @property
     def id(self) -> str:
+        """The container's id."""
         return self.running.id
 
     @property
     def pid(self) -> int:
+        """The host pid of the container's first process."""
         return self.running.pid
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the container's first process."""
+        """Send ``sig`` to the container's first process.
+
+        Example:
+            >>> async def main() -> int:
+            ...     async with Container("/srv/busybox").start_async(["sleep", "60"]) as box:
+            ...         box.kill()
+            ...         return (await box.wait()).exit_code
+            >>> asyncio.run(main())  # doctest: +SKIP
+            137
+        """
         self.running.kill(sig)
 
     async def wait(self, timeout: float | None = None) -> Result:
         """Wait for the container to end (TimeoutError after ``timeout``; it keeps
-        running). A cancelled wait leaves the container running too."""
+        running). A cancelled wait leaves the container running too.
+
+        Example:
+            >>> async def main() -> bytes:
+            ...     async with Container("/srv/busybox").start_async(["echo", "hi"]) as box:
+            ...         return (await box.wait(timeout=10)).stdout
+            >>> asyncio.run(main())  # doctest: +SKIP
+            b'hi\\n'
+        """
         return await asyncio.to_thread(self.running.wait, timeout)
 
     async def stop(self, timeout: float = 10.0) -> Result:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the result."""
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the result.
+
+        Example:
+            >>> async def main() -> int:
+            ...     async with Container("/srv/busybox").start_async(["sleep", "60"]) as box:
+            ...         return (await box.stop(timeout=1)).exit_code
+            >>> asyncio.run(main())  # sleep as PID 1 ignores SIGTERM: SIGKILL  # doctest: +SKIP
+            137
+        """
         return await asyncio.to_thread(self.running.stop, timeout)
 
     async def exec(
@@ -152,7 +199,15 @@ class AsyncRunningContainer:
         check: bool = False,
         tty: bool = False,
     ) -> Result:
-        """:meth:`RunningContainer.exec`, awaitable."""
+        """:meth:`RunningContainer.exec`, awaitable.
+
+        Example:
+            >>> async def main() -> bytes:
+            ...     async with Container("/srv/busybox").start_async(["sleep", "60"]) as box:
+            ...         return (await box.exec(["hostname"])).stdout
+            >>> asyncio.run(main())  # the first 12 digits of its id  # doctest: +SKIP
+            b'48a7fd331ce4\\n'
+        """
         return await asyncio.to_thread(
             self.running.exec,
             cmd,
@@ -166,14 +221,40 @@ class AsyncRunningContainer:
         )
 
     def logs(self, **filters: Any) -> bytes:
-        """What the container wrote so far (:meth:`RunningContainer.logs`)."""
+        """What the container wrote so far (:meth:`RunningContainer.logs`).
+
+        Example:
+            >>> async def main() -> bytes:
+            ...     async with Container("/srv/busybox").start_async(["echo", "hi"]) as box:
+            ...         await box.wait()
+            ...         return box.logs(stderr=False)  # no waiting: not awaitable
+            >>> asyncio.run(main())  # doctest: +SKIP
+            b'hi\\n'
+        """
         result: bytes = self.running.logs(**filters, follow=False)
         return result
 
     def follow(self, **filters: Any) -> AsyncIterator[bytes]:
-        """The container's output now and to come, until it ends: ``async for``."""
+        """The container's output now and to come, until it ends: ``async for``.
+
+        Example:
+            >>> async def main() -> list[bytes]:
+            ...     cmd = ["sh", "-c", "echo one; echo two"]
+            ...     async with Container("/srv/busybox").start_async(cmd) as box:
+            ...         return [chunk async for chunk in box.follow()]
+            >>> b"".join(asyncio.run(main()))  # doctest: +SKIP
+            b'one\\ntwo\\n'
+        """
         return _aiter(lambda: self.running.logs(**filters, follow=True))
 
     def events(self) -> AsyncIterator[Event]:
-        """:meth:`RunningContainer.events`: ``async for``."""
+        """:meth:`RunningContainer.events`: ``async for``.
+
+        Example:
+            >>> async def main() -> list[str]:
+            ...     async with Container("/srv/busybox").start_async(["true"]) as box:
+            ...         return [event.kind async for event in box.events()]
+            >>> asyncio.run(main())  # doctest: +SKIP
+            ['started', 'exited']
+        """
         return _aiter(self.running.events)

@@ -104,6 +104,13 @@ class Event:
             memory) or ``exited``.
         time: when, in seconds since the epoch (for ``oom``, when it was noticed).
         exit_code: for ``exited``, the exit code.
+
+    Example:
+        >>> with Container("/srv/busybox").start(["true"]) as box:  # doctest: +SKIP
+        ...     for event in box.events():
+        ...         print(event.kind, event.exit_code)
+        started None
+        exited 0
     """
 
     kind: str
@@ -151,6 +158,12 @@ class Result:
         id: the container's id.
         stats: the cgroup's figures when the container ended: CPU time, memory, I/O,
             processes, OOM kills and pressure (see :class:`CgroupStats`).
+
+    Example:
+        >>> box = Container("/srv/busybox")  # doctest: +SKIP
+        >>> result = box.run(["sh", "-c", "echo hi; exit 3"])  # doctest: +SKIP
+        >>> result.exit_code, result.stdout, result.oom_killed  # doctest: +SKIP
+        (3, b'hi\\n', False)
     """
 
     exit_code: int
@@ -438,13 +451,24 @@ class Container:
 
         Raises:
             SpecError: a value ``docker run`` would not accept, naming the argument.
+
+        Example:
+            >>> spec = Container.host().limit(mem="64M", pids=32).spec(["true"])
+            >>> spec.linux.resources.memory.limit, spec.linux.resources.pids.limit
+            (67108864, 32)
         """
         # Every argument but self, by name: the signature is the list of limits.
         given = Limits.parse(**{k: v for k, v in locals().items() if k != "self"})
         return attrs.evolve(self, limits=self._limits.merged(given))
 
     def env(self, **variables: str) -> Self:
-        """Add environment variables; later calls override earlier ones."""
+        """Add environment variables; later calls override earlier ones.
+
+        Example:
+            >>> spec = Container.host().env(GREETING="hi").spec(["env"])
+            >>> "GREETING=hi" in spec.process.env
+            True
+        """
         for key, value in variables.items():
             if not _ENV_KEY.fullmatch(key):
                 raise SpecError(f"env.{key}", f"{key!r} is not a valid variable name")
@@ -455,7 +479,12 @@ class Container:
         return attrs.evolve(self, env=tuple(merged.items()))
 
     def workdir(self, path: str) -> Self:
-        """Run the command in ``path`` (absolute, inside the container)."""
+        """Run the command in ``path`` (absolute, inside the container).
+
+        Example:
+            >>> Container.host().workdir("/tmp").spec(["pwd"]).process.cwd
+            '/tmp'
+        """
         return attrs.evolve(self, workdir=_absolute(path, "workdir"))
 
     def user(self, user: str | int) -> Self:
@@ -469,17 +498,33 @@ class Container:
         Raises:
             SpecError: not a user, or a number out of range. A name the image does not
                 have fails the start with ContainerSetupError.
+
+        Example:
+            >>> user = Container.host().user("1000:1000").spec(["id"]).process.user
+            >>> user.uid, user.gid
+            (1000, 1000)
         """
         return attrs.evolve(self, user=_parse_user(str(user), "user"))
 
     def hostname(self, name: str) -> Self:
-        """Set the container's hostname (its own UTS namespace)."""
+        """Set the container's hostname (its own UTS namespace).
+
+        Example:
+            >>> Container.host().hostname("box").spec(["hostname"]).hostname
+            'box'
+        """
         if not isinstance(name, str) or not _HOSTNAME.fullmatch(name):
             raise SpecError("hostname", f"{name!r} is not a valid hostname")
         return attrs.evolve(self, hostname=name)
 
     def mount(self, source: str | os.PathLike[str], target: str, *, read_only: bool = True) -> Self:
-        """Bind-mount the host path ``source`` at ``target``; read-only unless asked."""
+        """Bind-mount the host path ``source`` at ``target``; read-only unless asked.
+
+        Example:
+            >>> spec = Container.host().mount("/etc", "/host-etc").spec(["ls", "/host-etc"])
+            >>> [m.options for m in spec.mounts if m.destination == "/host-etc"]
+            [('rbind', 'ro')]
+        """
         src = os.fspath(source)
         if not os.path.isabs(src):
             raise SpecError("mount.source", f"must be an absolute host path, not {src!r}")
@@ -487,13 +532,24 @@ class Container:
         return attrs.evolve(self, mounts=(*self._mounts, m))
 
     def tmpfs(self, target: str, *, size: str | int | None = None) -> Self:
-        """Mount an empty tmpfs at ``target``, of at most ``size`` (``"64M"``)."""
+        """Mount an empty tmpfs at ``target``, of at most ``size`` (``"64M"``).
+
+        Example:
+            >>> spec = Container.host().tmpfs("/scratch", size="64M").spec(["true"])
+            >>> [m.type for m in spec.mounts if m.destination == "/scratch"]
+            ['tmpfs']
+        """
         bytes_ = parse_bytes(size, "tmpfs.size") if size is not None else None
         m = _Tmpfs(target=_absolute(target, "tmpfs.target"), size=bytes_)
         return attrs.evolve(self, mounts=(*self._mounts, m))
 
     def read_only(self, read_only: bool = True) -> Self:
-        """Make the root file system read-only."""
+        """Make the root file system read-only.
+
+        Example:
+            >>> Container.host().read_only().spec(["true"]).root.readonly
+            True
+        """
         return attrs.evolve(self, read_only=read_only)
 
     @classmethod
@@ -542,48 +598,46 @@ class Container:
         container: RunningContainer | DetachedContainer | None = None,
         netns: str | os.PathLike[str] | None = None,
     ) -> Self:
-        """``"none"``: an own network namespace with only ``lo`` (default); ``"host"``:
-        the host's network; ``"bridge"``: an own network namespace on the host bridge
-        ``clib0``, with an address of its own (``10.217.0.0/16``;
-        ``CONTAINERLIB_BRIDGE_SUBNET`` for another) that the host and the other containers
-        on the bridge reach (see :mod:`containerlib.network.bridge`).
+        """Choose the container's network (see docs/networking.md).
 
-        ``"pasta"`` or ``"slirp4netns"``: an own network namespace that reaches out
-        through that user-mode network program (see :mod:`containerlib.network.usernet`):
-        its ``eth0`` has the address 10.0.2.100/24, the gateway 10.0.2.2 and DNS at
-        10.0.2.3; the host reaches it only through published ports, so its
-        :attr:`RunningContainer.ip` is None. For a non-root user, who cannot make a
-        bridge, ``"bridge"`` means that too, with slirp4netns if it is installed,
-        else pasta. With ``host_loopback``, the gateway leads to the host's
-        ``127.0.0.1`` (by default the container cannot reach the host's loopback
-        services, as with podman).
+        Args:
+            mode: ``"none"`` (the default): a network namespace of its own with only
+                ``lo``. ``"host"``: the host's network. ``"bridge"``: as root, a
+                namespace of its own on the host bridge ``clib0`` with an address from
+                ``10.217.0.0/16`` (``CONTAINERLIB_BRIDGE_SUBNET`` for another) and NAT to
+                the outside (see :mod:`containerlib.network.bridge`); for a non-root
+                user, a user-mode network (slirp4netns if installed, else pasta).
+                ``"slirp4netns"``, ``"pasta"``: that user-mode network (see
+                :mod:`containerlib.network.usernet`): ``eth0`` is 10.0.2.100/24, the
+                gateway 10.0.2.2, DNS 10.0.2.3; the host reaches it only through
+                published ports. A :class:`~containerlib.networks.Network`: a
+                user-defined network whose members reach each other by hostname, name
+                and alias.
+            aliases: more names the container answers to on its ``Network``.
+            host_loopback: on a user-mode network, the gateway leads to the host's
+                ``127.0.0.1`` (by default the container cannot reach the host's loopback
+                services, as with podman).
+            container: share the network namespace of that running container (a
+                :class:`RunningContainer` or :class:`~containerlib.detached.DetachedContainer`),
+                as ``docker run --network container:NAME`` and a pod: the two reach
+                each other on ``127.0.0.1``, each in its own PID, mount, IPC and UTS
+                namespaces. Root only.
+            netns: join the network namespace of that file (``/proc/PID/ns/net``, or one
+                bind-mounted as ``ip netns add`` does). Root only.
 
-        A :class:`~containerlib.networks.Network`: a user-defined network, whose members
-        reach each other by hostname, name and ``aliases`` (through their /etc/hosts).
+        With ``container`` or ``netns`` the container has no address of its own (its
+        :attr:`RunningContainer.ip` is None) and nothing of the namespace is removed when
+        it ends.
 
         Example:
             >>> c = Container(image).network(Network("backend"), aliases=["db"])  # doctest: +SKIP
-
-        ``container``: share the network namespace of that running container (a
-        :class:`RunningContainer` or :class:`~containerlib.detached.DetachedContainer`),
-        as ``docker run --network container:NAME`` and a podman pod: the two reach each
-        other on ``127.0.0.1`` and have the same interfaces and addresses, each in its
-        own PID, mount, IPC and UTS namespaces. ``netns``: join the network namespace
-        of that file (``/proc/PID/ns/net``, or one bind-mounted as ``ip netns add``
-        does). Either way the container has no address of its own (its
-        :attr:`RunningContainer.ip` is None: it answers at the other's) and nothing of
-        the namespace is removed when it ends. Root only: a non-root user's container
-        has a user namespace of its own, from which the kernel refuses to join (a
-        :class:`SpecError` says so at start).
-
-        Example:
-            >>> db = Container(image).start(["nc", "-lk", "-p", "5432"])  # doctest: +SKIP
-            >>> pod = Container(image).network(container=db)  # doctest: +SKIP
-            >>> pod.run(["nc", "127.0.0.1", "5432"])  # doctest: +SKIP
+            >>> web = Container(image).start(["httpd", "-f", "-p", "80"])  # doctest: +SKIP
+            >>> sidecar = Container(image).network(container=web)  # doctest: +SKIP
+            >>> sidecar.run(["wget", "-qO-", "127.0.0.1"])  # doctest: +SKIP
 
         Raises:
-            SpecError: a bad mode, or ``container`` or ``netns`` with a mode or with
-                each other.
+            SpecError: a bad mode or alias, ``host_loopback`` off a user-mode network, or
+                ``container`` or ``netns`` with a mode or with each other.
         """
         from containerlib.networks import Network
 
@@ -851,6 +905,11 @@ class Container:
 
         Raises:
             SpecError: an unknown capability, naming it.
+
+        Example:
+            >>> caps = Container.host().cap_add("NET_ADMIN").spec(["true"]).process.capabilities
+            >>> "CAP_NET_ADMIN" in caps.bounding
+            True
         """
         names = _capabilities(capabilities, "cap_add")
         return attrs.evolve(self, cap_add=self._cap_add | names, cap_drop=self._cap_drop - names)
@@ -860,6 +919,10 @@ class Container:
 
         Raises:
             SpecError: an unknown capability, naming it.
+
+        Example:
+            >>> Container.host().cap_drop("ALL").spec(["true"]).process.capabilities.bounding
+            ()
         """
         names = _capabilities(capabilities, "cap_drop")
         return attrs.evolve(self, cap_drop=self._cap_drop | names, cap_add=self._cap_add - names)
@@ -867,7 +930,13 @@ class Container:
     def privileged(self, privileged: bool = True) -> Self:
         """As ``docker run --privileged``: every capability, no seccomp filter, no masked
         or read-only /proc paths, a writable /sys, every device allowed by the device
-        cgroup, and no ``no_new_privs``. The namespaces stay."""
+        cgroup, and no ``no_new_privs``. The namespaces stay.
+
+        Example:
+            >>> spec = Container.host().privileged().spec(["true"])
+            >>> spec.linux.seccomp is None, "CAP_SYS_ADMIN" in spec.process.capabilities.bounding
+            (True, True)
+        """
         return attrs.evolve(self, privileged=privileged)
 
     def init(self, enabled: bool = True) -> Self:
@@ -879,7 +948,7 @@ class Container:
         helper, non-dumpable: nothing inside can read it or its executable.
 
         Example:
-            >>> Container("/srv/rootfs").init() != Container("/srv/rootfs")
+            >>> Container.host().init() != Container.host()
             True
         """
         return attrs.evolve(self, init=enabled)
@@ -906,7 +975,7 @@ class Container:
         containers always have a user namespace (rootless use).
 
         Example:
-            >>> Container("/srv/rootfs").userns(uid=200000, size=65536) is not None
+            >>> Container.host().userns(uid=200000, size=65536) is not None
             True
 
         Raises:
@@ -945,6 +1014,11 @@ class Container:
 
         Raises:
             SpecError: the profile is not valid, naming the field.
+
+        Example:
+            >>> Container.host().seccomp(None).spec(["true"]).linux.seccomp is None
+            True
+            >>> box = Container.host().seccomp("/etc/containerlib/strict.json")  # doctest: +SKIP
         """
         if profile is None or isinstance(profile, oci.LinuxSeccomp):
             return attrs.evolve(self, seccomp=profile)
@@ -966,6 +1040,12 @@ class Container:
 
         Raises:
             SpecError: a parameter that is not namespaced, or a value with a NUL.
+
+        Example:
+            >>> box = Container.host().sysctl(net__ipv4__ip_unprivileged_port_start=0)
+            >>> spec = box.spec(["true"])
+            >>> dict(spec.linux.sysctl)
+            {'net.ipv4.ip_unprivileged_port_start': '0'}
         """
         merged = dict(self._sysctl)
         for raw, value in settings.items():
@@ -988,6 +1068,10 @@ class Container:
 
         Raises:
             SpecError: an unknown resource, or soft above hard.
+
+        Example:
+            >>> Container.host().rlimit("nofile", 1024).spec(["true"]).process.rlimits
+            (POSIXRlimit(type='RLIMIT_NOFILE', hard=1024, soft=1024),)
         """
         import resource as _resource
 
@@ -1024,6 +1108,11 @@ class Container:
         Raises:
             SpecError: no command is given and the image has none, or ``cmd`` is not a
                 list of strings.
+
+        Example:
+            >>> spec = Container.host().limit(mem="64M").spec(["echo", "hi"])
+            >>> spec.process.args, spec.linux.resources.memory.limit
+            (('echo', 'hi'), 67108864)
         """
         args = self._command(cmd)
         image = self.image
@@ -1271,6 +1360,12 @@ class Container:
 
         Raises:
             The errors of :meth:`run`.
+
+        Example:
+            >>> import asyncio
+            >>> box = Container("/srv/busybox")  # doctest: +SKIP
+            >>> asyncio.run(box.run_async(["echo", "hi"])).stdout  # doctest: +SKIP
+            b'hi\\n'
         """
         from containerlib.aio import run
 
@@ -1288,6 +1383,14 @@ class Container:
         """:meth:`start` for asyncio: ``async with container.start_async(cmd) as box:``
         (the container is killed at the end of the block), or ``box = await
         container.start_async(cmd)``. See :class:`~containerlib.aio.AsyncRunningContainer`.
+
+        Example:
+            >>> import asyncio
+            >>> async def main() -> int:
+            ...     async with Container("/srv/busybox").start_async(["sleep", "60"]) as box:
+            ...         return (await box.stop(timeout=1)).exit_code
+            >>> asyncio.run(main())  # sleep as PID 1 ignores SIGTERM: SIGKILL  # doctest: +SKIP
+            137
         """
         from containerlib.aio import AsyncRunningContainer
 
@@ -1536,6 +1639,16 @@ class Container:
             SpecError: bad input; nothing was created.
             ContainerSetupError: the kernel refused a step; nothing is left behind.
             ContainerError: with ``check=True``, the command failed.
+
+        Example:
+            >>> box = Container("/srv/busybox")  # doctest: +SKIP
+            >>> cmd = ["sh", "-c", "read x; echo got $x"]
+            >>> result = box.run(cmd, input=b"42\\n")  # doctest: +SKIP
+            >>> result.exit_code, result.stdout  # doctest: +SKIP
+            (0, b'got 42\\n')
+            >>> box.run(["false"], check=True)  # doctest: +SKIP
+            Traceback (most recent call last):
+            ContainerError: command ['false'] failed: exit code 1
         """
         if timeout is not None and not timeout > 0:
             raise SpecError("timeout", f"must be a positive number of seconds, not {timeout!r}")
@@ -1891,7 +2004,14 @@ class _CgroupControls:
     def events(self) -> Iterator[Event]:
         """What happens to the container, as it happens: ``started``, ``oom`` each time
         the kernel kills one of its processes for lack of memory, and ``exited`` last
-        (see :class:`Event`)."""
+        (see :class:`Event`).
+
+        Example:
+            >>> box = Container("/srv/busybox").limit(mem="32M")  # doctest: +SKIP
+            >>> with box.start(["sh", "-c", "tail /dev/zero"]) as running:  # doctest: +SKIP
+            ...     print([e.kind for e in running.events()])
+            ['started', 'oom', 'exited']
+        """
         yield Event("started", self._started_at())
         yield from watch_events(self._oom_kills, self._ended)
 
@@ -1933,6 +2053,12 @@ class _CgroupControls:
             ContainerNotRunning: the container has ended.
             OSError: the kernel refused a value (a memory limit below what is in use,
                 say); the message names the file.
+
+        Example:
+            >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     box.update(mem="128M", pids=64)
+            ...     box.stats().memory_current < 128 << 20
+            True
         """
         # Every argument but self, by name: the signature is the list of limits.
         given = Limits.parse(**{k: v for k, v in locals().items() if k != "self"})
@@ -1951,6 +2077,16 @@ class _CgroupControls:
 
         Raises:
             ContainerNotRunning: the container has ended.
+
+        Example:
+            >>> spin = ["sh", "-c", "while :; do :; done"]
+            >>> with Container("/srv/busybox").start(spin) as box:  # doctest: +SKIP
+            ...     box.pause()
+            ...     frozen = box.stats().cpu_usage_usec
+            ...     time.sleep(0.5)
+            ...     print(box.stats().cpu_usage_usec == frozen)
+            ...     box.resume()
+            True
         """
         cgroup = self._cgroup("pause")
         try:
@@ -1964,6 +2100,13 @@ class _CgroupControls:
 
         Raises:
             ContainerNotRunning: the container has ended.
+
+        Example:
+            >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     box.pause()
+            ...     box.resume()
+            ...     box.exec(["true"]).exit_code
+            0
         """
         cgroup = self._cgroup("resume")
         try:
@@ -1980,6 +2123,14 @@ class RunningContainer(_CgroupControls):
         id: the container's id.
         pid: the host pid of its first process.
         command: what it runs.
+
+    Example:
+        >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+        ...     print(box.exec(["echo", "inside"]).stdout)
+        ...     result = box.stop(timeout=1)
+        b'inside\\n'
+        >>> result.exit_code  # sleep as PID 1 ignores SIGTERM: SIGKILL  # doctest: +SKIP
+        137
     """
 
     def __init__(
@@ -2074,6 +2225,11 @@ class RunningContainer(_CgroupControls):
 
         Raises:
             SpecError: it has no terminal, or the size is not positive.
+
+        Example:
+            >>> shell = Container("/srv/busybox")  # doctest: +SKIP
+            >>> with shell.start(["sh"], tty=True, interactive=True) as box:  # doctest: +SKIP
+            ...     box.resize(120, 40)  # sh now sees 40 rows of 120 columns
         """
         if self._terminal is None:
             raise SpecError("tty", "the container has no terminal: start it with tty=True")
@@ -2114,6 +2270,14 @@ class RunningContainer(_CgroupControls):
             ContainerNotRunning: the container has ended.
             ConnectionRefusedError: nothing listens there.
             TimeoutError: no answer within ``timeout`` seconds.
+
+        Example:
+            >>> web = Container("/srv/busybox")  # doctest: +SKIP
+            >>> with web.start(["httpd", "-f", "-p", "80"]) as box:  # doctest: +SKIP
+            ...     with box.connect(80) as sock:
+            ...         sock.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            ...         sock.recv(12)
+            b'HTTP/1.1 404'
         """
         if self._result is not None:
             raise ContainerNotRunning(self.id, "connect to")
@@ -2148,7 +2312,14 @@ class RunningContainer(_CgroupControls):
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the container's first process (PID 1 inside); a paused
-        container is resumed after, so that the signal takes effect."""
+        container is resumed after, so that the signal takes effect.
+
+        Example:
+            >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     box.kill()  # SIGKILL; sleep as PID 1 would ignore SIGTERM
+            ...     box.wait().exit_code
+            137
+        """
         self._process.signal(sig)
         if self._paused:
             with contextlib.suppress(ContainerNotRunning):
@@ -2170,7 +2341,14 @@ class RunningContainer(_CgroupControls):
     def stats(self) -> CgroupStats:
         """The figures of the container's cgroup now: memory, CPU time, processes, I/O,
         OOM kills, pressure. Once it has ended, those it ended with; none for a
-        container without a cgroup (a non-root user's, unless it asked for limits)."""
+        container without a cgroup (a non-root user's, unless it asked for limits).
+
+        Example:
+            >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     stats = box.stats()
+            ...     stats.pids_current, stats.memory_current > 0
+            (1, True)
+        """
         with self._lock:
             if self._result is not None:
                 return self._result.stats
@@ -2186,6 +2364,13 @@ class RunningContainer(_CgroupControls):
 
         Raises:
             TimeoutError: ``timeout`` seconds passed; the container keeps running.
+
+        Example:
+            >>> cmd = ["sh", "-c", "echo done; exit 2"]
+            >>> with Container("/srv/busybox").start(cmd) as box:  # doctest: +SKIP
+            ...     result = box.wait(timeout=10)
+            ...     result.exit_code, result.stdout
+            (2, b'done\\n')
         """
         with self._lock:
             if self._result is not None:
@@ -2243,6 +2428,12 @@ class RunningContainer(_CgroupControls):
 
         PID 1 ignores signals it has no handler for, so a shell that does not trap
         SIGTERM only ends with the SIGKILL.
+
+        Example:
+            >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     result = box.stop(timeout=1)
+            ...     result.exit_code, result.timed_out  # sleep as PID 1 ignores SIGTERM
+            (137, False)
         """
         self.kill(signal.SIGTERM)
         try:

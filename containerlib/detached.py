@@ -116,6 +116,16 @@ class DetachedContainer(_CgroupControls):
         image: the name of the image it runs.
         command: what its first process runs.
         created: when it was made, in seconds since the epoch.
+
+    Example:
+        >>> import containerlib
+        >>> from containerlib import Container
+        >>> db = Container("/srv/busybox")  # doctest: +SKIP
+        >>> box = db.start(["sleep", "600"], detach=True, name="db")  # doctest: +SKIP
+        >>> containerlib.get("db").status  # doctest: +SKIP
+        'running'
+        >>> box.stop(timeout=1).exit_code; box.remove()  # doctest: +SKIP
+        137
     """
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
@@ -157,22 +167,27 @@ class DetachedContainer(_CgroupControls):
 
     @property
     def id(self) -> str:
+        """The container's id (32 hex digits)."""
         return str(self._record["id"])
 
     @property
     def name(self) -> str | None:
+        """Its name (``start(name=...)``), or None."""
         return self._record.get("name")
 
     @property
     def image(self) -> str:
+        """The name of the image it runs."""
         return str(self._record.get("image", ""))
 
     @property
     def command(self) -> _builtin_list[str]:
+        """What its first process runs, as a list."""
         return _builtin_list(self._record.get("command", ()))
 
     @property
     def created(self) -> float:
+        """When it was made, in seconds since the epoch."""
         return float(self._record.get("created", 0.0))
 
     @property
@@ -229,6 +244,12 @@ class DetachedContainer(_CgroupControls):
         Raises:
             ContainerNotRunning: it has ended.
             ConnectionRefusedError: nothing listens there.
+
+        Example:
+            >>> with containerlib.get("web").connect(80) as sock:  # doctest: +SKIP
+            ...     sock.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            ...     sock.recv(12)
+            b'HTTP/1.1 200'
         """
         from containerlib.network.ports import PortProxy
 
@@ -245,7 +266,13 @@ class DetachedContainer(_CgroupControls):
 
     def inspect(self) -> dict[str, Any]:
         """Everything known of it, as ``docker inspect``: the record, with the status
-        now and the state directory."""
+        now and the state directory.
+
+        Example:
+            >>> info = containerlib.get("db").inspect()  # doctest: +SKIP
+            >>> info["status"], info["name"]  # doctest: +SKIP
+            ('running', 'db')
+        """
         state = self.status
         return {**self._record, "status": state, "state_dir": str(self._dir)}
 
@@ -280,6 +307,11 @@ class DetachedContainer(_CgroupControls):
 
         Raises:
             ContainerNotRunning: it has ended.
+
+        Example:
+            >>> box = containerlib.get("db")  # doctest: +SKIP
+            >>> box.kill(); box.wait().exit_code  # doctest: +SKIP
+            137
         """
         if self.status not in ("running", "paused"):
             raise ContainerNotRunning(self.id, "kill")
@@ -307,6 +339,11 @@ class DetachedContainer(_CgroupControls):
             TimeoutError: ``timeout`` seconds passed; it keeps running.
             ContainerNotFound: it has been removed (an ``auto_remove`` container that
                 ended before this call).
+
+        Example:
+            >>> box = Container("/srv/busybox").start(["echo", "hi"], detach=True)  # doctest: +SKIP
+            >>> box.wait(timeout=10).stdout  # doctest: +SKIP
+            b'hi\\n'
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         conn = records.connect(self._dir) if self.status in ("running", "paused") else None
@@ -356,7 +393,12 @@ class DetachedContainer(_CgroupControls):
 
     def stop(self, timeout: float = 10.0) -> Result:
         """Send SIGTERM, then SIGKILL if it still runs after ``timeout`` seconds, and
-        return its :class:`Result`; one that has ended already just gives its result."""
+        return its :class:`Result`; one that has ended already just gives its result.
+
+        Example:
+            >>> containerlib.get("db").stop(timeout=5).exit_code  # doctest: +SKIP
+            137
+        """
         with contextlib.suppress(ContainerNotRunning):
             self.kill(signal.SIGTERM)
         try:
@@ -401,7 +443,12 @@ class DetachedContainer(_CgroupControls):
 
     def stats(self) -> CgroupStats:
         """The figures of its cgroup now; once it has ended, those it ended with; none
-        for a container without a cgroup."""
+        for a container without a cgroup.
+
+        Example:
+            >>> containerlib.get("db").stats().pids_current  # doctest: +SKIP
+            1
+        """
         try:
             return self._cgroup("read the figures of").stats()
         except ContainerSetupError:
@@ -414,6 +461,12 @@ class DetachedContainer(_CgroupControls):
 
         Raises:
             ContainerSetupError: it runs and ``force`` was not given (EBUSY).
+
+        Example:
+            >>> containerlib.get("db").remove(force=True)  # doctest: +SKIP
+            >>> containerlib.get("db")  # doctest: +SKIP
+            Traceback (most recent call last):
+            ContainerNotFound: no container 'db': none has that id, id prefix or name ...
         """
         state = self.status
         if state in ("running", "paused", "creating"):
@@ -462,7 +515,15 @@ def _containers(run_root: str) -> _builtin_list[DetachedContainer]:
 def list(all: bool = False) -> _builtin_list[DetachedContainer]:
     """The detached containers of this user, oldest first: those that run (as ``docker
     ps``), or with ``all``, also those that have ended and not been removed (``docker
-    ps -a``)."""
+    ps -a``).
+
+    Example:
+        >>> import containerlib
+        >>> [box.name for box in containerlib.list()]  # doctest: +SKIP
+        ['db', 'cache']
+        >>> len(containerlib.list(all=True)) >= len(containerlib.list())  # doctest: +SKIP
+        True
+    """
     found = _containers(Roots.from_env().run)
     if not all:
         found = [c for c in found if c.status in ("running", "paused", "creating")]
@@ -474,6 +535,12 @@ def get(reference: str) -> DetachedContainer:
 
     Raises:
         ContainerNotFound: none has it, or a prefix fits more than one.
+
+    Example:
+        >>> import containerlib
+        >>> box = containerlib.get("db")  # doctest: +SKIP
+        >>> box.id[:12], box.status  # doctest: +SKIP
+        ('3f2a9c1b7d4e', 'running')
     """
     if not isinstance(reference, str) or not ID_PATTERN.fullmatch(reference):
         raise ContainerNotFound(str(reference), "not a container id or name")
@@ -500,7 +567,13 @@ def prune() -> _builtin_list[str]:
     dead one (whose keeper was killed) the cgroup and writable layer it left; and the
     network leases, /etc/hosts entries and bridges of containers whose spawner was
     killed before it could take them off their networks. Returns the detached
-    containers' ids."""
+    containers' ids.
+
+    Example:
+        >>> import containerlib
+        >>> containerlib.prune()  # doctest: +SKIP
+        ['3f2a9c1b7d4e5f60718293a4b5c6d7e8']
+    """
     removed = []
     run_root = Roots.from_env().run
     for container in _containers(run_root):

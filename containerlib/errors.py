@@ -47,7 +47,16 @@ __all__ = [
 
 
 class ContainerlibError(Exception):
-    """The root of every error containerlib raises."""
+    """The root of every error containerlib raises.
+
+    Example:
+        >>> from containerlib import Container, ContainerlibError
+        >>> try:
+        ...     Container("/").limit(mem="lots")
+        ... except ContainerlibError as e:
+        ...     print(type(e).__name__)
+        SpecError
+    """
 
 
 class SpecError(ContainerlibError, ValueError):
@@ -55,6 +64,14 @@ class SpecError(ContainerlibError, ValueError):
 
     Attributes:
         field: the dotted name of the bad field, for example ``"linux.resources.memory"``.
+
+    Example:
+        >>> from containerlib import Container, SpecError
+        >>> try:
+        ...     Container("/").limit(mem="lots")
+        ... except SpecError as e:
+        ...     print(e.field, "|", e)
+        mem | mem: must be a size like '512m' or '1.5g', not 'lots'
     """
 
     def __init__(self, field: str, message: str) -> None:
@@ -67,15 +84,39 @@ class SpecError(ContainerlibError, ValueError):
 
 
 class ImageError(ContainerlibError):
-    """An image could not be read, stored or unpacked."""
+    """An image could not be read, stored or unpacked.
+
+    Example:
+        >>> from containerlib import Image, ImageError
+        >>> try:  # doctest: +SKIP
+        ...     Image.from_registry("registry.example:5000/busybox:latest")
+        ... except ImageError as e:
+        ...     print("no busybox:", e)
+    """
 
 
 class ImageNotFound(ImageError, LookupError):
-    """No image, layout or reference by that name."""
+    """No image, layout or reference by that name.
+
+    Example:
+        >>> from containerlib import Image, ImageNotFound
+        >>> try:  # doctest: +SKIP
+        ...     Image.from_oci_layout("/srv/layout", "no-such-tag")
+        ... except ImageNotFound as e:
+        ...     print(e)
+    """
 
 
 class LayerError(ImageError, ValueError):
-    """A layer, manifest or blob that is corrupt, truncated or would write out of bounds."""
+    """A layer, manifest or blob that is corrupt, truncated or would write out of bounds.
+
+    Example:
+        >>> from containerlib import Image, LayerError
+        >>> try:  # doctest: +SKIP
+        ...     Image.from_oci_layout("/srv/tampered-layout")
+        ... except LayerError as e:
+        ...     print(e)  # names the blob whose digest does not match
+    """
 
 
 class ContainerSetupError(ContainerlibError, OSError):
@@ -85,6 +126,16 @@ class ContainerSetupError(ContainerlibError, OSError):
         step: what was being done, for example ``"mount '/proc'"``.
         container_id: the container's id; empty when the failure came before it had one.
         errno: the ``errno`` of the failed call (``OSError.errno``).
+
+    Example:
+        >>> import errno
+        >>> from containerlib import Container, ContainerSetupError
+        >>> bad = {"net.ipv4.no_such_thing": "1"}
+        >>> try:  # doctest: +SKIP
+        ...     Container("/srv/busybox").sysctl(**bad).run(["true"])
+        ... except ContainerSetupError as e:
+        ...     print(e.step, "|", e.errno == errno.ENOENT)
+        set sysctl net.ipv4.no_such_thing | True
     """
 
     def __init__(self, step: str, err: int, container_id: str, detail: str = "") -> None:
@@ -116,6 +167,14 @@ class ContainerError(ContainerlibError, RuntimeError):
 
     Attributes:
         result: the :class:`~containerlib.Result`, with the exit code and the output.
+
+    Example:
+        >>> from containerlib import Container, ContainerError
+        >>> try:  # doctest: +SKIP
+        ...     Container("/srv/busybox").run(["sh", "-c", "echo no >&2; exit 3"], check=True)
+        ... except ContainerError as e:
+        ...     print(e.result.exit_code, e.result.stderr)
+        3 b'no\\n'
     """
 
     def __init__(self, result: Result, command: list[str]) -> None:
@@ -145,6 +204,14 @@ class CallError(ContainerError):
     Attributes:
         reason: what went wrong, in words.
         remote_traceback: the traceback printed inside the container, when there is one.
+
+    Example:
+        >>> from containerlib import CallError, Container
+        >>> try:  # bytes(1 << 30): a GiB of zeros, in 64 MiB  # doctest: +SKIP
+        ...     Container.host().limit(mem="64M").call(bytes, 1 << 30)
+        ... except CallError as e:
+        ...     print(e.oom_killed)
+        True
     """
 
     def __init__(
@@ -172,7 +239,15 @@ class CallError(ContainerError):
 
 
 class SpawnerError(ContainerlibError, RuntimeError):
-    """The helper process that forks containers died or could not be started."""
+    """The helper process that forks containers died or could not be started.
+
+    Example:
+        >>> from containerlib import Container, SpawnerError
+        >>> try:  # doctest: +SKIP
+        ...     Container("/srv/busybox").run(["true"])
+        ... except SpawnerError as e:
+        ...     print("the spawner went away:", e)
+    """
 
 
 class ContainerNotFound(ContainerlibError, LookupError):
@@ -180,6 +255,14 @@ class ContainerNotFound(ContainerlibError, LookupError):
 
     Attributes:
         reference: what was looked for.
+
+    Example:
+        >>> import containerlib
+        >>> try:
+        ...     containerlib.get("no-such-container")
+        ... except containerlib.ContainerNotFound as e:
+        ...     print(e.reference)
+        no-such-container
     """
 
     def __init__(self, reference: str, detail: str = "") -> None:
@@ -199,6 +282,16 @@ class ContainerNotRunning(ContainerlibError, RuntimeError):
 
     Attributes:
         container_id: the container's id.
+
+    Example:
+        >>> from containerlib import Container, ContainerNotRunning
+        >>> with Container("/srv/busybox").start(["true"]) as box:  # doctest: +SKIP
+        ...     ended = box.wait()
+        ...     try:
+        ...         box.pause()
+        ...     except ContainerNotRunning as e:
+        ...         print(e)
+        pause container ca3f242701dae622a855e3d2da317b07: it is not running
     """
 
     def __init__(self, container_id: str, action: str) -> None:
@@ -230,6 +323,16 @@ class ContainerNotReady(ContainerlibError, TimeoutError):
         logs: the container's last lines of output, both streams, as ``logs(tail=20)``.
         exit_code: the container's exit code when it ended first; None when it runs.
         reasons: for each part not met, what it is and why its last try failed.
+
+    Example:
+        >>> from containerlib import Container, ContainerNotReady
+        >>> from containerlib.readiness import wait_for_port
+        >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+        ...     try:
+        ...         wait_for_port(box, 8080, timeout=1)
+        ...     except ContainerNotReady as e:
+        ...         print(e.waited >= 1, e.exit_code)
+        True None
     """
 
     def __init__(

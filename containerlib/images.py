@@ -78,6 +78,13 @@ class Image:
         name: where it came from, for messages.
         entrypoint, cmd, env, workdir, user: the image's configuration, as in an OCI
             image config; they give :meth:`Container.run` its defaults.
+
+    Example:
+        >>> from containerlib import Container, Image
+        >>> image = Image.from_rootfs("/srv/busybox")  # doctest: +SKIP
+        >>> image = Image.from_registry("busybox:1.36")  # doctest: +SKIP
+        >>> Container(image).run(["echo", "hi"]).stdout  # doctest: +SKIP
+        b'hi\\n'
     """
 
     layers: tuple[str, ...]
@@ -136,6 +143,11 @@ class Image:
         Raises:
             ImageNotFound: no layout at ``path``, or no image called ``ref`` in it.
             LayerError: a blob is corrupt, truncated or would write outside its layer.
+
+        Example:
+            >>> image = Image.from_oci_layout("/srv/layouts/busybox", "1.36")  # doctest: +SKIP
+            >>> Container(image).run(["busybox", "true"]).exit_code  # doctest: +SKIP
+            0
         """
         from containerlib.image.layout import open_layout
 
@@ -259,6 +271,11 @@ class Image:
         Raises:
             FileNotFoundError: ``source`` does not exist.
             SpecError: ``dest`` is not an absolute path.
+
+        Example:
+            >>> base = Image.from_registry("python:3.12-slim")  # doctest: +SKIP
+            >>> app = base.add("app.py", "/srv/app.py")  # doctest: +SKIP
+            >>> app = app.add(b"debug = false\\n", "/etc/app.toml", mode=0o644)  # doctest: +SKIP
         """
         from containerlib.image.layer_writer import LayerWriter
 
@@ -295,6 +312,10 @@ class Image:
             ContainerError: the command failed (its exit code and output are in the
                 error's ``result``); no image is made.
             ImageError: the changes could not be stored.
+
+        Example:
+            >>> base = Image.from_registry("debian:12")  # doctest: +SKIP
+            >>> image = base.run("apt-get update && apt-get install -y curl")  # doctest: +SKIP
         """
         from containerlib.container import Container
         from containerlib.image.layer_writer import LayerWriter
@@ -341,6 +362,12 @@ class Image:
 
         Raises:
             SpecError: a value that cannot be in an image config, naming it.
+
+        Example:
+            >>> base = Image.from_rootfs("/srv/busybox")  # doctest: +SKIP
+            >>> image = base.config(cmd=["httpd", "-f"], expose=[80])  # doctest: +SKIP
+            >>> image.cmd  # doctest: +SKIP
+            ('httpd', '-f')
         """
         changes: dict[str, Any] = {}
         if entrypoint is not None:
@@ -394,6 +421,11 @@ class Image:
 
         Raises:
             SpecError: ``reference`` is not an image reference.
+
+        Example:
+            >>> image = Image.from_rootfs("/srv/busybox").config(cmd=["sh"])  # doctest: +SKIP
+            >>> image.tag("localhost:5000/tools/busybox:1").name  # doctest: +SKIP
+            'localhost:5000/tools/busybox:1'
         """
         from containerlib.image.reference import parse_reference
         from containerlib.image.registry import locked_layout, read_index, write_index
@@ -449,6 +481,13 @@ class Image:
             SpecError: ``reference`` is not an image reference.
             ImageNotFound: no such image (in the store, with ``pull="never"``).
             ImageError: the registry could not be reached or sent something wrong.
+
+        Example:
+            >>> image = Image.from_registry("busybox:1.36")  # doctest: +SKIP
+            >>> image.name  # doctest: +SKIP
+            'docker.io/library/busybox:1.36'
+            >>> mine = "localhost:5000/app:dev"
+            >>> local = Image.from_registry(mine, insecure=["localhost:5000"])  # doctest: +SKIP
         """
         from containerlib.image.reference import parse_reference
         from containerlib.image.registry import pull as pull_image
@@ -479,6 +518,11 @@ class Image:
 
         Raises:
             ImageError: a blob is missing or corrupt; no archive is left at ``path``.
+
+        Example:
+            >>> Image.from_registry("busybox:1.36").save("/tmp/busybox.tar")  # doctest: +SKIP
+            >>> busybox = Image.from_registry("busybox:1.36")  # doctest: +SKIP
+            >>> busybox.save("/tmp/oci.tar", format="oci")  # doctest: +SKIP
         """
         from containerlib.image.archive import save_archive
 
@@ -499,6 +543,10 @@ class Image:
         Raises:
             ImageError: the archive is malformed or hostile; the store gains nothing.
             LayerError: a blob fails its digest.
+
+        Example:
+            >>> [image.name for image in Image.load("/tmp/busybox.tar")]  # doctest: +SKIP
+            ['docker.io/library/busybox:1.36']
         """
         from containerlib.image.archive import load_archive
         from containerlib.image.build import ImageSource
@@ -533,6 +581,12 @@ class Image:
         Raises:
             SpecError: no reference, or not a valid one.
             ImageError: the registry refused the image or could not be reached.
+
+        Example:
+            >>> base = Image.from_rootfs("/srv/busybox")  # doctest: +SKIP
+            >>> image = base.tag("localhost:5000/busybox:1")  # doctest: +SKIP
+            >>> image.push(insecure=["localhost:5000"])  # doctest: +SKIP
+            'sha256:...'
         """
         from containerlib.image.registry import push
 
@@ -554,6 +608,11 @@ class Image:
 
         Returns:
             What was removed and the bytes freed.
+
+        Example:
+            >>> report = Image.prune()  # doctest: +SKIP
+            >>> report.bytes_freed >= 0  # doctest: +SKIP
+            True
         """
         from containerlib.image.store import prune
 
@@ -562,7 +621,12 @@ class Image:
     @staticmethod
     def list() -> list[StoredImage]:
         """The images in the image store (see :meth:`from_registry`), by name, with their
-        manifest digests and sizes."""
+        manifest digests and sizes.
+
+        Example:
+            >>> [(i.name, i.size) for i in Image.list()]  # doctest: +SKIP
+            [('docker.io/library/busybox:1.36', 2157438)]
+        """
         from containerlib.image.store import list_images
 
         return list_images(Path(Roots.from_env().data) / "images")
@@ -575,6 +639,9 @@ class Image:
         Raises:
             SpecError: ``reference`` is not an image reference.
             ImageNotFound: the store has no such image.
+
+        Example:
+            >>> Image.remove("busybox:1.36")  # doctest: +SKIP
         """
         from containerlib.image.reference import parse_reference
         from containerlib.image.store import remove_image
@@ -585,7 +652,12 @@ class Image:
     def from_path(cls, path: str | os.PathLike[str]) -> Image:
         """:meth:`from_oci_layout` if ``path`` holds an OCI layout, :meth:`from_rootfs`
         if it is a directory, else :meth:`from_registry` when ``path`` reads as an image
-        reference (``"busybox:1.36"``): an existing path always wins."""
+        reference (``"busybox:1.36"``): an existing path always wins.
+
+        Example:
+            >>> Image.from_path("/srv/busybox").layers  # doctest: +SKIP
+            ('/srv/busybox',)
+        """
         if (Path(path) / "oci-layout").is_file():
             return cls.from_oci_layout(path)
         if not os.path.exists(path) and isinstance(path, str) and not path.startswith("/"):

@@ -94,7 +94,15 @@ class Network:
             check_ifname(self.bridge, field="bridge")
 
     def members(self) -> list[Member]:
-        """The containers on this network now (under this process's run root)."""
+        """The containers on this network now (under this process's run root).
+
+        Example:
+            >>> backend = Network("backend")
+            >>> db = Container(image).network(backend, aliases=["db"])  # doctest: +SKIP
+            >>> with db.start(["sleep", "60"]):  # doctest: +SKIP
+            ...     [m.names for m in backend.members()]
+            [('db',)]
+        """
         net = self._bridge(_run_root())
         return [
             Member(

@@ -337,6 +337,12 @@ class Containers:
 
         Raises:
             The errors of :meth:`Container.start`.
+
+        Example:
+            >>> def test_server(containers, busybox_image):  # doctest: +SKIP
+            ...     box = containers.start(Container(busybox_image), ["httpd", "-f", "-p", "80"])
+            ...     wait_for_port(box, 80)
+            ...     # no cleanup here: the fixture removes the container after the test
         """
         import secrets
 

@@ -326,6 +326,12 @@ class AllOf(Condition):
 
     Each part is tried at every poll until it has been met once; a part met stays met,
     so the parts need not all hold at the same instant.
+
+    Example:
+        >>> from containerlib.readiness import Log, Port
+        >>> ready = Port(80) & Log("listening")
+        >>> type(ready).__name__, len(ready.conditions)
+        ('AllOf', 2)
     """
 
     conditions: tuple[Condition, ...] = attrs.field(converter=_check_parts)
@@ -337,7 +343,14 @@ class AllOf(Condition):
 @attrs.frozen
 class AnyOf(Condition):
     """At least one of ``conditions`` is met (:func:`any_of`, ``a | b``); they are tried
-    in order at each poll."""
+    in order at each poll.
+
+    Example:
+        >>> from containerlib.readiness import File, Log
+        >>> ready = Log("ready") | File("/run/app.pid")
+        >>> type(ready).__name__, len(ready.conditions)
+        ('AnyOf', 2)
+    """
 
     conditions: tuple[Condition, ...] = attrs.field(converter=_check_parts)
 

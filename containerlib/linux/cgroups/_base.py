@@ -89,7 +89,14 @@ class CgroupLimits:
 class Pressure:
     """Pressure stall information (PSI) of one resource: the share of time some (or all)
     tasks waited for it, averaged over 10, 60 and 300 seconds (percent), and the total
-    time waited (microseconds). ``full`` is None for CPU on kernels that do not report it."""
+    time waited (microseconds). ``full`` is None for CPU on kernels that do not report it.
+
+    Example:
+        >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+        ...     pressure = box.stats().memory_pressure
+        >>> pressure is None or pressure.some_avg10 >= 0  # doctest: +SKIP
+        True
+    """
 
     some_avg10: float
     some_avg60: float
@@ -113,6 +120,11 @@ class CgroupStats:
         io_read_bytes, io_write_bytes: block I/O, bytes, summed over devices.
         oom_kills: processes the OOM killer killed in the cgroup.
         cpu_pressure, memory_pressure, io_pressure: PSI, where the host has it.
+
+    Example:
+        >>> result = Container("/srv/busybox").limit(mem="64M").run(["true"])  # doctest: +SKIP
+        >>> result.stats.memory_peak > 0, result.stats.oom_kills  # doctest: +SKIP
+        (True, 0)
     """
 
     memory_current: int | None = None
