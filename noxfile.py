@@ -275,15 +275,19 @@ def bench(session: nox.Session) -> None:
     and one start at a time (benchmarks/sporadic.py), the cost of cgroups
     (benchmarks/cgroups.py), exec beside runc exec (benchmarks/exec.py), detached starts
     beside podman run -d and runc run -d (benchmarks/detached.py), pulling and
-    unpacking a 200 MB image beside skopeo + umoci and GNU tar (benchmarks/images.py), and
+    unpacking a 200 MB image beside skopeo + umoci and GNU tar (benchmarks/images.py),
     bridge networking's start cost and published-port throughput beside podman's
-    (benchmarks/network.py, in network and mount namespaces of its own). Needs root.
+    (benchmarks/network.py, in network and mount namespaces of its own), and a pytest
+    session of 100 containers through the plugin beside testcontainers-python and a
+    dockerd the benchmark starts (benchmarks/plugin.py, in namespaces of its own too).
+    Needs root.
 
     Not in the default set. The peers come from Debian: apt-get install runc crun
-    bubblewrap podman netavark skopeo umoci docker-registry.
+    bubblewrap podman netavark skopeo umoci docker-registry docker.io; testcontainers
+    from PyPI.
     """
     _need_root(session)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", "testcontainers")
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/sporadic.py")
     session.run("python", "benchmarks/cgroups.py")
@@ -291,3 +295,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/detached.py")
     session.run("python", "benchmarks/images.py")
     session.run("python", "benchmarks/network.py")
+    session.run("python", "benchmarks/plugin.py")
