@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -247,3 +248,16 @@ def adopter() -> Iterator[None]:
         time.sleep(0.02)
     assert not keepers, f"keepers left running: {keepers}"
     assert not containers, f"adopted containers left running: {containers}"
+
+
+def http_get(url: str) -> str:
+    """The page at ``url``, once the server in the container has come up (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return str(answer.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from containerlib import Container, ContainerSetupError, Image, SpecError
 from containerlib.errors import ContainerNotRunning
 from containerlib.linux import syscalls as sc
 from containerlib.linux.netlink import in_netns
-from tests.integration.conftest import needs_root
+from tests.integration.conftest import http_get, needs_root
 
 pytestmark = [
     pytest.mark.usefixtures("state"),
@@ -44,19 +43,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def _netns(pid: int) -> str:
     """The network namespace of process ``pid``, as its /proc link names it."""
     return os.readlink(f"/proc/{pid}/ns/net")
-
-
-def _get(url: str) -> str:
-    """The page at ``url``, once the server has come up."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                return str(answer.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_a_pod_member_reaches_the_other_on_localhost_and_has_its_interfaces(
@@ -87,7 +73,7 @@ def test_a_pod_member_publishes_a_port_and_its_exec_is_in_the_pod(image: Image) 
         member = Container(image).network(container=first).publish(8080)
         with member.start(["sh", "-c", HTTPD]) as web:
             (port,) = web.ports
-            assert _get(f"http://127.0.0.1:{port.host_port}/") == PAGE
+            assert http_get(f"http://127.0.0.1:{port.host_port}/") == PAGE
             # An exec joins the member's namespaces: the pod's network, not a new one.
             inside = web.exec(["readlink", "/proc/self/ns/net"])
             assert inside.stdout.decode().strip() == _netns(first.pid)

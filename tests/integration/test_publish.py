@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import socket
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,12 @@ import pytest
 import containerlib
 from containerlib import Container, ContainerSetupError, Image, SpecError
 from containerlib.errors import ContainerNotRunning
+from tests.integration.conftest import http_get
 
 pytestmark = pytest.mark.usefixtures("state")
 
 PAGE = "served from a container\n"
 HTTPD = f"mkdir -p /www && printf '{PAGE}' > /www/index.html && exec httpd -f -p 8080 -h /www"
-
-
-def _get(url: str) -> str:
-    """The page at ``url``, once the server in the container has come up."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                return str(answer.read().decode())
-        except (ConnectionError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def _free(port: int) -> bool:
@@ -49,7 +36,7 @@ def test_a_server_in_a_container_answers_through_a_published_port(image: Image) 
     with Container(image).publish(8080).start(["sh", "-c", HTTPD]) as box:
         (port,) = box.ports
         assert (port.container_port, port.protocol, port.host_ip) == (8080, "tcp", "127.0.0.1")
-        assert _get(f"http://127.0.0.1:{port.host_port}/") == PAGE
+        assert http_get(f"http://127.0.0.1:{port.host_port}/") == PAGE
         host_port = port.host_port
     # Gone with the container: the port is free again, and nothing is published.
     assert box.ports == []
@@ -71,7 +58,7 @@ def test_a_given_host_port_and_a_taken_one(image: Image, tmp_path: Path) -> None
         assert not marker.exists()
     with Container(image).publish(8080, busy).start(["sh", "-c", HTTPD]) as box:
         assert box.ports[0].host_port == busy
-        assert _get(f"http://127.0.0.1:{busy}/") == PAGE
+        assert http_get(f"http://127.0.0.1:{busy}/") == PAGE
 
 
 def test_connect_reaches_an_unpublished_port_from_inside(image: Image) -> None:
@@ -121,7 +108,7 @@ def test_a_detached_container_keeps_its_published_port(
         (port,) = containerlib.get(box.id).ports
         assert port.container_port == 8080
         # Served by its keeper, not by this process.
-        assert _get(f"http://127.0.0.1:{port.host_port}/") == PAGE
+        assert http_get(f"http://127.0.0.1:{port.host_port}/") == PAGE
         with box.connect(8080) as sock:
             sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
             assert PAGE.encode() in sock.makefile("rb").read()

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.unit import benchmark_scripts
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
 
 def _load_plot() -> ModuleType:
-    path = ROOT / "benchmarks" / "plot.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_plot", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("plot")
 
 
 plot = _load_plot()

@@ -11,23 +11,13 @@ from types import ModuleType
 
 import pytest
 
+from tests.unit import benchmark_scripts
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _load_plugin_bench() -> ModuleType:
-    # plugin.py imports its neighbours (report, rootfs) as the scripts do when run.
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        path = ROOT / "benchmarks" / "plugin.py"
-        spec = importlib.util.spec_from_file_location("benchmarks_plugin", path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return benchmark_scripts.load("plugin")
 
 
 bench = _load_plugin_bench()
