@@ -1794,6 +1794,30 @@ class _CgroupControls:
     def _handle(self) -> RunningContainer | DetachedContainer:
         return cast("RunningContainer | DetachedContainer", self)
 
+    def host_port(self, container_port: int, protocol: str = "tcp") -> int:
+        """The host port that ``container_port`` is published on (see
+        :meth:`Container.publish`), as testcontainers' ``get_exposed_port``.
+
+        Example:
+            >>> web = Container("/srv/busybox").publish(8080)  # doctest: +SKIP
+            >>> box = web.start(["httpd", "-f", "-p", "8080"])  # doctest: +SKIP
+            >>> box.host_port(8080)  # doctest: +SKIP
+            40519
+
+        Raises:
+            SpecError: that port is not published.
+        """
+        ports = self._handle().ports
+        for p in ports:
+            if p.container_port == container_port and p.protocol == protocol:
+                return p.host_port
+        published = ", ".join(f"{p.container_port}/{p.protocol}" for p in ports) or "none"
+        raise SpecError(
+            "host_port",
+            f"port {container_port}/{protocol} of container {self.id[:12]} is not published "
+            f"(published: {published})",
+        )
+
     # -- files (see containerlib.copying) ----------------------------------------------
 
     def _first_pid(self, action: str) -> int:
@@ -2236,6 +2260,20 @@ class RunningContainer(_CgroupControls):
         if not (0 < columns < 65536 and 0 < rows < 65536):
             raise SpecError("size", f"{columns}x{rows} is not a terminal size")
         fcntl.ioctl(self._terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+    @property
+    def status(self) -> str:
+        """``running``, ``paused`` or ``exited``, as :attr:`DetachedContainer.status`
+        says for a detached one.
+
+        Example:
+            >>> with Container("/srv/busybox").start(["sleep", "60"]) as box:  # doctest: +SKIP
+            ...     box.status
+            'running'
+        """
+        if self._result is not None or self._ended(0) is not None:
+            return "exited"
+        return "paused" if self._paused else "running"
 
     # -- network ----------------------------------------------------------------------------
 

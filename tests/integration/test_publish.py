@@ -38,6 +38,15 @@ def test_a_server_in_a_container_answers_through_a_published_port(image: Image) 
         assert (port.container_port, port.protocol, port.host_ip) == (8080, "tcp", "127.0.0.1")
         assert http_get(f"http://127.0.0.1:{port.host_port}/") == PAGE
         host_port = port.host_port
+        assert box.host_port(8080) == host_port
+        with pytest.raises(
+            SpecError, match=r"port 8080/udp .* not published \(published: 8080/tcp\)"
+        ):
+            box.host_port(8080, "udp")
+        assert box.status == "running"
+        box.kill()
+        box.wait()
+        assert box.status == "exited"
     # Gone with the container: the port is free again, and nothing is published.
     assert box.ports == []
     assert _free(host_port)
