@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -51,11 +50,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from namespaces import enter_private_namespaces
 from report import latency_rows, page_header, throughput_rows, write_page
 from rootfs import build_rootfs
 
 from containerlib import Container, Image
-from containerlib.linux import syscalls
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-network.md"
 # Root here may not raise hard rlimits (no CAP_SYS_RESOURCE); podman's defaults would.
@@ -110,16 +109,8 @@ def private_network() -> None:
     mount namespace whose mounts do not propagate to the host's, with an empty tmpfs on
     /run (podman's netns files, runc's and netavark's state). Whatever the run makes in
     them goes when its last process ends.
-
-    Raises:
-        SystemExit: a thread is already running (unshare(2) would move only this one).
     """
-    if threading.active_count() != 1:
-        raise SystemExit("network.py must unshare before any thread starts")
-    syscalls.unshare(syscalls.CLONE_NEWNET | syscalls.CLONE_NEWNS)
-    syscalls.mount(None, b"/", None, syscalls.MS_REC | syscalls.MS_PRIVATE, None)
-    syscalls.mount(b"tmpfs", b"/run", b"tmpfs", 0, b"mode=0755")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    enter_private_namespaces("network.py", ("/run",))
 
 
 def podman_base(work: Path) -> list[str]:

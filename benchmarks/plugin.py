@@ -48,7 +48,6 @@ import sys
 import tarfile
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from namespaces import enter_private_namespaces
 from report import page_header, write_page
 from rootfs import build_rootfs
 
@@ -122,22 +122,10 @@ def test_echo(n):
 def private_namespaces() -> None:
     """Move this process into a new network namespace with its loopback up, and a new
     mount namespace whose mounts do not propagate to the host's, with an empty tmpfs on
-    /run and on /etc/docker. Whatever dockerd makes in them goes with the namespaces.
-
-    The tmpfs on /etc/docker (dockerd's key.json) is mounted only where /etc/docker
-    exists: no mount point is made on the host.
-
-    Raises:
-        SystemExit: a thread is already running (unshare(2) would move only this one).
+    /run and, where it exists, /etc/docker (dockerd's key.json). Whatever dockerd makes
+    in them goes with the namespaces.
     """
-    if threading.active_count() != 1:
-        raise SystemExit("plugin.py must unshare before any thread starts")
-    syscalls.unshare(syscalls.CLONE_NEWNET | syscalls.CLONE_NEWNS)
-    syscalls.mount(None, b"/", None, syscalls.MS_REC | syscalls.MS_PRIVATE, None)
-    syscalls.mount(b"tmpfs", b"/run", b"tmpfs", 0, b"mode=0755")
-    if os.path.isdir("/etc/docker"):
-        syscalls.mount(b"tmpfs", b"/etc/docker", b"tmpfs", 0, b"mode=0755")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    enter_private_namespaces("plugin.py", ("/run", "/etc/docker"))
 
 
 # -- the Docker daemon -----------------------------------------------------------------------
