@@ -43,14 +43,15 @@ def cgroup_dirs(
     found = []
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         parent = hierarchy / under
-        if parent.is_dir():
-            found += [
-                str(p)
-                for p in parent.rglob("*")
-                if p.is_dir() and p.relative_to(parent).parts[0] not in ready
-            ]
-            if parents:
-                found.append(str(parent))
+        # os.walk, not rglob: a directory removed while it is walked (a keeper
+        # removing its container's cgroup, the spawner its parent) is skipped.
+        for top, subdirs, _ in os.walk(parent):
+            for name in subdirs:
+                p = Path(top, name)
+                if p.relative_to(parent).parts[0] not in ready:
+                    found.append(str(p))
+        if parents and parent.is_dir():
+            found.append(str(parent))
     return found
 
 
