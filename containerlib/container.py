@@ -230,7 +230,7 @@ def _compile(
     plan = attrs.evolve(
         plan,
         hostname_is_id=by_id,
-        bridge=container._bridge(roots),
+        bridge=container._bridge(),
         usernet=container._usernet(),
     )
     plan = _with_etc_files(plan, container._etc(), len(_base_spec().mounts))
@@ -813,7 +813,7 @@ class Container:
         entry = (container_port, host_port, protocol, host_ip)
         return attrs.evolve(self, publish=(*self._publish, entry))
 
-    def _bridge(self, roots: Roots) -> BridgeNetwork | None:
+    def _bridge(self) -> BridgeNetwork | None:
         """The bridge network of the plan (see :attr:`Plan.bridge`), None off a bridge.
 
         Raises:
@@ -828,14 +828,20 @@ class Container:
                     f"network {self._network.name!r} is a bridge with veth pairs on the host, "
                     "which needs root",
                 )
-            return self._network._bridge(roots.run)
+            return self._network._bridge()
         if self._network != "bridge" or os.geteuid() != 0:
             return None  # a non-root user's "bridge" is a user-mode network (_usernet)
-        from containerlib.network.bridge import DEFAULT_BRIDGE, DEFAULT_SUBNET, BridgeNetwork
+        from containerlib.network.bridge import (
+            DEFAULT_BRIDGE,
+            DEFAULT_SUBNET,
+            BridgeNetwork,
+            network_state_dir,
+        )
 
         subnet = os.environ.get("CONTAINERLIB_BRIDGE_SUBNET", DEFAULT_SUBNET)
-        state = os.path.join(roots.run, "networks")
-        return BridgeNetwork(name="bridge", bridge=DEFAULT_BRIDGE, subnet=subnet, state_dir=state)
+        return BridgeNetwork(
+            name="bridge", bridge=DEFAULT_BRIDGE, subnet=subnet, state_dir=network_state_dir()
+        )
 
     def _usernet(self) -> tuple[str, bool] | None:
         """The user-mode network of the plan (see :attr:`Plan.usernet`), None without.

@@ -581,9 +581,9 @@ def prune() -> _builtin_list[str]:
             with contextlib.suppress(ContainerNotFound, ContainerSetupError):
                 container.remove()
                 removed.append(container.id)
-    networks = os.path.join(run_root, "networks")
-    if os.path.isdir(networks):
+    if os.geteuid() == 0:  # bridges are root's
+        from containerlib.network.bridge import network_state_dir
         from containerlib.network.bridge import prune as prune_networks
 
-        prune_networks(networks)
+        prune_networks(network_state_dir())
     return removed

@@ -12,7 +12,6 @@ other. Root only, as bridges are.
 from __future__ import annotations
 
 import ipaddress
-import os
 from typing import TYPE_CHECKING
 
 import attrs
@@ -94,7 +93,7 @@ class Network:
             check_ifname(self.bridge, field="bridge")
 
     def members(self) -> list[Member]:
-        """The containers on this network now (under this process's run root).
+        """The containers on this network now.
 
         Example:
             >>> backend = Network("backend")
@@ -103,7 +102,7 @@ class Network:
             ...     [m.names for m in backend.members()]
             [('db',)]
         """
-        net = self._bridge(_run_root())
+        net = self._bridge()
         return [
             Member(
                 id=lease.owner,
@@ -114,21 +113,19 @@ class Network:
             if lease.address.version == 4
         ]
 
-    def _bridge(self, run_root: str) -> BridgeNetwork:
-        from containerlib.network.bridge import BridgeNetwork, user_bridge_name
+    def _bridge(self) -> BridgeNetwork:
+        from containerlib.network.bridge import (
+            BridgeNetwork,
+            network_state_dir,
+            user_bridge_name,
+        )
 
         return BridgeNetwork(
             name=self.name,
             bridge=self.bridge or user_bridge_name(self.name),
             subnet=self.subnet,
-            state_dir=os.path.join(run_root, "networks"),
+            state_dir=network_state_dir(),
             ipv6=self.ipv6,
             subnet6=self.subnet6,
             resolve=True,
         )
-
-
-def _run_root() -> str:
-    from containerlib.runtime.specconv import Roots
-
-    return Roots.from_env().run

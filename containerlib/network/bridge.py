@@ -15,8 +15,15 @@ whose container end is made straight inside the container's network namespace as
 (:mod:`containerlib.linux.netlink`), with the addresses and default routes through the
 bridge. When the container ends its lease is released; the veth pair went with its
 namespace; the last container on a bridge removes it and the network's state. All of that
-happens under one lock on the networks' state directory (``<run root>/networks``), so that a
-bridge is never removed while another process is attaching a container to it.
+happens under one lock on the networks' state directory, so that a bridge is never removed
+while another process is attaching a container to it.
+
+That directory is the host's, not a run root's: ``/run/containerlib-networks/net-<inode>``,
+one per network namespace (named by the inode of its ``/proc/self/ns/net``), since bridges
+and addresses are the namespace's. Two programs with different run roots (a test session
+and a user's containers) share ``clib0`` and its addresses safely; a benchmark in a
+network namespace of its own gets state of its own. The directory and its parent go with
+the last network.
 
 The host reaches a container at its address, and the containers on one network reach each
 other; two networks do not reach each other. Root only: a non-root user's containers use
@@ -39,7 +46,7 @@ import attrs
 
 from containerlib.errors import ContainerSetupError, SpecError
 from containerlib.network import etcfiles
-from containerlib.runtime.records import alive, locked, start_time
+from containerlib.runtime.records import alive, locked_dir, start_time
 
 if TYPE_CHECKING:
     from containerlib.network.ipam import Ipam, Lease
@@ -48,10 +55,12 @@ __all__ = [
     "AUTO_POOL",
     "DEFAULT_BRIDGE",
     "DEFAULT_SUBNET",
+    "NETWORK_ROOT",
     "BridgeNetwork",
     "attach",
     "check_network_name",
     "detach",
+    "network_state_dir",
     "user_bridge_name",
     "veth_name",
 ]
@@ -62,6 +71,19 @@ DEFAULT_SUBNET: Final = "10.217.0.0/16"
 AUTO_POOL: Final = "10.218.0.0/16"
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _RESERVED: Final = ("none", "host", "bridge", "default")
+#: Where the networks' state is, a directory per network namespace.
+NETWORK_ROOT: Final = "/run/containerlib-networks"
+
+
+def network_state_dir() -> str:
+    """The networks' state directory of this process's network namespace (which it
+    may not have made yet).
+
+    Example:
+        >>> network_state_dir()  # doctest: +SKIP
+        '/run/containerlib-networks/net-4026531840'
+    """
+    return os.path.join(NETWORK_ROOT, f"net-{os.stat('/proc/self/ns/net').st_ino}")
 
 
 def check_network_name(name: object) -> str:
@@ -93,7 +115,7 @@ class BridgeNetwork:
         subnet: its IPv4 subnet; None to pick one at its first use.
         ipv6: it has an IPv6 subnet as well.
         subnet6: that subnet; None to pick one (a /64 of ``fd00::/8`` from the name).
-        state_dir: the directory holding the networks' state (``<run root>/networks``).
+        state_dir: the directory holding the networks' state (:func:`network_state_dir`).
         resolve: members find each other by name (user-defined networks).
     """
 
@@ -180,13 +202,11 @@ def attach(
     """
     from containerlib.linux import netlink
 
-    os.makedirs(net.state_dir, mode=0o700, exist_ok=True)
-    with locked(net.state_dir):
+    with locked_dir(net.state_dir):
         conf = net.read_conf()
         fresh = conf is None
         if fresh and not net.bridge.startswith("clib") and net.bridge in netlink.links(""):
-            with contextlib.suppress(OSError):
-                os.rmdir(net.state_dir)  # the state of no network
+            _remove_state_dir(net.state_dir)  # the state of no network
             raise ContainerSetupError(
                 f"make bridge {net.bridge}",
                 errno.EEXIST,
@@ -249,8 +269,10 @@ def detach(net: BridgeNetwork, container_id: str) -> None:
     and, with the last container, the bridge and the network's state."""
     from containerlib.linux import netlink
 
-    with locked(net.state_dir):
+    with locked_dir(net.state_dir, create=False) as there:
         netlink.delete_link(veth_name(container_id))
+        if not there:
+            return
         conf = net.read_conf()
         if conf is None:
             return
@@ -262,12 +284,8 @@ def prune(state_dir: str) -> list[str]:
     ``state_dir`` (their spawner was killed): their leases, their names in the others'
     /etc/hosts, and bridges left without members. Returns the containers' ids."""
     released: list[str] = []
-    try:
-        entries = sorted(os.listdir(state_dir))
-    except FileNotFoundError:
-        return released
-    with locked(state_dir):
-        for entry in entries:
+    with locked_dir(state_dir, create=False) as there:
+        for entry in sorted(os.listdir(state_dir)) if there else ():
             if not entry.endswith(".net.json"):
                 continue
             name = entry[: -len(".net.json")]
@@ -436,5 +454,14 @@ def _remove_if_unused(net: BridgeNetwork, ipam: Ipam, conf: dict[str, object]) -
         ipam.remove()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(net.conf_path)
+    _remove_state_dir(net.state_dir)  # the last network of this namespace
+
+
+def _remove_state_dir(state_dir: str) -> None:
+    """Remove the networks' state directory if it is empty, and then the directory of
+    all of them if that is empty too (those who make it again wait for it: see
+    :func:`~containerlib.runtime.records.locked_dir`)."""
     with contextlib.suppress(OSError):
-        os.rmdir(net.state_dir)  # the last network of this run root
+        os.rmdir(state_dir)
+        if os.path.dirname(state_dir) == NETWORK_ROOT:
+            os.rmdir(NETWORK_ROOT)

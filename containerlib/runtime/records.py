@@ -34,6 +34,7 @@ __all__ = [
     "connect",
     "frozen",
     "locked",
+    "locked_dir",
     "read_record",
     "remove_state",
     "socket_path",
@@ -145,6 +146,35 @@ def locked(run_root: str | os.PathLike[str]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked_dir(path: str, *, create: bool = True) -> Iterator[bool]:
+    """Hold the lock of the directory ``path``, which its last user removes (the
+    networks' state): made first with ``create`` (mode 0700, its parents too), and
+    taken again if it was removed while this process waited for it (a removed
+    directory has no links), so that two processes never hold locks of two
+    directories at one path. Yields True, or False without ``create`` when there is
+    no directory (nothing to do) and then holds no lock."""
+    while True:
+        if create:
+            with contextlib.suppress(FileNotFoundError):  # a parent removed meanwhile
+                os.makedirs(path, mode=0o700, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if create:
+                continue
+            yield False
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink == 0:  # its last user removed it while we waited
+                continue
+            yield True
+            return
+        finally:
+            os.close(fd)
 
 
 def _remove_state(state_dir: str) -> None:

@@ -120,11 +120,11 @@ def processes_of(base: Path) -> dict[int, str]:
 def what_is_left(project: Project) -> list[str]:
     """Everything of the run still on the host, described; empty if nothing is."""
     from containerlib.linux.netlink import links
-    from containerlib.network.bridge import user_bridge_name
+    from containerlib.network.bridge import network_state_dir, user_bridge_name
 
     data = project.data_root
     left = [f"state {p}" for p in project.state_dirs()]
-    left += [f"networks state {p}" for p in (project.run_root / "networks").glob("*")]
+    left += [f"networks state {p}" for p in Path(network_state_dir()).glob("*")]
     left += [f"writable layer {p}" for p in (data / "containers").glob("*")]
     left += [f"{p}" for p in (data / "pool", data / "trash") if p.exists()]
     left += [f"cgroup {p}" for p in cgroup_dirs(parents=True, under=CGROUP_PARENT)]

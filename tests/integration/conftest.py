@@ -163,6 +163,9 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         from containerlib.network import nat
 
         assert not nat.table_exists(), "the nftables table containerlib was left behind"
+        from containerlib.network.bridge import NETWORK_ROOT
+
+        assert not os.path.exists(NETWORK_ROOT), f"network state left: {os.listdir(NETWORK_ROOT)}"
 
 
 @pytest.fixture(scope="session")
@@ -185,6 +188,10 @@ def state(roots: dict[str, str]) -> Iterator[None]:
     assert not list(run.glob("*")) if run.exists() else True
     rw = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "containers"
     assert not list(rw.glob("*")) if rw.exists() else True
+    if ROOT:  # the networks' state is the host's (per network namespace), not the run root's
+        from containerlib.network.bridge import network_state_dir
+
+        assert not os.path.exists(network_state_dir()), os.listdir(network_state_dir())
     # The spawner holds cgroups ready for the next containers, with a process waiting in
     # it; it asks for the janitor's answers first, so nothing is on its way.
     assert len(spawner.ready_ids()) <= WARM_STOCK

@@ -4,15 +4,19 @@ other and are reached from the host at their own addresses; nothing is left afte
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from containerlib import Container, ContainerSetupError, Image
 from containerlib.linux import netlink
 
-from .conftest import needs_root
+from .conftest import CGROUP_PARENT, cgroup_dirs, needs_root
 
 pytestmark = pytest.mark.usefixtures("state")
 
@@ -78,3 +82,48 @@ def test_an_exhausted_pool_is_a_clear_error_and_leaves_nothing(
             small.run(["true"])
         assert e.value.errno == errno.ENOSPC
     assert not netlink.links()
+
+
+OTHER_PROGRAM = """
+import sys
+from containerlib import Container, Image
+done = Container(Image.from_rootfs(sys.argv[1])).network("bridge").run(
+    ["sh", "-c", "ip -4 -o addr show dev eth0"]
+)
+sys.stdout.write(done.stdout.decode())
+sys.exit(done.exit_code)
+"""
+
+
+@needs_root("a bridge and veth pairs on the host")
+def test_programs_with_run_roots_of_their_own_share_the_bridge(
+    image: Image, busybox: Path, tmp_path: Path
+) -> None:
+    """The bridge and its addresses are the host's: another program, with a run root of
+    its own (a test session beside a user's containers), gets another address, and its
+    container's end does not take the bridge from under this one's."""
+    other_parent = f"{CGROUP_PARENT}-other"
+    env = {
+        **os.environ,
+        "CONTAINERLIB_RUN_ROOT": str(tmp_path / "run"),
+        "CONTAINERLIB_DATA_ROOT": str(tmp_path / "data"),
+        "CONTAINERLIB_CGROUP_PARENT": other_parent,
+    }
+    with Container(image).network("bridge").start(["sh", "-c", SERVE]) as server:
+        other = subprocess.run(
+            [sys.executable, "-c", OTHER_PROGRAM, str(busybox)],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        assert other.returncode == 0, other.stderr.decode()
+        other_ip = other.stdout.split()[3].decode().split("/")[0]
+        assert other_ip.startswith("10.217.")
+        assert other_ip != server.ip
+        assert "clib0" in netlink.links()  # the other program's last container left it
+        assert server.ip is not None
+        with _connect(server.ip, 7000) as sock:
+            assert sock.makefile("rb").read().startswith(b"hello from ")
+    assert not netlink.links()
+    assert not cgroup_dirs(parents=True, under=other_parent)

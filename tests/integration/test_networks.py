@@ -13,7 +13,7 @@ import pytest
 
 from containerlib import Container, ContainerSetupError, Image, Network, SpecError
 from containerlib.linux import netlink
-from containerlib.network.bridge import user_bridge_name
+from containerlib.network.bridge import network_state_dir, user_bridge_name
 
 from .conftest import ROOT, needs_root
 
@@ -205,7 +205,7 @@ def test_prune_sweeps_up_a_member_that_ended_without_leaving(roots: dict[str, st
     from containerlib.network.bridge import attach
 
     net = Network("clibtest-crash")
-    bridge = net._bridge(roots["CONTAINERLIB_RUN_ROOT"])
+    bridge = net._bridge()
     sleeper = subprocess.Popen(["unshare", "--net", "sleep", "60"])
     try:
         time.sleep(0.2)  # unshare has made the namespace and exec'd sleep
@@ -224,7 +224,7 @@ def test_prune_sweeps_up_a_member_that_ended_without_leaving(roots: dict[str, st
     containerlib.prune()
     assert not net.members()
     assert user_bridge_name("clibtest-crash") not in netlink.links()
-    assert not os.path.exists(os.path.join(roots["CONTAINERLIB_RUN_ROOT"], "networks"))
+    assert not os.path.exists(network_state_dir())
 
 
 @pytest.mark.skipif(ROOT, reason="as a non-root user")
