@@ -233,22 +233,35 @@ def _compile(
         bridge=container._bridge(),
         usernet=container._usernet(),
     )
-    plan = _with_etc_files(plan, container._etc(), len(_base_spec().mounts))
+    defaults = len(_base_spec().mounts)
+    shared = container._shared_etc()
+    if shared is not None:  # a pod's: the files of the container whose netns it shares
+        etc_dir, hostname = shared
+        placeholder = b"HOSTNAME=" + plan.hostname if plan.hostname is not None else None
+        env = tuple(b"HOSTNAME=" + hostname.encode() if e == placeholder else e for e in plan.env)
+        plan = attrs.evolve(plan, hostname=hostname.encode(), hostname_is_id=False, env=env)
+        return (spec.process.args if spec.process else ()), _with_etc_files(
+            plan, None, defaults, etc_dir
+        )
+    plan = _with_etc_files(plan, container._etc(), defaults)
     return (spec.process.args if spec.process else ()), plan
 
 
-def _with_etc_files(plan: Plan, etc: EtcFiles, defaults: int) -> Plan:
+def _with_etc_files(
+    plan: Plan, etc: EtcFiles | None, defaults: int, etc_dir: str | None = None
+) -> Plan:
     """``plan`` with its /etc/hosts, /etc/hostname and /etc/resolv.conf: bind mounts of
-    the files the spawner writes beside its writable layer, after the default mounts
-    (before the caller's, so that a mount of the caller's at one of these paths, or at
-    /etc, wins: the file is then left out)."""
+    the files the spawner writes beside its writable layer (or of those in ``etc_dir``,
+    which it then leaves alone: ``etc`` is None), after the default mounts (before the
+    caller's, so that a mount of the caller's at one of these paths, or at /etc, wins:
+    the file is then left out)."""
     from containerlib.network.etcfiles import ETC_FILES
 
     covered = {m.target.rstrip(b"/") or b"/" for m in plan.mounts[defaults:]}
     steps = tuple(
         MountStep(
             target=target.encode(),
-            source=f"{plan.rw_dir}/{name}".encode(),
+            source=f"{etc_dir or plan.rw_dir}/{name}".encode(),
             fstype=None,
             flags=sc.MS_BIND,
             is_file=True,
@@ -621,7 +634,9 @@ class Container:
                 :class:`RunningContainer` or :class:`~containerlib.detached.DetachedContainer`),
                 as ``docker run --network container:NAME`` and a pod: the two reach
                 each other on ``127.0.0.1``, each in its own PID, mount, IPC and UTS
-                namespaces. Root only.
+                namespaces. It gets that container's hostname and its very
+                /etc/hosts, /etc/hostname and /etc/resolv.conf, as Docker's does
+                (so no hostname(), dns() or add_host() of its own). Root only.
             netns: join the network namespace of that file (``/proc/PID/ns/net``, or one
                 bind-mounted as ``ip netns add`` does). Root only.
 
@@ -697,6 +712,56 @@ class Container:
         if not isinstance(path, str) or not os.path.isabs(path) or "\0" in path:
             raise SpecError("network netns", f"must be an absolute path, not {netns!r}")
         return attrs.evolve(self, network="none", netns=path, host_loopback=False)
+
+    def _shared_etc(self) -> tuple[str, str] | None:
+        """For a container that shares another container's network namespace (a pod),
+        the directory of that container's /etc/hosts, /etc/hostname and
+        /etc/resolv.conf, and its hostname, which this one gets too, as with ``docker
+        run --network container:``; None otherwise, or if that container has none of
+        its own (a build step, or files of its own that it mounted).
+
+        Raises:
+            SpecError: a hostname, name servers or hosts entries given as well: the
+                files are the other container's.
+        """
+        other = self._netns
+        if other is None or isinstance(other, str):
+            return None
+        if isinstance(other, RunningContainer):
+            plan = other._plan
+            if plan is None or plan.etc is None:
+                return None
+            etc_dir = plan.with_id(other.id).rw_dir
+        else:
+            etc_dir = str(other._record.get("rw_dir") or "")
+        from containerlib.network.etcfiles import ETC_FILES
+
+        try:
+            with open(os.path.join(etc_dir, "hostname"), encoding="utf-8") as f:
+                hostname = f.read().strip()
+        except OSError:
+            return None  # not a containerlib container's, or it is gone
+        if not hostname or not all(
+            os.path.exists(os.path.join(etc_dir, name)) for name, _ in ETC_FILES
+        ):
+            return None
+        given = [
+            what
+            for what, there in (
+                ("hostname()", self._hostname is not None),
+                ("dns()", self._dns != (None, None, None)),
+                ("add_host()", bool(self._extra_hosts)),
+            )
+            if there
+        ]
+        if given:
+            raise SpecError(
+                "network container",
+                f"a container that shares another's network namespace shares its hostname, "
+                f"/etc/hosts and /etc/resolv.conf too (as docker's --network container:): "
+                f"give {' and '.join(given)} to {other.id[:12]} instead",
+            )
+        return etc_dir, hostname
 
     def _netns_path(self) -> str | None:
         """The path of the network namespace the container joins, None for its own.

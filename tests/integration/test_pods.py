@@ -12,6 +12,7 @@ namespaces.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -108,6 +109,63 @@ def test_a_detached_container_can_be_the_member(image: Image) -> None:
             web.kill()
             web.wait()
             web.remove()
+
+
+ETC = "cat /etc/hostname; echo --; cat /etc/hosts; echo --; cat /etc/resolv.conf"
+
+
+def test_a_pod_member_shares_the_hostname_hosts_and_resolv_conf_of_the_other(
+    image: Image,
+) -> None:
+    """As with docker's --network container:, the member's /etc files are the other's,
+    the very files: what changes in one is seen in the other."""
+    first = (
+        Container(image)
+        .hostname("pod-first")
+        .add_host("db.internal", "192.0.2.10")
+        .dns(["192.0.2.53"], search=["pod.example"])
+    )
+    with first.start(["sleep", "300"]) as other:
+        member = Container(image).network(container=other)
+        seen = member.run(["sh", "-c", ETC])
+        assert seen.exit_code == 0, seen.stderr
+        assert seen.stdout == other.exec(["sh", "-c", ETC]).stdout
+        hostname, hosts, resolv = seen.stdout.decode().split("--\n")
+        assert hostname == "pod-first\n"
+        assert "192.0.2.10\tdb.internal\n" in hosts
+        assert resolv == "nameserver 192.0.2.53\nsearch pod.example\n"
+        assert member.run(["sh", "-c", "hostname; echo $HOSTNAME"]).stdout == b"pod-first\n" * 2
+        # The same file: the member's addition is the other's.
+        added = member.run(["sh", "-c", "echo 192.0.2.11 cache.internal >> /etc/hosts"])
+        assert added.exit_code == 0, added.stderr
+        assert b"cache.internal" in other.exec(["cat", "/etc/hosts"]).stdout
+        other.kill()
+
+
+def test_a_pod_member_of_a_detached_container_shares_its_files(image: Image) -> None:
+    other = Container(image).hostname("pod-detached").start(["sleep", "300"], detach=True)
+    try:
+        seen = Container(image).network(container=other).run(["sh", "-c", ETC])
+        assert seen.stdout.decode().startswith("pod-detached\n--\n"), seen.stderr
+    finally:
+        other.kill()
+        other.wait()
+        other.remove()
+
+
+def test_a_pod_member_given_its_own_files_is_refused(image: Image) -> None:
+    with Container(image).start(["sleep", "300"]) as other:
+        for member, given in (
+            (Container(image).hostname("mine"), "hostname()"),
+            (Container(image).dns(["192.0.2.1"]), "dns()"),
+            (
+                Container(image).add_host("a", "192.0.2.1").hostname("b"),
+                "hostname() and add_host()",
+            ),
+        ):
+            with pytest.raises(SpecError, match=rf"give {re.escape(given)} to {other.id[:12]}"):
+                member.network(container=other).run(["true"])
+        other.kill()
 
 
 def test_an_ended_container_is_no_pod_to_join(image: Image) -> None:
