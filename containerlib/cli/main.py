@@ -59,9 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", "-w")
     run.add_argument("--read-only", action="store_true", help="read-only root file system")
     run.add_argument(
-        "--network", default="none", metavar="none|host|bridge|pasta|slirp4netns|NAME",
-        help="the container's network; NAME: a user-defined network, made with its first "
-        "container and removed with its last",
+        "--network", default="none",
+        metavar="none|host|bridge|pasta|slirp4netns|container:NAME|ns:PATH|NAME",
+        help="the container's network; container:NAME: that detached container's network "
+        "namespace, hostname and /etc files (a pod); ns:PATH: the network namespace of "
+        "that file; NAME: a user-defined network, made with its first container and "
+        "removed with its last",
     )  # fmt: skip
     run.add_argument(
         "--network-alias", action="append", default=[], metavar="NAME",
@@ -215,6 +218,13 @@ def _network_options(c: Container, args: argparse.Namespace) -> Container:
 
     if args.network in ("none", "host", "bridge", "pasta", "slirp4netns"):
         c = c.network(args.network, aliases=args.network_alias)
+    elif args.network.startswith("container:"):  # docker's
+        from containerlib.detached import get
+
+        other = get(args.network.removeprefix("container:"))
+        c = c.network(container=other, aliases=args.network_alias)
+    elif args.network.startswith("ns:"):  # podman's
+        c = c.network(netns=args.network.removeprefix("ns:"), aliases=args.network_alias)
     else:
         c = c.network(Network(args.network), aliases=args.network_alias)
     if args.dns or args.dns_search is not None or args.dns_option is not None:

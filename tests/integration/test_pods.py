@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +274,32 @@ def test_bad_arguments_are_spec_errors(image: Image, held_netns: str) -> None:
     spec = Container(image).network(netns=held_netns).network("none").spec(["true"])
     assert spec.linux is not None
     assert [ns.path for ns in spec.linux.namespaces if ns.type == "network"] == [None]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "containerlib.cli", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_the_command_line_joins_a_pod_and_a_namespace_by_path(busybox: Path) -> None:
+    rootfs = str(busybox)
+    other = Container(Image.from_rootfs(busybox)).hostname("pod-cli")
+    box = other.start(["sleep", "300"], detach=True, name="clibtest-pod-cli")
+    try:
+        show = ["sh", "-c", "hostname; readlink /proc/self/ns/net"]
+        seen = _cli("run", "--network", "container:clibtest-pod-cli", rootfs, *show)
+        assert seen.stdout.decode() == f"pod-cli\n{_netns(box.pid)}\n", seen.stderr
+        seen = _cli("run", "--network", f"ns:/proc/{box.pid}/ns/net", rootfs, *show)
+        assert seen.stdout.decode().split("\n")[1] == _netns(box.pid), seen.stderr
+        missing = _cli("run", "--network", "container:clibtest-no-such", rootfs, "true")
+        assert missing.returncode == 125
+        assert "clibtest-no-such" in missing.stderr.decode()
+    finally:
+        box.kill()
+        box.wait()
+        box.remove()
