@@ -38,7 +38,7 @@ from containerlib.errors import (
     ContainerSetupError,
     SpecError,
 )
-from containerlib.linux.cgroups import Cgroup, CgroupStats
+from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats
 from containerlib.runtime import records
 from containerlib.runtime.client import Process, _driver
 from containerlib.runtime.ids import ID_PATTERN
@@ -564,10 +564,13 @@ def get(reference: str) -> DetachedContainer:
 
 def prune() -> _builtin_list[str]:
     """Remove every detached container that has ended: its record and log, and for a
-    dead one (whose keeper was killed) the cgroup and writable layer it left; and the
+    dead one (whose keeper was killed) the cgroup and writable layer it left; the
     network leases, /etc/hosts entries and bridges of containers whose spawner was
-    killed before it could take them off their networks. Returns the detached
-    containers' ids.
+    killed before it could take them off their networks; and what killed spawners left
+    of their attached containers: cgroups (killing what still runs in them), writable
+    layers, ready cgroups and made-ahead layers (see :mod:`containerlib.runtime.stale`).
+    What a running spawner or keeper holds, in this process or another, stays. Returns
+    the detached containers' ids.
 
     Example:
         >>> import containerlib
@@ -575,7 +578,8 @@ def prune() -> _builtin_list[str]:
         ['3f2a9c1b7d4e5f60718293a4b5c6d7e8']
     """
     removed = []
-    run_root = Roots.from_env().run
+    roots = Roots.from_env()
+    run_root = roots.run
     for container in _containers(run_root):
         if container.status in ("exited", "dead"):
             with contextlib.suppress(ContainerNotFound, ContainerSetupError):
@@ -586,4 +590,16 @@ def prune() -> _builtin_list[str]:
         from containerlib.network.bridge import prune as prune_networks
 
         prune_networks(network_state_dir())
+    _sweep_stale(roots)
     return removed
+
+
+def _sweep_stale(roots: Roots) -> None:
+    """Remove what killed spawners left (see :func:`containerlib.runtime.stale.sweep`)."""
+    from containerlib.runtime.stale import sweep
+
+    try:
+        driver: CgroupDriver | None = _driver()
+    except OSError:
+        driver = None  # no cgroups here: the layers still go
+    sweep(roots, driver)

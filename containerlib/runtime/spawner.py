@@ -46,6 +46,7 @@ from containerlib.linux.userns import host_id, setgroups_allowed, write_id_maps
 from containerlib.runtime import nativeinit, rwdirs
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import ExecRequest, Plan, exec_plan
+from containerlib.runtime.stale import Owner
 
 if TYPE_CHECKING:
     from containerlib.network.bridge import BridgeNetwork
@@ -146,6 +147,9 @@ class Spawner:
             self.native_init is not None and os.environ.get("CONTAINERLIB_PREMOUNT") != "0"
         )
         self.closing = False
+        # Its owner file in each data root, locked while it lives: what prune() sees to
+        # tell its writable layers from those of a killed spawner (see stale.py).
+        self.owner = Owner()
         # The janitor's forker (see warm.Forker), a child of this process.
         self.forker_pids: list[int] = []
         # This process's own forker, for user namespaces without a janitor.
@@ -371,6 +375,7 @@ class Spawner:
             FileExistsError: ``rw_dir`` exists: a container of that id exists.
         """
         containers = os.path.dirname(rw_dir)
+        self.owner.claim(os.path.dirname(containers))
         self.pool_for = containers
         ready = self.pool.get(containers)
         if ready:
@@ -1086,6 +1091,7 @@ class Spawner:
         for path in self.cgroup_paths:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
+        self.owner.release()
 
 
 def _close_all(fds: list[int]) -> None:
