@@ -506,6 +506,8 @@ def _containers(run_root: str) -> _builtin_list[DetachedContainer]:
     with contextlib.suppress(FileNotFoundError):
         for entry in sorted(os.listdir(run_root)):
             path = os.path.join(run_root, entry)
+            if entry.startswith("."):
+                continue  # being removed (records.REMOVING_PREFIX)
             if os.path.exists(os.path.join(path, records.STATE_FILE)):
                 with contextlib.suppress(ContainerNotFound, KeyError):
                     found.append(DetachedContainer(path))
@@ -580,6 +582,7 @@ def prune() -> _builtin_list[str]:
     removed = []
     roots = Roots.from_env()
     run_root = roots.run
+    records.sweep_removing(run_root)
     for container in _containers(run_root):
         if container.status in ("exited", "dead"):
             with contextlib.suppress(ContainerNotFound, ContainerSetupError):

@@ -42,6 +42,7 @@ __all__ = [
     "stats_from_dict",
     "stats_to_dict",
     "status",
+    "sweep_removing",
     "wait_for_start",
     "write_record",
 ]
@@ -177,7 +178,26 @@ def locked_dir(path: str, *, create: bool = True) -> Iterator[bool]:
             os.close(fd)
 
 
+#: How a state directory is renamed while it is removed (``.removing-<id>-<pid>``).
+REMOVING_PREFIX: Final = ".removing-"
+
+
 def _remove_state(state_dir: str) -> None:
+    # Out of its id's way at once: the container is gone the moment it is no longer
+    # found (its status "removed"), and nothing is left at its path then.
+    parent, cid = os.path.split(os.path.normpath(state_dir))
+    moved = os.path.join(parent, f"{REMOVING_PREFIX}{cid}-{os.getpid()}")
+    try:
+        os.rename(state_dir, moved)
+        state_dir = moved
+    except FileNotFoundError:
+        return  # removed by another
+    except OSError:
+        pass  # removed where it is
+    _delete_state(state_dir)
+
+
+def _delete_state(state_dir: str) -> None:
     for name in (STATE_FILE, LOG_FILE, LOG_FILE + ".1", SOCKET):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(state_dir, name))
@@ -191,6 +211,30 @@ def _remove_state(state_dir: str) -> None:
 def remove_state(state_dir: str | os.PathLike[str]) -> None:
     """Remove a container's state directory and what is in it."""
     _remove_state(os.fspath(state_dir))
+
+
+def sweep_removing(run_root: str) -> list[str]:
+    """Remove the state directories in ``run_root`` that a process killed while it
+    removed them left under their ``.removing-`` names; returns their paths."""
+    swept = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(run_root):
+            pid = entry.rpartition("-")[2]
+            if entry.startswith(REMOVING_PREFIX) and pid.isdigit() and not _running(int(pid)):
+                path = os.path.join(run_root, entry)
+                _delete_state(path)
+                swept.append(path)
+    return swept
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- talking to one ------------------------------------------------------------------------

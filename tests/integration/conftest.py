@@ -145,7 +145,9 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    left_state = list((base / "run").glob("*")) + list((base / "data" / "containers").glob("*"))
+    # iterdir, not glob("*"): a state directory left half removed is a dot directory.
+    left_state = list((base / "run").iterdir()) if (base / "run").exists() else []
+    left_state += list((base / "data" / "containers").glob("*"))
     # The spawner's writable layers made ahead of time, and those waiting to be removed.
     left_state += [p for p in (base / "data" / "pool", base / "data" / "trash") if p.exists()]
     assert not left_state, f"state left behind: {left_state}"
@@ -186,6 +188,12 @@ def state(roots: dict[str, str]) -> Iterator[None]:
     reap_adopted()
     run = Path(roots["CONTAINERLIB_RUN_ROOT"])
     assert not list(run.glob("*")) if run.exists() else True
+    # One being removed (a keeper's auto_remove) goes under a dot name first: it is gone
+    # for everyone at once, and its files go after.
+    deadline = time.monotonic() + 10
+    while run.exists() and list(run.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not list(run.iterdir()) if run.exists() else True
     rw = Path(roots["CONTAINERLIB_DATA_ROOT"]) / "containers"
     assert not list(rw.glob("*")) if rw.exists() else True
     if ROOT:  # the networks' state is the host's (per network namespace), not the run root's
