@@ -250,6 +250,42 @@ def test_exec_output_comes_as_it_is_written_and_signals_pass_on(rootfs: str) -> 
     ok("rm", "-f", "box")
 
 
+#: ``containerlib exec ...`` that gets SIGTERM the moment its request has gone to the
+#: keeper: the process may start, and write, before the keeper's answer is read. SIGTERM
+#: was at ``{}`` until then, as if inherited from whoever started the command.
+SIGNALLED_AS_SOON_AS_ASKED = """
+import os, runpy, signal
+from containerlib.runtime import messages
+signal.signal(signal.SIGTERM, signal.{})
+send = messages.send_message
+def send_then_signal(sock, obj, fds=()):
+    send(sock, obj, fds)
+    if obj[0] == "exec":
+        os.kill(os.getpid(), signal.SIGTERM)
+messages.send_message = send_then_signal
+runpy.run_module("containerlib.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("inherited", ["SIG_DFL", "SIG_IGN"])
+def test_exec_passes_on_a_signal_that_comes_before_the_keepers_answer(
+    rootfs: str, inherited: str
+) -> None:
+    # Even one that whoever started the command had ignored (as nohup does SIGHUP) is
+    # passed on: the command is there to pass them on.
+    run_detached(rootfs, "--name", "box")
+    script = SIGNALLED_AS_SOON_AS_ASKED.format(inherited)
+    r = subprocess.run(
+        [sys.executable, "-c", script, "exec", "box", "sleep", "60"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+        timeout=20,
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (128 + signal.SIGTERM, b"", b"")
+    ok("rm", "-f", "box")
+
+
 # -- stop, kill, rm, inspect ------------------------------------------------------------
 
 
