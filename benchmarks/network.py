@@ -26,7 +26,8 @@ never meet the host's or another run's. The cases alternate in rounds, so that a
 the machine's conditions. Written to docs/benchmarks-network.md.
 
 Run as root from the repository: ``python benchmarks/network.py`` (``--runs N``,
-``--transfers N``, ``--mib N``).
+``--transfers N``, ``--mib N``; ``--only throughput`` or ``--only starts`` for one part,
+``--no-podman`` to leave podman out, ``--no-docs`` to leave the page as it is).
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def podman_base(work: Path) -> list[str]:
 
 
 def _podman_works(podman: list[str], rootfs: Path, network: str) -> str | None:
-    """None if ``podman run --network NETWORK`` runs here, else why not."""
+    """None if ``podman run --network NETWORK`` runs here, else why not (``podman`` is
+    empty with ``--no-podman``)."""
+    if not podman:
+        return "skipped: --no-podman"
     if shutil.which("podman") is None:
         return "skipped: podman is not installed"
     done = subprocess.run(
@@ -343,11 +347,8 @@ def _free_port() -> int:
 
 def _versions(podman: list[str]) -> str:
     found = []
-    for argv in (
-        [*podman, "--version"],
-        ["/usr/lib/podman/netavark", "--version"],
-        ["runc", "--version"],
-    ):
+    tools = [[*podman, "--version"], ["/usr/lib/podman/netavark", "--version"]] if podman else []
+    for argv in (*tools, ["runc", "--version"]):
         try:
             out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         except (OSError, subprocess.CalledProcessError):
@@ -406,12 +407,36 @@ def explain_starts() -> list[str]:
     return textwrap.wrap(text, 88)
 
 
+def explain_throughput() -> list[str]:
+    """How each path carries the bytes."""
+    text = (
+        "At a bridge address the kernel alone carries the bytes, through the veth pair. "
+        "containerlib publishes a port with a proxy: a thread of the calling process accepts "
+        "on the host and relays each connection to a socket it made in the container's "
+        "network namespace (this needs neither root nor NAT rules, and serves "
+        '`network("none")` the same way). The relay moves the bytes with splice(2) through '
+        "a pipe for each direction, so they stay in the kernel (page references move from "
+        "one socket to the pipe and on to the other socket) and the thread only wakes to "
+        "pass them on. podman (as root) publishes with DNAT rules, so its published port "
+        "stays in the kernel's packet path. On a shared machine the rates vary from one "
+        "transfer to the next; the slow end column shows how far."
+    )
+    return textwrap.wrap(text, 88)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40, help="timed starts each (40)")
     parser.add_argument("--transfers", type=int, default=10, help="timed transfers each (10)")
     parser.add_argument("--mib", type=int, default=256, help="MiB a transfer (256)")
     parser.add_argument("--no-docs", action="store_true", help="do not write the docs page")
+    parser.add_argument(
+        "--only", choices=("starts", "throughput"), help="measure one part only (the page "
+        "then has that part alone)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-podman", action="store_true", help="leave podman out (its rows say skipped)"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("network.py needs root", file=sys.stderr)
@@ -426,13 +451,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Containers' state and leases in the run's own directory, not the host's.
         os.environ["CONTAINERLIB_RUN_ROOT"] = str(work / "run")
         image = Image.from_rootfs(rootfs)
-        podman = podman_base(work)
+        podman = [] if args.no_podman else podman_base(work)
         versions = _versions(podman)
+        starts: Times | None = None
+        flows: Times | None = None
         try:
-            starts = measure_starts(image, rootfs, podman, args.runs, rounds=10)
-            flows = measure_throughput(image, rootfs, podman, args.transfers, args.mib)
+            if args.only in (None, "starts"):
+                starts = measure_starts(image, rootfs, podman, args.runs, rounds=10)
+            if args.only in (None, "throughput"):
+                flows = measure_throughput(image, rootfs, podman, args.transfers, args.mib)
         finally:
-            if shutil.which("podman"):
+            if podman and shutil.which("podman"):
                 _quiet([*podman, "rm", "--all", "--force"])
                 _quiet([*podman, "system", "reset", "--force"])
     elapsed = (datetime.now(UTC) - started).total_seconds()
@@ -440,34 +469,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Networking", "network.py", __doc__, started,
         f"load average {load:.2f} at the start, {versions}, {elapsed:.0f} s in all",
     )  # fmt: skip
-    lines += [
-        "## Start latency",
-        "",
-        f"`true`, {args.runs} runs each; ratios to the first row.",
-        "",
-    ]
-    lines += latency_rows(starts, digits=1)
-    lines += ["", "Medians side by side:", "", *compare_rows(starts), ""]
-    lines += [*explain_starts(), ""]
-    lines += [
-        "## Throughput",
-        "",
-        f"{args.mib} MiB a transfer over one TCP connection, {args.transfers} transfers each; "
-        "MB/s is 10^6 bytes a second; ratios to the first row.",
-        "",
-    ]
-    lines += throughput_rows(flows, mib=args.mib)
-    lines += [
-        "",
-        "At a bridge address the kernel alone carries the bytes, through the veth pair.",
-        "containerlib publishes a port with a proxy: a thread of the calling process accepts",
-        "on the host and copies each connection to a socket it made in the container's",
-        "network namespace (this needs neither root nor NAT rules, and serves",
-        '`network("none")` the same way), so every byte crosses user space once more.',
-        "podman (as root) publishes with DNAT rules, so its published port stays in the",
-        "kernel. On a shared machine the rates vary from one transfer to the next; the slow",
-        "end column shows how far.",
-    ]
+    if args.only is not None:
+        lines += [f"This run measured the {args.only} part only (`--only {args.only}`).", ""]
+    if starts is not None:
+        lines += [
+            "## Start latency",
+            "",
+            f"`true`, {args.runs} runs each; ratios to the first row.",
+            "",
+        ]
+        lines += latency_rows(starts, digits=1)
+        lines += ["", "Medians side by side:", "", *compare_rows(starts), ""]
+        lines += [*explain_starts(), ""]
+    if flows is not None:
+        lines += [
+            "## Throughput",
+            "",
+            f"{args.mib} MiB a transfer over one TCP connection, {args.transfers} transfers "
+            "each; MB/s is 10^6 bytes a second; ratios to the first row.",
+            "",
+        ]
+        lines += throughput_rows(flows, mib=args.mib)
+        lines += ["", *explain_throughput()]
     write_page(lines, DOCS, write=not args.no_docs)
     return 0
 

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ import pytest
 
 from containerlib import Container, ContainerSetupError, Image, SpecError
 from containerlib.container import RunningContainer
-from containerlib.network import nssockets
+from containerlib.network import nssockets, ports
 from containerlib.network.ports import PortProxy, PublishedPort
 
 from .conftest import ROOT
@@ -454,3 +455,95 @@ def test_a_namespace_of_another_user_is_refused_saying_so() -> None:
     assert "/proc/1/ns/net" in str(failure.value)
     assert _our_threads() == []
     assert _our_helpers() == []
+
+
+# -- streams through the relay (splice(2) through a pipe, where the kernel allows it) ----------
+
+DIGEST_PORT = 9002
+TELL_PORT = 9003
+ZEROS_PORT = 9004
+TOLD = b"".join(b"%d\n" % i for i in range(1, 1_000_001))  # what `seq 1 1000000` writes
+#: Servers that answer with the SHA-256 of all they read, tell TOLD without reading and
+#: close, and send zeros until the client goes.
+STREAMS = (
+    f"nc -ll -p {DIGEST_PORT} -e sha256sum & nc -ll -p {TELL_PORT} -e seq 1 1000000 &"
+    f" exec nc -ll -p {ZEROS_PORT} -e cat /dev/zero"
+)
+
+
+@pytest.fixture
+def streams(image: Image, driver: str) -> Iterator[tuple[PortProxy, RunningContainer]]:
+    with (
+        Container(image).start(["sh", "-c", STREAMS]) as running,
+        PortProxy(f"/proc/{running.pid}/ns/net") as proxy,
+    ):
+        for port in (DIGEST_PORT, TELL_PORT, ZEROS_PORT):
+            _until_listening(proxy, port)
+        yield proxy, running
+
+
+def test_sixty_four_mebibytes_go_both_ways_intact(proxy: PortProxy) -> None:
+    port = proxy.publish(ECHO_PORT).host_port
+    data = os.urandom(64 * 1024 * 1024)
+    got = _echo(port, data)
+    assert len(got) == len(data)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert ports._splice_works  # the relay spliced, it did not fall back to copying
+
+
+def test_a_client_that_half_closes_gets_the_whole_answer(
+    streams: tuple[PortProxy, RunningContainer],
+) -> None:
+    proxy, _ = streams
+    port = proxy.publish(DIGEST_PORT).host_port
+    data = os.urandom(64 * 1024 * 1024 + 4321)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        answer = sock.makefile("rb").read()
+    assert answer == f"{hashlib.sha256(data).hexdigest()}  -\n".encode()
+
+
+def test_a_server_that_closes_first_is_read_to_its_end(
+    streams: tuple[PortProxy, RunningContainer],
+) -> None:
+    proxy, _ = streams
+    port = proxy.publish(TELL_PORT).host_port
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        got = sock.makefile("rb").read()
+    assert len(got) == len(TOLD)
+    assert got == TOLD
+
+
+def _connections_to(running: RunningContainer, port: int) -> list[str]:
+    """The TCP connections in the container's network namespace from or to ``port``,
+    but for its listening socket (proc_net_tcp: hex addresses, state 0A is LISTEN)."""
+    lines = Path(f"/proc/{running.pid}/net/tcp").read_text().splitlines()[1:]
+    found = []
+    for line in lines:
+        local, remote, state = line.split()[1:4]
+        if state != "0A" and f":{port:04X}" in (local[-5:], remote[-5:]):
+            found.append(line.strip())
+    return found
+
+
+def test_a_client_reset_ends_the_connection_inside(
+    streams: tuple[PortProxy, RunningContainer],
+) -> None:
+    proxy, running = streams
+    port = proxy.publish(ZEROS_PORT).host_port
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        got = b""
+        while len(got) < 4 * 1024 * 1024:
+            got += sock.recv(1 << 20)
+        assert got.count(0) == len(got)
+        assert _connections_to(running, ZEROS_PORT) != []
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # The proxy passes the reset on: the connection inside goes, and the server (its
+    # `cat` ended by the broken connection) serves the next client.
+    deadline = time.monotonic() + 30
+    while (left := _connections_to(running, ZEROS_PORT)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == []
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        assert sock.recv(4096).count(0) > 0
