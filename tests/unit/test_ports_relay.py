@@ -1,4 +1,4 @@
-"""The published-port relay (containerlib.network.ports) on real loopback sockets.
+"""The published-port relay (containerlib.network.relay) on real loopback sockets.
 
 No namespace is joined here: the relay's sockets "inside" are made in the test's own
 network namespace, so the relay runs without root between a client and a server that are
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from containerlib.network import ports
+from containerlib.network import relay as relay_module
+from containerlib.network.ports import bind_host
 
 #: Seconds any socket in these tests waits before the test fails (never reached when
 #: the relay works).
@@ -91,15 +92,15 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     """How the relay moves bytes: ``splice`` (its normal path) or ``copy`` (the path it
     takes where splice(2) is refused)."""
     if request.param == "copy":
-        monkeypatch.setattr(ports, "_splice_works", False)
-    elif not ports._splice_works:
+        monkeypatch.setattr(relay_module, "_splice_works", False)
+    elif not relay_module._splice_works:
         pytest.skip("no splice(2) here")
     return str(request.param)
 
 
 @pytest.fixture
-def relay() -> Iterator[ports._Relay]:
-    relay = ports._Relay(_LocalMaker(), udp_idle=60.0)
+def relay() -> Iterator[relay_module.Relay]:
+    relay = relay_module.Relay(_LocalMaker(), udp_idle=60.0)
     try:
         yield relay
     finally:
@@ -107,7 +108,7 @@ def relay() -> Iterator[ports._Relay]:
 
 
 @pytest.fixture
-def publish(relay: ports._Relay) -> Iterator[Callable[[Serve], tuple[int, _Server]]]:
+def publish(relay: relay_module.Relay) -> Iterator[Callable[[Serve], tuple[int, _Server]]]:
     """Start a server running ``serve`` and relay a host port to it: (that port, the
     server)."""
     servers: list[_Server] = []
@@ -115,8 +116,8 @@ def publish(relay: ports._Relay) -> Iterator[Callable[[Serve], tuple[int, _Serve
     def publish(serve: Serve) -> tuple[int, _Server]:
         server = _Server(serve)
         servers.append(server)
-        host = ports.bind_host(server.port)
-        listener = ports._TcpListener(relay, host.sock, server.port)
+        host = bind_host(server.port)
+        listener = relay_module.TcpListener(relay, host.sock, server.port)
         relay.call(lambda: relay.add(listener))
         return host.published.host_port, server
 
@@ -263,7 +264,7 @@ def test_a_client_reset_ends_the_servers_connection(
 
 
 def test_the_splice_path_holds_two_pipes_a_connection_and_closes_them(
-    path: str, publish: Callable[[Serve], tuple[int, _Server]], relay: ports._Relay
+    path: str, publish: Callable[[Serve], tuple[int, _Server]], relay: relay_module.Relay
 ) -> None:
     port, _server = publish(_echo)
     with _connect(port) as sock:
@@ -273,7 +274,7 @@ def test_the_splice_path_holds_two_pipes_a_connection_and_closes_them(
         held = {
             f"pipe:[{os.fstat(fd).st_ino}]"
             for direction in (connection.up, connection.down)
-            if isinstance(direction, ports._SpliceDirection)
+            if isinstance(direction, relay_module.SpliceDirection)
             for fd in (direction.r, direction.w)
         }
         assert len(held) == (2 if path == "splice" else 0)  # a pipe each way
@@ -286,7 +287,7 @@ def test_the_splice_path_holds_two_pipes_a_connection_and_closes_them(
         time.sleep(0.01)
     assert not relay.connections
     assert not held & _pipes()
-    assert ports._splice_works == (path == "splice")
+    assert relay_module._splice_works == (path == "splice")
 
 
 def test_a_refused_splice_falls_back_to_copying(
@@ -294,9 +295,9 @@ def test_a_refused_splice_falls_back_to_copying(
 ) -> None:
     """As under a seccomp filter that refuses splice(2): the first connection goes on
     by copying, and so do later ones."""
-    if not ports._splice_works:
+    if not relay_module._splice_works:
         pytest.skip("no splice(2) here")
-    monkeypatch.setattr(ports, "_splice_works", True)  # restored after the test
+    monkeypatch.setattr(relay_module, "_splice_works", True)  # restored after the test
 
     def refuse(*args: object, **kwargs: object) -> int:
         raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
@@ -306,4 +307,4 @@ def test_a_refused_splice_falls_back_to_copying(
     data = os.urandom(3 * MIB)
     for _ in range(2):
         assert _sha(_exchange(port, data)) == _sha(data)
-    assert ports._splice_works is False
+    assert relay_module._splice_works is False
