@@ -269,8 +269,11 @@ def detach(net: BridgeNetwork, container_id: str) -> None:
     and, with the last container, the bridge and the network's state."""
     from containerlib.linux import netlink
 
+    # Outside the lock: deleting a network device waits for the kernel (RCU grace
+    # periods, 15 to 30 ms here), and the veth pair is this container's alone, so the
+    # starts of others on the network need not wait for it.
+    netlink.delete_link(veth_name(container_id))
     with locked_dir(net.state_dir, create=False) as there:
-        netlink.delete_link(veth_name(container_id))
         if not there:
             return
         conf = net.read_conf()
