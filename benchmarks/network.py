@@ -11,6 +11,9 @@ service. runc, crun and bubblewrap make no bridge of their own (their users wire
 CNI plugins), so podman is the peer here; their starts without a network are in
 docs/benchmarks.md.
 
+Starts at once: the bridge starts again (bridge already up), from several processes at
+once, each starting containers one after another, as the workers of ``pytest -n``.
+
 Throughput: the host sends N MiB over one TCP connection to a server in a container
 (busybox ``nc -ll -e`` hands each connection to ``dd of=/dev/null bs=1M
 iflag=fullblock``, which reads until the sender's half-close and then answers with its
@@ -26,8 +29,9 @@ never meet the host's or another run's. The cases alternate in rounds, so that a
 the machine's conditions. Written to docs/benchmarks-network.md.
 
 Run as root from the repository: ``python benchmarks/network.py`` (``--runs N``,
-``--transfers N``, ``--mib N``; ``--only throughput`` or ``--only starts`` for one part,
-``--no-podman`` to leave podman out, ``--no-docs`` to leave the page as it is).
+``--transfers N``, ``--mib N``, ``--procs N``; ``--only throughput`` or ``--only starts``
+for one part, ``--no-podman`` to leave podman out, ``--no-docs`` to leave the page as it
+is).
 """
 
 from __future__ import annotations
@@ -214,6 +218,83 @@ def measure_starts(image: Image, rootfs: Path, podman: list[str], runs: int, rou
     return times
 
 
+# -- starts at once -------------------------------------------------------------------------
+
+# A process of its own that starts containers on the bridge one after another, as a test
+# worker of pytest -n N does: argv TOOL N, with the image's root and podman's argv as JSON
+# on stdin; out: the start-to-exit times, a JSON list.
+STARTER = r"""
+import json, subprocess, sys, time
+tool, runs = sys.argv[1], int(sys.argv[2])
+rootfs, podman, limits = json.loads(sys.stdin.read())
+times = []
+if tool == "containerlib":
+    from containerlib import Container, Image
+    box = Container(Image.from_rootfs(rootfs)).network("bridge")
+    box.run(["true"])  # untimed: this process's spawner starts
+    for _ in range(runs):
+        t = time.perf_counter()
+        if box.run(["true"]).exit_code != 0:
+            sys.exit("containerlib: the container failed")
+        times.append(time.perf_counter() - t)
+else:
+    argv = [*podman, "run", "--rm", "--network", "bridge", *limits, "--rootfs", rootfs, "true"]
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
+        times.append(time.perf_counter() - t)
+print(json.dumps(times))
+"""
+
+
+def measure_at_once(image: Image, rootfs: Path, podman: list[str], procs: int, runs: int) -> Times:
+    """Start-to-exit times of ``true`` on a bridge that is up, from ``procs`` processes
+    at once, ``runs`` each, with each tool."""
+    results: Times = {}
+    tools = ["containerlib", "podman"]
+    why = _podman_works(podman, rootfs, "bridge") if podman else "skipped (--no-podman)"
+    if why is not None:
+        results[AT_ONCE_NAMES["podman"]] = why
+        tools.remove("podman")
+    for tool in tools:
+        neighbour = ["sleep", "600"]
+        holder = (
+            Container(image).network("bridge").start(neighbour) if tool == "containerlib" else None
+        )
+        cid = None
+        if tool == "podman":
+            cid = subprocess.run(
+                [*podman, "run", "-d", "--rm", "--network", "bridge", *PODMAN_LIMITS,
+                 "--rootfs", str(rootfs), *neighbour],
+                check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            ).stdout.strip()  # fmt: skip
+        try:
+            stdin = json.dumps([str(rootfs), podman, PODMAN_LIMITS])
+            starters = [
+                subprocess.Popen(
+                    [sys.executable, "-c", STARTER, tool, str(runs)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(procs)
+            ]
+            times: list[float] = []
+            for starter in starters:
+                out, _ = starter.communicate(stdin)
+                if starter.returncode != 0:
+                    raise RuntimeError(f"{tool}: a starter process failed")
+                times += json.loads(out)
+            results[AT_ONCE_NAMES[tool]] = times
+        finally:
+            if holder is not None:
+                holder.kill()
+                holder.wait()
+            if cid:
+                _quiet([*podman, "rm", "-f", "-t", "0", cid])
+    return results
+
+
 # -- throughput ------------------------------------------------------------------------------
 
 
@@ -357,6 +438,13 @@ def _versions(podman: list[str]) -> str:
     return ", ".join(found)
 
 
+#: The rows of starts from several processes at once, by tool.
+AT_ONCE_NAMES = {
+    "containerlib": 'containerlib `network("bridge")`',
+    "podman": "podman `--network bridge`",
+}
+
+
 def _median_ms(times: list[float] | str) -> float | None:
     return statistics.median(times) * 1e3 if isinstance(times, list) and times else None
 
@@ -429,6 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=40, help="timed starts each (40)")
     parser.add_argument("--transfers", type=int, default=10, help="timed transfers each (10)")
     parser.add_argument("--mib", type=int, default=256, help="MiB a transfer (256)")
+    parser.add_argument(
+        "--procs", type=int, default=3, help="processes starting containers at once (3)"
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not write the docs page")
     parser.add_argument(
         "--only", choices=("starts", "throughput"), help="measure one part only (the page "
@@ -454,10 +545,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         podman = [] if args.no_podman else podman_base(work)
         versions = _versions(podman)
         starts: Times | None = None
+        at_once: Times | None = None
         flows: Times | None = None
         try:
             if args.only in (None, "starts"):
                 starts = measure_starts(image, rootfs, podman, args.runs, rounds=10)
+                each = max(1, args.runs // 2)
+                at_once = measure_at_once(image, rootfs, podman, args.procs, each)
             if args.only in (None, "throughput"):
                 flows = measure_throughput(image, rootfs, podman, args.transfers, args.mib)
         finally:
@@ -481,6 +575,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines += latency_rows(starts, digits=1)
         lines += ["", "Medians side by side:", "", *compare_rows(starts), ""]
         lines += [*explain_starts(), ""]
+    if at_once is not None:
+        lines += ["## Starts from several processes at once", ""]
+        lines += textwrap.wrap(
+            f"`true` on a bridge that is up, from {args.procs} processes at once (as the "
+            "workers of `pytest -n` do), each starting one container after another; every "
+            "start's time counts. Each containerlib process has a spawner of its own; what "
+            "they share is the network's lock and the kernel's (RTNL), which is why a "
+            "container's veth pair is deleted outside the lock.",
+            88,
+        )
+        lines += [""]
+        lines += latency_rows(at_once, digits=1)
+        lines += [""]
     if flows is not None:
         lines += [
             "## Throughput",
