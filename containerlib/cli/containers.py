@@ -16,14 +16,12 @@ import contextlib
 import errno
 import json
 import os
-import select
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from containerlib.cli.formats import (
     bytes_size,
@@ -45,7 +43,8 @@ from containerlib.errors import (
 if TYPE_CHECKING:
     from containerlib.detached import DetachedContainer
     from containerlib.linux.cgroups import CgroupStats
-    from containerlib.runtime.client import Exited, Process
+    from containerlib.runtime.client import Process
+    from containerlib.runtime.signals import SignalRelay
 
 __all__ = ["HANDLERS", "add_parsers", "docker_inspect"]
 
@@ -154,6 +153,7 @@ def _exec(args: argparse.Namespace) -> int:
     from containerlib.runtime import records
     from containerlib.runtime.client import Process
     from containerlib.runtime.messages import send_message
+    from containerlib.runtime.signals import SignalRelay
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -179,7 +179,7 @@ def _exec(args: argparse.Namespace) -> int:
     # its first output, and whoever reads it send this command a signal, before the
     # keeper's answer is in. Caught only after that, the signal would end this command
     # and leave the process running (or, ignored since our start, be lost).
-    with _SignalRelay() as signals:
+    with SignalRelay(FORWARDED) as signals:
         try:
             console = [relay.console()] if relay is not None else []
             send_message(conn, ("exec", request), [stdin, 1, 2, *console])
@@ -194,72 +194,17 @@ def _exec(args: argparse.Namespace) -> int:
             return _wait_for_exec(process, signals)
 
 
-class _SignalRelay:
-    """Passes the signals of :data:`FORWARDED` that this command gets on to the process
-    it runs, while it is installed (a context manager, main thread only). Those that
-    come before the keeper's answer (and so the process's pidfd) is in wait for it.
-
-    CPython runs a signal's handler between two bytecodes of the main thread: one that
-    comes just before a wait blocks (or in another thread, as the terminal relay's)
-    would run only when the wait ends, that is when the process has ended anyway. So the
-    wait also watches the wakeup descriptor (:func:`signal.set_wakeup_fd`), which the
-    signal writes to at once.
-    """
-
-    def __init__(self) -> None:
-        self.process: Process | None = None
-        self.pending: list[int] = []
-        self._saved: dict[int, Any] = {}
-        self._saved_wakeup = -1
-        self._wakeup, self._woken = socket.socketpair()
-
-    def __enter__(self) -> Self:
-        for end in (self._wakeup, self._woken):
-            end.setblocking(False)
-        self._saved_wakeup = signal.set_wakeup_fd(self._woken.fileno(), warn_on_full_buffer=False)
-        self._saved = {sig: signal.signal(sig, self._relay) for sig in FORWARDED}
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
-        signal.set_wakeup_fd(self._saved_wakeup)
-        self._wakeup.close()
-        self._woken.close()
-
-    def _relay(self, sig: int, _frame: object) -> None:
-        process = self.process
-        if process is None or process.pidfd < 0:
-            self.pending.append(sig)
-        else:
-            process.signal(sig)
-
-    def wait(self, process: Process) -> Exited:
-        """Wait for the keeper's answer about ``process``, send it the signals that
-        came before, then pass them on until it has ended; returns how it ended.
-
-        Raises:
-            ContainerlibError: it could not be started (see :meth:`Process.started`).
-        """
-        self.process = process
-        # A signal that comes now runs its handler once the answer is in, which is soon:
-        # the keeper answers once the process runs.
-        process.started()
-        while self.pending:
-            process.signal(self.pending.pop(0))
-        while (exited := process.wait(0)) is None:
-            select.select([process.channel, self._wakeup], [], [])
-            with contextlib.suppress(BlockingIOError):
-                self._wakeup.recv(64)  # the handler runs before the next wait
-        return exited
-
-
-def _wait_for_exec(process: Process, signals: _SignalRelay) -> int:
+def _wait_for_exec(process: Process, signals: SignalRelay) -> int:
     """Wait for an exec'd process, passing on the signals this command gets (through
     ``signals``, installed already); its exit code, or docker's 126 if it could not be
     started."""
     try:
-        exited = signals.wait(process)
+        # A signal that comes before the keeper's answer (and so the process's pidfd)
+        # waits in ``signals``: the keeper answers once the process runs.
+        process.started()
+        signals.send_to(process.signal)
+        while (exited := process.wait(0)) is None:
+            signals.wait([process.channel])
     except ContainerlibError as e:  # it could not be started: docker's 126
         print(f"containerlib: exec: {_message(e)}", file=sys.stderr)
         return EXIT_EXEC_FAILED

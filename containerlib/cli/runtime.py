@@ -13,14 +13,15 @@ standard error and, with ``--log``, to that file (one JSON object a line with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+from containerlib.runtime.signals import SignalRelay, to_pidfd
 
 if TYPE_CHECKING:
     from containerlib.runtime.bundle import BundleRuntime
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 DEFAULT_ROOT = "/run/containerlib"
+#: The signals that ``run`` and ``exec`` in the foreground pass on to their process.
+FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -337,27 +340,28 @@ def _exec(runtime: object, args: argparse.Namespace) -> int:
         import attrs
 
         process = attrs.evolve(spec.process, **changes)  # type: ignore[arg-type]
-    pid = runtime.exec(args.id, process, pid_file=args.pid_file, console_socket=args.console_socket)
-    if args.detach:
-        return 0
-    return _wait_relaying(pid)
+    # The relay goes in before the process starts (see containerlib.runtime.signals).
+    with SignalRelay(() if args.detach else FORWARDED) as signals:
+        pid = runtime.exec(
+            args.id, process, pid_file=args.pid_file, console_socket=args.console_socket
+        )
+        if args.detach:
+            return 0
+        return _wait_relaying(pid, signals)
 
 
-def _wait_relaying(pid: int) -> int:
-    """Wait for child ``pid``, passing SIGINT, SIGTERM and SIGHUP on; its exit code."""
-
-    def relay(sig: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, relay)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
+def _wait_relaying(pid: int, signals: SignalRelay) -> int:
+    """Wait for child ``pid``, passing on the signals that ``signals`` (installed already)
+    catches, those that came before first; its exit code (128 + N if signal N ended it).
+    Signals that come once it has ended are dropped."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        signals.send_to(to_pidfd(pidfd))
+        signals.wait([pidfd])
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signals.drop()
+        os.close(pidfd)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
@@ -368,22 +372,25 @@ def _run_container(runtime: object, args: argparse.Namespace) -> int:
     from containerlib.runtime.bundle import BundleRuntime
 
     assert isinstance(runtime, BundleRuntime)
-    state = runtime.create(
-        args.id,
-        args.bundle,
-        pid_file=args.pid_file,
-        console_socket=args.console_socket,
-        detached=args.detach,
-    )
-    try:
-        runtime.start(args.id)
-    except BaseException:
+    # As runc's, the relay goes in before the container is made: a signal that comes
+    # before it runs is passed on once it does.
+    with SignalRelay(() if args.detach else FORWARDED) as signals:
+        state = runtime.create(
+            args.id,
+            args.bundle,
+            pid_file=args.pid_file,
+            console_socket=args.console_socket,
+            detached=args.detach,
+        )
+        try:
+            runtime.start(args.id)
+        except BaseException:
+            runtime.delete(args.id, force=True)
+            raise
+        if args.detach:
+            return 0
+        code = _wait_relaying(state.pid, signals)
         runtime.delete(args.id, force=True)
-        raise
-    if args.detach:
-        return 0
-    code = _wait_relaying(state.pid)
-    runtime.delete(args.id, force=True)
     return code
 
 

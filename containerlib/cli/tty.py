@@ -13,12 +13,10 @@ user's (SIGWINCH).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import signal
 import socket
-import struct
 import termios
 import threading
 import tty
@@ -26,13 +24,15 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from containerlib.linux.terminals import DEFAULT_WINDOW_SIZE, set_window_size, window_size
+
 if TYPE_CHECKING:
     from containerlib import Container
 
 __all__ = ["TerminalRelay", "run_in_terminal", "terminal_size"]
 
 #: The size of a terminal when the user's own has none (as the library's default).
-DEFAULT_SIZE: Final = (80, 24)
+DEFAULT_SIZE: Final = DEFAULT_WINDOW_SIZE
 #: How long the output of a container that has ended may take to come out (seconds).
 DRAIN_SECONDS: Final = 2.0
 #: End of file, as a terminal in canonical mode reads it (Ctrl-D).
@@ -43,14 +43,7 @@ _CHUNK: Final = 1 << 16
 def terminal_size(fds: Sequence[int] = (1, 0)) -> tuple[int, int]:
     """``(columns, rows)`` of the first of ``fds`` that is a terminal with a size;
     :data:`DEFAULT_SIZE` when none is."""
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            rows, columns, _, _ = struct.unpack(
-                "HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
-            )
-            if rows and columns:
-                return columns, rows
-    return DEFAULT_SIZE
+    return window_size(fds) or DEFAULT_SIZE
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -122,9 +115,7 @@ class TerminalRelay:
         if self._master >= 0:
             columns, rows = terminal_size((self._stdout, self._stdin))
             with contextlib.suppress(OSError):
-                fcntl.ioctl(
-                    self._master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0)
-                )
+                set_window_size(self._master, columns, rows)
 
     def _relay(self) -> None:
         ready = select.select([self._ours.fileno(), self._wake_r], [], [])[0]
@@ -134,7 +125,9 @@ class TerminalRelay:
         if not fds:
             return  # the container failed before it had a terminal: its error says why
         self._master = fds[0]
-        self._resize()  # an exec'd process's terminal has no size yet
+        # It came with the size ours had when the request went (see start_exec and
+        # _run_in_this_process); ours may have changed since.
+        self._resize()
         reading = [self._master, self._wake_r]
         if self._interactive:
             reading.append(self._stdin)

@@ -42,10 +42,12 @@ from containerlib.errors import ContainerSetupError
 from containerlib.linux import syscalls as sc
 from containerlib.linux.capabilities import last_cap
 from containerlib.linux.cgroups import Cgroup, CgroupDriver, CgroupStats, probe
+from containerlib.linux.terminals import DEFAULT_WINDOW_SIZE, window_size
 from containerlib.linux.userns import host_id, setgroups_allowed, write_id_maps
 from containerlib.runtime import nativeinit, rwdirs
 from containerlib.runtime.messages import MAX_MESSAGE, recv_message, send_message
 from containerlib.runtime.plan import ExecRequest, Plan, exec_plan
+from containerlib.runtime.signals import SignalRelay, to_pidfd
 from containerlib.runtime.stale import Owner
 
 if TYPE_CHECKING:
@@ -942,7 +944,8 @@ class Spawner:
     ) -> _Running:
         """Start the process of ``request`` in its running container (see ``clib-init
         --exec`` in ``_init.c``): the spawner's child, in the container's namespaces and
-        cgroup, with its credentials, capabilities and filter.
+        cgroup, with its credentials, capabilities and filter. With ``console``, it gets
+        a terminal, of the size of the caller's (see :func:`_with_terminal`).
 
         Raises:
             ContainerSetupError: the container does not run here, there is no native
@@ -967,7 +970,7 @@ class Spawner:
             )
         plan = exec_plan(run.plan, request)
         if console is not None:
-            plan = attrs.evolve(plan, terminal=True)
+            plan = _with_terminal(plan, stdio)
         flags = plan.clone_flags | (sc.CLONE_NEWCGROUP if plan.new_cgroupns else 0)
         data = nativeinit.encode(
             plan,
@@ -1005,49 +1008,31 @@ class Spawner:
             The wait status, the cgroup's figures, an error of the cleanup, and whether
             ``timeout`` passed (the container was then killed).
         """
-        # The handlers go in first: the container may be told to stop as soon as its
-        # command has shown it runs, before create() has returned.
-        pending: list[int] = []
-        target: list[int] = []
-
-        def relay(sig: int, _frame: object) -> None:
-            if not target:
-                pending.append(sig)
-                return
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(target[0], sig)
-
-        saved = {sig: signal.signal(sig, relay) for sig in forward}
-        try:
+        # The relay goes in first: the container may be told to stop as soon as its
+        # command has shown it runs, before create() has returned. Its wait also sees
+        # a signal that lands just before it blocks (see containerlib.runtime.signals).
+        with SignalRelay(forward) as signals:
             run = self.create(plan, stdio, console)
-        except BaseException:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
-            raise
-        self.running[run.pidfd] = run
-        self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        run.channel = theirs
-        target.append(run.pidfd)
-        for sig in pending:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(run.pidfd, sig)
-        timed_out = False
-        try:
-            if on_started is not None:
-                on_started(run.pid)
-            timed_out = not select.select([run.pidfd], [], [], timeout)[0]
-            if timed_out:
+            self.running[run.pidfd] = run
+            self.selector.register(run.pidfd, selectors.EVENT_READ, "exit")
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            run.channel = theirs
+            signals.send_to(to_pidfd(run.pidfd))
+            timed_out = False
+            try:
+                if on_started is not None:
+                    on_started(run.pid)
+                timed_out = not signals.wait([run.pidfd], timeout)
+                if timed_out:
+                    self.kill(run)
+            except BaseException:
                 self.kill(run)
-        except BaseException:
-            self.kill(run)
-            raise
-        finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
-            self.reap(run)
-            msg = recv_message(ours)
-            ours.close()
+                raise
+            finally:
+                signals.drop()  # reap() closes the pidfd
+                self.reap(run)
+                msg = recv_message(ours)
+                ours.close()
         assert msg is not None
         (_kind, status, stats, failure), _fds = msg
         return status, stats, failure, timed_out
@@ -1092,6 +1077,22 @@ class Spawner:
             with contextlib.suppress(OSError):
                 self.driver.remove_parents(path)
         self.owner.release()
+
+
+def _with_terminal(plan: Plan, stdio: tuple[int, int, int]) -> Plan:
+    """``plan`` for an exec'd process with a terminal of its own, of the size of the
+    caller's: the first of the stdout and stdin it sent that is a terminal (the command
+    line sends its own), else the container's terminal's size, else 80x24.
+
+    ``set_up_console`` (``_init.c``) sets it before the exec: a size that the caller set
+    on the master end once that came would reach the process only after it had started,
+    and busybox's ``stty size`` fails on a terminal that is still 0x0.
+    """
+    size = window_size((stdio[1], stdio[0]))
+    if size is None and plan.console_width and plan.console_height:
+        size = plan.console_width, plan.console_height
+    columns, rows = size or DEFAULT_WINDOW_SIZE
+    return attrs.evolve(plan, terminal=True, console_width=columns, console_height=rows)
 
 
 def _close_all(fds: list[int]) -> None:

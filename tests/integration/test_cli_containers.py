@@ -32,6 +32,7 @@ import pytest
 import containerlib
 from containerlib.runtime import nativeinit
 from tests.integration.conftest import ROOT, needs_root
+from tests.integration.signalling import PRELUDE
 
 pytestmark = pytest.mark.usefixtures("state")
 
@@ -284,6 +285,53 @@ def test_exec_passes_on_a_signal_that_comes_before_the_keepers_answer(
     )
     assert (r.returncode, r.stdout, r.stderr) == (128 + signal.SIGTERM, b"", b"")
     ok("rm", "-f", "box")
+
+
+#: After :data:`PRELUDE`: ``containerlib ARGS...`` that gets SIGTERM in another thread
+#: once the descriptor ``$GO`` has said so and its main thread blocks in its wait.
+SIGNALLED_WHILE_IT_WAITS = """
+import runpy
+signal_in_a_thread(int(os.environ["GO"]))
+runpy.run_module("containerlib.cli", run_name="__main__")
+"""
+#: A container's first process: PID 1, it needs the trap; it would end by itself, with
+#: 0, after 20 seconds.
+WAITING = 'trap "exit 42" TERM; echo up; sleep 20 & wait'
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [("run", 42), ("run -t", 42), ("exec", 143), ("exec -t", 143)],
+)
+def test_a_signal_that_lands_while_the_command_waits_is_passed_on_at_once(
+    rootfs: str, command: str, code: int
+) -> None:
+    # The signal lands in another thread (as it may in the terminal relay's, with -t), or
+    # just before the main thread blocks: its handler runs in the main thread only, and
+    # only once the wait has ended, unless the wait watches the wakeup descriptor too.
+    if command.startswith("exec"):
+        run_detached(rootfs, "--name", "box")
+        args = [*command.split(), "box", "sh", "-c", "echo up; exec sleep 20"]
+    else:
+        args = [*command.split(), rootfs, "sh", "-c", WAITING]
+    go, said = os.pipe()
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-c", PRELUDE + SIGNALLED_WHILE_IT_WAITS, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            pass_fds=[go],
+            env={**os.environ, "GO": str(go)},
+        ) as proc:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().rstrip() == b"up"  # it runs, its trap set
+            os.write(said, b"x")
+            assert proc.wait(timeout=60) == code
+    finally:
+        os.close(go)
+        os.close(said)
+    if command.startswith("exec"):
+        ok("rm", "-f", "box")
 
 
 # -- stop, kill, rm, inspect ------------------------------------------------------------
@@ -598,6 +646,48 @@ def test_exec_t_gives_the_process_a_terminal_of_the_users_size(rootfs: str) -> N
     r = cli("exec", "-t", cid, "sh", "-c", "tty >/dev/null && stty size; echo err >&2")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"24 80\r\nerr\r\n", b"")
     ok("rm", "-f", cid)
+
+
+#: ``containerlib ARGS...`` whose terminal relay starts a second late, as under load: the
+#: process may run before the relay has its terminal's master end.
+LATE_RELAY = """
+import runpy, time
+from containerlib.cli import tty
+relay = tty.TerminalRelay._relay
+def late(self):
+    time.sleep(1)
+    relay(self)
+tty.TerminalRelay._relay = late
+runpy.run_module("containerlib.cli", run_name="__main__")
+"""
+
+
+@needs_native_helper
+@pytest.mark.parametrize("command", ["run", "exec"])
+@pytest.mark.parametrize("relay", ["", "late"])
+def test_the_users_terminal_size_is_there_before_the_process_runs(
+    rootfs: str, command: str, relay: str
+) -> None:
+    # The process's first instruction reads the size. It used to be set by the relay
+    # once the terminal's master end had come: an exec'd process that ran first found
+    # none (busybox's stty then fails), or the container's.
+    target = run_detached(rootfs) if command == "exec" else rootfs
+    line = [sys.executable, "-c", LATE_RELAY] if relay else CLI
+    for _ in range(1 if relay else 10):
+        with (
+            users_terminal(123, 45) as (master, slave),
+            subprocess.Popen(
+                [*line, command, "-i", "-t", target, "stty", "size"],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+            ) as proc,
+        ):
+            seen = bytearray()
+            read_until(master, b"\r\n", seen)
+            assert (proc.wait(timeout=30), bytes(seen)) == (0, b"45 123\r\n")
+    if command == "exec":
+        ok("rm", "-f", target)
 
 
 def page(url: str) -> bytes:

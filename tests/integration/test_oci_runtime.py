@@ -22,6 +22,7 @@ from containerlib.runtime import nativeinit
 from containerlib.spec.defaults import default_spec
 
 from .conftest import CGROUP_PARENT, needs_root, reap_adopted
+from .signalling import PRELUDE
 
 pytestmark = [
     pytest.mark.root,
@@ -477,6 +478,105 @@ def test_a_terminal_goes_to_the_console_socket(root: Path, rootfs: Path, tmp_pat
     assert out.split() == [b"/dev/pts/0", b"33", b"111"]
     bad = rt(root, "create", "--bundle", str(b), "c9", check=False)
     assert "--console-socket" in bad.stderr
+
+
+# -- signals in the foreground ---------------------------------------------------------------
+
+#: After :data:`PRELUDE`: ``containerlib-runtime ARGS...`` in a process of its own, with
+#: ``{patch}`` (code of the prelude's) in place first, and SIGTERM at ``{inherited}``
+#: until then, as if inherited from whoever started it.
+PATCHED_RUNTIME = """
+signal.signal(signal.SIGTERM, signal.{inherited})
+from containerlib.cli.runtime import main
+from containerlib.runtime import bundle, warm
+{patch}
+sys.exit(main(sys.argv[1:]))
+"""
+#: A container's first process, PID 1 in its PID namespace: it says its trap is set (in a
+#: file), and ends with 42 on SIGTERM, or with 0 once a sleep of 20 seconds is over.
+TRAPPING = 'trap "exit 42" TERM; touch /tmp/{ready}; sleep 20 & wait'
+
+
+def rt_patched(
+    root: Path, patch: str, *args: str, inherited: str = "SIG_DFL"
+) -> subprocess.CompletedProcess[str]:
+    """:func:`rt` in a process of its own with ``patch`` in place."""
+    script = PRELUDE + PATCHED_RUNTIME.format(patch=patch, inherited=inherited)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code = subprocess.run(
+            [sys.executable, "-c", script, "--root", str(root), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            check=False,
+            timeout=60,
+        ).returncode
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, code, out.read().decode(), err.read().decode())
+
+
+@pytest.fixture
+def ready(rootfs: Path, tmp_path: Path) -> Iterator[Path]:
+    """The file a :data:`TRAPPING` container makes (in the shared rootfs) once its trap
+    is set."""
+    path = rootfs / "tmp" / f"ready-{tmp_path.name}"
+    yield path
+    path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("inherited", ["SIG_DFL", "SIG_IGN"])
+def test_run_passes_on_a_signal_that_comes_as_soon_as_the_container_runs(
+    root: Path, rootfs: Path, tmp_path: Path, ready: Path, inherited: str
+) -> None:
+    # SIGTERM comes once start() has let the container go and its trap is set, before
+    # the command is back in its own code: it was lost, or ended the command (the
+    # container with it).
+    b = bundle(tmp_path / "c20", rootfs, "sh", "-c", TRAPPING.format(ready=ready.name))
+    patch = (
+        "after(bundle.BundleRuntime, 'start', lambda: "
+        f"(wait_for_file({str(ready)!r}), os.kill(os.getpid(), signal.SIGTERM)))"
+    )
+    done = rt_patched(root, patch, "run", "--bundle", str(b), "c20", inherited=inherited)
+    assert (done.returncode, done.stdout, done.stderr) == (42, "", "")
+    assert not (root / "c20").exists()
+
+
+@pytest.mark.parametrize("inherited", ["SIG_DFL", "SIG_IGN"])
+def test_exec_passes_on_a_signal_that_comes_as_soon_as_its_process_runs(
+    root: Path, rootfs: Path, tmp_path: Path, inherited: str
+) -> None:
+    b = bundle(tmp_path / "c21", rootfs, "sleep", "60")
+    rt(root, "create", "--bundle", str(b), "c21")
+    rt(root, "start", "c21")
+    patch = "after(warm, 'run_exec_helper', lambda: os.kill(os.getpid(), signal.SIGTERM))"
+    # Lost, the signal left the command waiting until its process ended (30 seconds).
+    done = rt_patched(root, patch, "exec", "c21", "sleep", "30", inherited=inherited)
+    assert (done.returncode, done.stdout, done.stderr) == (128 + 15, "", "")
+    assert len(json.loads(rt(root, "ps", "--format", "json", "c21").stdout)) == 1
+    rt(root, "delete", "--force", "c21")
+
+
+def test_run_and_exec_pass_on_a_signal_that_lands_while_they_wait(
+    root: Path, rootfs: Path, tmp_path: Path, ready: Path
+) -> None:
+    # Delivered to another thread once the command blocks in its wait: its handler runs
+    # in the main thread only, so a wait that does not watch the wakeup descriptor went
+    # on until the container ended by itself (0, after 20 seconds).
+    b = bundle(tmp_path / "c22", rootfs, "sh", "-c", TRAPPING.format(ready=ready.name))
+    patch = (
+        "after(bundle.BundleRuntime, 'start', lambda: "
+        f"(wait_for_file({str(ready)!r}), signal_in_a_thread()))"
+    )
+    done = rt_patched(root, patch, "run", "--bundle", str(b), "c22")
+    assert (done.returncode, done.stdout, done.stderr) == (42, "", "")
+    b = bundle(tmp_path / "c23", rootfs, "sleep", "60")
+    rt(root, "create", "--bundle", str(b), "c23")
+    rt(root, "start", "c23")
+    patch = "after(warm, 'run_exec_helper', signal_in_a_thread)"
+    done = rt_patched(root, patch, "exec", "c23", "sleep", "20")
+    assert (done.returncode, done.stdout, done.stderr) == (128 + 15, "", "")
+    rt(root, "delete", "--force", "c23")
 
 
 # -- containerd ------------------------------------------------------------------------------
