@@ -1589,7 +1589,10 @@ class Container:
         if keep_upper is not None:
             plan = attrs.evolve(_without_etc_files(plan), keep_upper=keep_upper)
         if tty:
-            plan = attrs.evolve(plan, console_width=80, console_height=24)
+            from containerlib.linux.terminals import DEFAULT_WINDOW_SIZE
+
+            columns, rows = DEFAULT_WINDOW_SIZE
+            plan = attrs.evolve(plan, console_width=columns, console_height=rows)
         listeners = self._bind_published() if ports else []
         t0 = time.monotonic()
         # The layers stay held while the container runs: no prune removes them.
