@@ -16,7 +16,6 @@ import contextlib
 import errno
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -57,8 +56,6 @@ EXIT_EXEC_FAILED = 126
 STATS_INTERVAL = 1.0
 #: Seconds over which ``stats --no-stream`` measures the CPU use.
 STATS_SAMPLE = 0.5
-#: The signals ``exec`` passes on to the process it runs.
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 # -- the parsers --------------------------------------------------------------------------
@@ -153,7 +150,7 @@ def _exec(args: argparse.Namespace) -> int:
     from containerlib.runtime import records
     from containerlib.runtime.client import Process
     from containerlib.runtime.messages import send_message
-    from containerlib.runtime.signals import SignalRelay
+    from containerlib.runtime.signals import FORWARDED, SignalRelay
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":

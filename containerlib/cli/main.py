@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -194,15 +193,16 @@ def _run(args: argparse.Namespace) -> int:
     # The command line is one small single-threaded process that runs one container: it
     # makes the container itself and hands it its own stdin, stdout and stderr. --rm is
     # what always happens to a container in the foreground.
-    forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    from containerlib.runtime.signals import FORWARDED
+
     if args.tty:
         from containerlib.cli.tty import run_in_terminal
 
         code, oom_killed, timed_out = run_in_terminal(
-            c, cmd or None, interactive=args.interactive, timeout=args.timeout, forward=forward
+            c, cmd or None, interactive=args.interactive, timeout=args.timeout, forward=FORWARDED
         )
     else:
-        result = c._run_in_this_process(cmd or None, timeout=args.timeout, forward=forward)
+        result = c._run_in_this_process(cmd or None, timeout=args.timeout, forward=FORWARDED)
         code, oom_killed, timed_out = result.exit_code, result.oom_killed, result.timed_out
     if oom_killed:
         print("containerlib: the container ran out of memory", file=sys.stderr)

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from containerlib.runtime.signals import SignalRelay, to_pidfd
+from containerlib.runtime.signals import FORWARDED, SignalRelay, to_pidfd
 
 if TYPE_CHECKING:
     from containerlib.runtime.bundle import BundleRuntime
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 DEFAULT_ROOT = "/run/containerlib"
-#: The signals that ``run`` and ``exec`` in the foreground pass on to their process.
-FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _parser() -> argparse.ArgumentParser:

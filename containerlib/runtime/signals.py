@@ -27,9 +27,12 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
-from typing import Any, Protocol, Self
+from typing import Any, Final, Protocol, Self
 
-__all__ = ["SignalRelay", "to_pidfd"]
+__all__ = ["FORWARDED", "SignalRelay", "to_pidfd"]
+
+#: The signals a foreground command passes on to its process, as ``docker run`` does.
+FORWARDED: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _HasFileno(Protocol):
