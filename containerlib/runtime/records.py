@@ -220,21 +220,11 @@ def sweep_removing(run_root: str) -> list[str]:
     with contextlib.suppress(OSError):
         for entry in os.listdir(run_root):
             pid = entry.rpartition("-")[2]
-            if entry.startswith(REMOVING_PREFIX) and pid.isdigit() and not _running(int(pid)):
+            if entry.startswith(REMOVING_PREFIX) and pid.isdigit() and start_time(int(pid)) is None:
                 path = os.path.join(run_root, entry)
                 _delete_state(path)
                 swept.append(path)
     return swept
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- talking to one ------------------------------------------------------------------------
